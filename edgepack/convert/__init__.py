@@ -1,0 +1,1 @@
+"""TFLite conversion and flatbuffer inspection."""

@@ -1,0 +1,88 @@
+"""The pass protocol: every compression technique is one ``Pass``.
+
+A pass takes a tf_keras model and a :class:`Context` and returns a new model.
+It declares the data it needs (``needs``) so the pipeline can fail before any
+work starts, and records what it did with ``ctx.record(...)`` for the report.
+
+Example::
+
+    class Identity(Pass):
+        name = "identity"
+        class Config(PassConfig):
+            pass
+        def apply(self, model, ctx):
+            ctx.record(layers=len(model.layers))
+            return model
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import RecipeError
+
+
+class PassConfig(BaseModel):
+    """Base of every pass's config: unknown keys are errors, not silent no-ops."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Labeled:
+    """Preprocessed float inputs with optional integer labels."""
+
+    x: np.ndarray
+    y: Optional[np.ndarray] = None
+
+
+@dataclass
+class Context:
+    """What a pass may read (data, seed) and write (records, conversion hints)."""
+
+    seed: int = 0
+    calibration: Optional[np.ndarray] = None
+    train: Optional[Labeled] = None
+    eval: Optional[Labeled] = None
+    progress: Callable[[str, int, int], None] = lambda label, done, total: None
+    log: Callable[[str], None] = lambda msg: None
+    # Per-step records for the report; the pipeline opens one dict per step.
+    records: list[dict[str, Any]] = field(default_factory=list)
+    # Hints for the converter set by passes (e.g. mixed precision: layers kept in float).
+    convert_hints: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, **items: Any) -> None:
+        """Add items to the current step's record (shown in report.json/.md)."""
+        if not self.records:
+            self.records.append({})
+        self.records[-1].update(items)
+
+
+class Pass:
+    """Base class. Subclasses set ``name``, ``Config``, ``needs`` and implement ``apply``."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[PassConfig]] = PassConfig
+    # Any of "calibration", "train" (labelled training data), "eval".
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: PassConfig):
+        self.config = config
+
+    def check_order(self, previous: list[str]) -> None:
+        """Raise RecipeError if this pass cannot follow the steps named in ``previous``."""
+
+    def apply(self, model, ctx: Context):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def require(self, ctx: Context, what: str) -> None:
+        """Fail with a clear message when data this pass needs is missing."""
+        have = {"calibration": ctx.calibration is not None, "train": ctx.train is not None,
+                "eval": ctx.eval is not None}
+        if not have.get(what, False):
+            flag = {"calibration": "--calibration", "train": "--train", "eval": "--eval"}[what]
+            raise RecipeError(f"step '{self.name}' needs {what} data; pass {flag} DATA")

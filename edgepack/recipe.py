@@ -1,0 +1,132 @@
+"""Recipes: an ordered list of compression steps plus quantization and checks, as data.
+
+YAML in, YAML out; unknown keys anywhere are errors. Example::
+
+    version: 1
+    data:
+      preprocess: {scale: 0.00392156862745098, mean: 0.0}
+      calibration_limit: 500
+    steps:
+      - {type: prune_structured, ratio: 0.5}
+    quantize: {mode: int8, io: int8, per_channel: true}
+    verify: {max_accuracy_drop: 1.0}
+
+Python::
+
+    r = Recipe.from_yaml(Path("recipe.yaml"))
+    steps = r.build_passes()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .data import DataSpec
+from .errors import RecipeError
+
+QuantMode = Literal["none", "dynamic", "float16", "int8", "int16x8"]
+
+
+class QuantizeConfig(BaseModel):
+    """Post-training conversion settings.
+
+    ``mode``: none (float32), dynamic (int8 weights), float16, int8 (full integer),
+    int16x8 (16-bit activations, 8-bit weights). ``io``: the model's input/output
+    dtype for full-integer modes ("float" keeps float I/O with quantize ops at
+    the ends; "int8"/"int16" makes the interface integer too).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    mode: QuantMode = "int8"
+    io: Literal["float", "int8", "uint8", "int16"] = "float"
+    per_channel: bool = True
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.mode in ("int8", "int16x8")
+
+    @model_validator(mode="after")
+    def _io_fits_mode(self) -> "QuantizeConfig":
+        if self.io != "float" and self.mode not in ("int8", "int16x8"):
+            raise ValueError(f"io '{self.io}' needs a full-integer mode (int8 or int16x8), not '{self.mode}'")
+        if self.mode == "int16x8" and self.io in ("int8", "uint8"):
+            raise ValueError("int16x8 models take float or int16 I/O, not int8")
+        if self.mode == "int8" and self.io == "int16":
+            raise ValueError("int8 models take float, int8 or uint8 I/O, not int16")
+        return self
+
+
+class VerifyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_accuracy_drop: Optional[float] = Field(None, ge=0, description="percentage points")
+
+
+class StepSpec(BaseModel):
+    """One step: ``type`` names a registered pass; the rest is that pass's config."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: Literal[1] = 1
+    data: DataSpec = Field(default_factory=DataSpec)
+    steps: list[StepSpec] = Field(default_factory=list)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "recipe") -> "Recipe":
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{source}: a recipe is a mapping with keys steps/quantize/data/verify")
+        try:
+            recipe = cls.model_validate(raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(top)"
+            raise RecipeError(f"{source}: {where}: {err['msg']}") from None
+        recipe.build_passes(source)  # validates every step's own config now
+        return recipe
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "Recipe":
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"{path}: no such recipe file")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        return cls.from_dict(raw, str(path))
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json")
+        data["steps"] = [{"type": s.type, **s.params()} for s in self.steps]
+        return yaml.safe_dump(data, sort_keys=False)
+
+    def build_passes(self, source: str = "recipe") -> list:
+        """Instantiate the passes, validating configs and step order."""
+        from .passes import pass_class
+
+        passes, names = [], []
+        for i, step in enumerate(self.steps):
+            cls = pass_class(step.type)
+            try:
+                cfg = cls.Config.model_validate(step.params())
+            except ValidationError as e:
+                err = e.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise RecipeError(f"{source}: steps[{i}] ({step.type}): {where + ': ' if where else ''}{err['msg']}") from None
+            p = cls(cfg)
+            p.check_order(list(names))
+            passes.append(p)
+            names.append(step.type)
+        return passes

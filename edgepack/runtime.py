@@ -1,0 +1,85 @@
+"""Running .tflite models in LiteRT (ai-edge-litert); tflite-runtime is an optional fallback.
+
+Handles integer I/O: float inputs are quantized with the input tensor's scale
+and zero point, integer outputs dequantized, so callers always see float.
+
+Example::
+
+    r = LiteRT(model_bytes)
+    y = r.predict(x)           # x: float32 batch, y: float32 batch
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .errors import EdgepackError
+
+
+def interpreter_class():
+    """Return LiteRT's Interpreter class (or tflite-runtime's, if LiteRT is absent)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore
+
+        return Interpreter
+    except ImportError as e:
+        raise EdgepackError("no TFLite runtime: pip install ai-edge-litert") from e
+
+
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zp = detail["quantization"]
+    if scale == 0:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+
+
+def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.floating):
+        return y.astype(np.float32)
+    scale, zp = detail["quantization"]
+    if scale == 0:
+        return y.astype(np.float32)
+    return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+
+
+class LiteRT:
+    """A LiteRT interpreter over model bytes that predicts float batches."""
+
+    def __init__(self, model: bytes, num_threads: Optional[int] = 1):
+        cls = interpreter_class()
+        try:
+            self.interp = cls(model_content=model, num_threads=num_threads)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise EdgepackError(f"LiteRT cannot load the model: {str(e).splitlines()[0]}") from e
+        self.inputs = self.interp.get_input_details()
+        self.outputs = self.interp.get_output_details()
+
+    def invoke_one(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run one sample (batch axis included) and return raw outputs."""
+        d = self.inputs[0]
+        if list(d["shape"]) != list(x.shape):
+            self.interp.resize_tensor_input(d["index"], list(x.shape))
+            self.interp.allocate_tensors()
+            self.inputs = self.interp.get_input_details()
+        self.interp.set_tensor(self.inputs[0]["index"], quantize_input(x, self.inputs[0]))
+        self.interp.invoke()
+        return [self.interp.get_tensor(o["index"]) for o in self.outputs]
+
+    def predict(self, x: np.ndarray, output: int = 0) -> np.ndarray:
+        """Float outputs for a float batch, one sample at a time."""
+        outs = [dequantize_output(self.invoke_one(x[i : i + 1])[output], self.outputs[output])
+                for i in range(x.shape[0])]
+        return np.concatenate(outs, axis=0)
