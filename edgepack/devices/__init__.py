@@ -1,0 +1,1 @@
+"""Devices that run models and the one result schema they all return."""
