@@ -1,0 +1,201 @@
+"""The package job: load -> passes in recipe order -> convert -> verify -> target -> report.
+
+Example::
+
+    from edgepack.pipeline import PackageRequest, package
+    report = package(PackageRequest(model=Path("examples/mnist/model.h5"), out=Path("build/android"),
+                                    calibration=Path("calibration_data/mnist/calib.npz")))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import __version__
+from .data import load_dataset
+from .errors import DataError, RecipeError, UsageError, VerificationError
+from .fsutil import check_out_dir, sha256_bytes, sha256_path, staged_dir
+from .passes.base import Context, Labeled
+from .recipe import Recipe
+
+
+@dataclass
+class PackageRequest:
+    model: Path
+    out: Path
+    target: str = "android"
+    recipe: Optional[Recipe] = None
+    recipe_path: Optional[Path] = None
+    quantize: Optional[str] = None  # overrides recipe.quantize.mode
+    io: Optional[str] = None  # overrides recipe.quantize.io
+    calibration: Optional[Path] = None
+    eval: Optional[Path] = None
+    train: Optional[Path] = None
+    labels: Optional[Path] = None
+    max_accuracy_drop: Optional[float] = None
+    seed: int = 0
+    force: bool = False
+    unsafe: bool = False
+    target_options: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[str, int, int], None] = lambda label, done, total: None
+    log: Callable[[str], None] = lambda msg: None
+
+
+def resolve_recipe(req: PackageRequest) -> Recipe:
+    """The recipe file (or defaults) with command-line overrides applied and re-validated."""
+    if req.recipe is not None:
+        recipe = req.recipe
+    elif req.recipe_path is not None:
+        recipe = Recipe.from_yaml(req.recipe_path)
+    else:
+        recipe = Recipe()
+    raw = recipe.model_dump(mode="json")
+    raw["steps"] = [{"type": s.type, **s.params()} for s in recipe.steps]
+    if req.quantize is not None:
+        raw["quantize"]["mode"] = req.quantize
+        if req.quantize not in ("int8", "int16x8"):
+            raw["quantize"]["io"] = "float"
+    if req.io is not None:
+        raw["quantize"]["io"] = req.io
+    if req.max_accuracy_drop is not None:
+        raw["verify"]["max_accuracy_drop"] = req.max_accuracy_drop
+    return Recipe.from_dict(raw, str(req.recipe_path or "options"))
+
+
+def _labelled(path: Optional[Path], recipe: Recipe, shape, limit: Optional[int] = None) -> Optional[Labeled]:
+    if path is None:
+        return None
+    ds = load_dataset(path, limit=limit, image_size=tuple(shape) if len(shape) == 3 else None)
+    return Labeled(x=ds.model_input(recipe.data.preprocess, shape), y=ds.y)
+
+
+def _read_labels(path: Optional[Path], n_out: int) -> Optional[list[str]]:
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such labels file; give a text file with one class name per line")
+    labels = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    if len(labels) != n_out:
+        raise DataError(f"{path}: {len(labels)} labels but the model has {n_out} outputs; give one per output")
+    return labels
+
+
+def _check_needs(passes, recipe: Recipe, ctx: Context) -> None:
+    for p in passes:
+        for what in sorted(p.needs):
+            p.require(ctx, what)
+    if recipe.quantize.needs_calibration and ctx.calibration is None:
+        raise RecipeError(f"quantization mode '{recipe.quantize.mode}' needs calibration data; "
+                          "pass --calibration DATA (.npz with x, .npy or an image folder)")
+
+
+def _provenance(req: PackageRequest, recipe: Recipe, tflite: bytes) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"edgepack": __version__}
+    for pkg in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = "absent"
+    inputs = {"model": {"path": str(req.model), "sha256": sha256_path(req.model)}}
+    for name in ("calibration", "eval", "train", "labels"):
+        p = getattr(req, name)
+        if p is not None:
+            inputs[name] = {"path": str(p), "sha256": sha256_path(p)}
+    return {"recipe": recipe.model_dump(mode="json") | {"steps": [{"type": s.type, **s.params()} for s in recipe.steps]},
+            "seed": req.seed, "inputs": inputs, "outputs": {"model.tflite": sha256_bytes(tflite)},
+            "versions": versions}
+
+
+def _step_record(model, ctx: Context, name: str) -> dict:
+    from .keras_stats import model_summary
+
+    s = model_summary(model)
+    rec = {"step": name, "params": s["params"], "macs": s["macs"]}
+    if ctx.eval is not None and ctx.eval.y is not None:
+        from .passes.training import evaluate_accuracy
+
+        rec["keras_accuracy_pct"] = round(evaluate_accuracy(model, ctx.eval), 4)
+    return rec
+
+
+def compress(model, passes, ctx: Context) -> Any:
+    """Apply passes in order, one report record per step."""
+    ctx.records.append(_step_record(model, ctx, "input"))
+    if passes:  # passes work on a copy: the float model stays the reference
+        from .keras_compat import keras
+
+        copy = keras().models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        model = copy
+    for p in passes:
+        ctx.records.append({})
+        ctx.log(f"step {p.name}")
+        model = p.apply(model, ctx)
+        ctx.records[-1] = {**_step_record(model, ctx, p.name), **ctx.records[-1]}
+    return model
+
+
+def package(req: PackageRequest) -> dict:
+    """Run the whole job; return the report (also written as report.json/.md in ``req.out``)."""
+    from .convert.flatbuffer import read_tflite
+    from .convert.tflite import convert
+    from .keras_compat import set_seed
+    from .model_io import load_model
+    from .package import Build, target_class
+    from .report import write_report
+    from .verify.accuracy import compare, keras_predict
+
+    check_out_dir(req.out, req.force)
+    recipe = resolve_recipe(req)
+    target = target_class(req.target)()
+    unknown = set(req.target_options) - set(target.option_names)
+    if unknown:
+        raise UsageError(f"target '{req.target}' does not take option(s) {', '.join(sorted(unknown))}")
+    passes = recipe.build_passes(str(req.recipe_path or "recipe"))
+    set_seed(req.seed)
+    req.progress("load model", 0, 1)
+    model = load_model(req.model, unsafe=req.unsafe)
+    shape = [int(d) for d in model.input_shape[1:]]
+    calib = _labelled(req.calibration, recipe, shape, recipe.data.calibration_limit)
+    ctx = Context(seed=req.seed, calibration=None if calib is None else calib.x,
+                  train=_labelled(req.train, recipe, shape), eval=_labelled(req.eval, recipe, shape),
+                  progress=req.progress, log=req.log)
+    _check_needs(passes, recipe, ctx)
+    labels = _read_labels(req.labels, int(np.prod(model.output_shape[1:])))
+    float_model = model
+    verify_set = ctx.eval or calib
+    float_pred = keras_predict(float_model, verify_set.x) if verify_set is not None else None
+    compressed = compress(model, passes, ctx)
+    req.progress("convert", 0, 1)
+    tflite = convert(compressed, recipe.quantize, ctx.calibration, ctx.convert_hints)
+    info = read_tflite(tflite)
+    report: dict[str, Any] = {"model": req.model.name, "target": req.target,
+                              "quantize": recipe.quantize.model_dump(), "steps": ctx.records,
+                              "tflite": {"size_bytes": len(tflite), "ops": info.op_names(),
+                                         "params": info.params(), "macs": info.macs()}}
+    if verify_set is not None:
+        req.progress("verify", 0, 1)
+        ver = compare(float_model, tflite, verify_set.x, verify_set.y, float_pred=float_pred)
+        ver["data"] = "eval" if ctx.eval is not None else "calibration"
+        report["verification"] = ver
+        limit = recipe.verify.max_accuracy_drop
+        if limit is not None and ver["drop_pt"] > limit:
+            raise VerificationError(
+                f"{ver['metric']} dropped {ver['drop_pt']:.2f} pt (limit {limit:.2f} pt) on {ver['data']} data; "
+                "nothing written: relax --max-accuracy-drop or use a gentler recipe (e.g. --quantize int16x8)")
+    build = Build(tflite=tflite, info=info, recipe=recipe, model_name=req.model.stem, float_model=float_model,
+                  calibration=ctx.calibration, labels=labels, report=report, options=dict(req.target_options))
+    target.check(build)
+    report["provenance"] = _provenance(req, recipe, tflite)
+    with staged_dir(req.out, force=req.force) as tmp:
+        files = target.write(build, tmp)
+        (tmp / "recipe.yaml").write_text(recipe.to_yaml())
+        report["files"] = sorted(set(files) | {"recipe.yaml", "report.json", "report.md"})
+        write_report(tmp, report)
+    return report
