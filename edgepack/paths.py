@@ -1,11 +1,11 @@
 """Where edgepack's data folders live (targets/, device_profiles/, calibration_data/).
 
-In a source checkout they sit at the repository root, next to the ``edgepack``
-package; an installed wheel carries them under ``edgepack/_data/``.
+In a source checkout (and an editable install) they are the repo-level folders
+beside the ``edgepack`` package.
 
 Example::
 
-    templates = data_dir("targets") / "tflm"
+    data_dir("device_profiles") / "nucleo-l4r5zi.yaml"
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from pathlib import Path
 from .errors import EdgepackError
 
 DATA_FOLDERS = ("targets", "device_profiles", "calibration_data")
-_PACKAGE = Path(__file__).resolve().parent
 
 
 def data_dir(name: str) -> Path:
-    """The folder ``name`` (one of DATA_FOLDERS); raises EdgepackError when it is missing."""
+    """Return the data folder ``name``; raise if this installation lacks it."""
     if name not in DATA_FOLDERS:
-        raise EdgepackError(f"unknown data folder '{name}'; known: {', '.join(DATA_FOLDERS)}")
-    for candidate in (_PACKAGE.parent / name, _PACKAGE / "_data" / name):
-        if candidate.is_dir():
-            return candidate
-    raise EdgepackError(f"edgepack data folder '{name}' not found next to {_PACKAGE}; reinstall edgepack")
+        raise ValueError(f"unknown data folder {name!r}; one of {DATA_FOLDERS}")
+    here = Path(__file__).resolve().parent
+    for base in (here.parent, here / "_data"):
+        if (base / name).is_dir():
+            return base / name
+    raise EdgepackError(f"edgepack data folder '{name}' is missing; reinstall edgepack from its source tree")
