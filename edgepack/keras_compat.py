@@ -33,6 +33,13 @@ def _ensure_legacy() -> None:
 def tf() -> ModuleType:
     """Return the ``tensorflow`` module, with Keras 2 selected."""
     _ensure_legacy()
+    if "tensorflow" not in sys.modules:
+        from .fdcapture import capture_fd2
+
+        with capture_fd2():  # absl/oneDNN/CUDA start-up chatter on fd 2
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()
     import tensorflow
 
     return tensorflow
@@ -40,7 +47,7 @@ def tf() -> ModuleType:
 
 def keras() -> ModuleType:
     """Return ``tf_keras`` (Keras 2), the Keras every edgepack pass works on."""
-    _ensure_legacy()
+    tf()
     import tf_keras
 
     return tf_keras
@@ -48,7 +55,7 @@ def keras() -> ModuleType:
 
 def tfmot() -> ModuleType:
     """Return ``tensorflow_model_optimization`` (needs Keras 2)."""
-    _ensure_legacy()
+    tf()
     import tensorflow_model_optimization
 
     return tensorflow_model_optimization

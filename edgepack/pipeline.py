@@ -161,6 +161,7 @@ def package(req: PackageRequest) -> dict:
     set_seed(req.seed)
     req.progress("load model", 0, 1)
     model = load_model(req.model, unsafe=req.unsafe)
+    req.progress("load model", 1, 1)
     shape = [int(d) for d in model.input_shape[1:]]
     calib = _labelled(req.calibration, recipe, shape, recipe.data.calibration_limit)
     ctx = Context(seed=req.seed, calibration=None if calib is None else calib.x,
@@ -174,6 +175,7 @@ def package(req: PackageRequest) -> dict:
     compressed = compress(model, passes, ctx)
     req.progress("convert", 0, 1)
     tflite = convert(compressed, recipe.quantize, ctx.calibration, ctx.convert_hints)
+    req.progress("convert", 1, 1)
     info = read_tflite(tflite)
     report: dict[str, Any] = {"model": req.model.name, "target": req.target,
                               "quantize": recipe.quantize.model_dump(), "steps": ctx.records,
@@ -182,6 +184,7 @@ def package(req: PackageRequest) -> dict:
     if verify_set is not None:
         req.progress("verify", 0, 1)
         ver = compare(float_model, tflite, verify_set.x, verify_set.y, float_pred=float_pred)
+        req.progress("verify", 1, 1)
         ver["data"] = "eval" if ctx.eval is not None else "calibration"
         report["verification"] = ver
         limit = recipe.verify.max_accuracy_drop

@@ -58,10 +58,13 @@ class LiteRT:
     """A LiteRT interpreter over model bytes that predicts float batches."""
 
     def __init__(self, model: bytes, num_threads: Optional[int] = 1):
+        from .fdcapture import capture_fd2
+
         cls = interpreter_class()
         try:
-            self.interp = cls(model_content=model, num_threads=num_threads)
-            self.interp.allocate_tensors()
+            with capture_fd2():  # "Created TensorFlow Lite XNNPACK delegate" chatter
+                self.interp = cls(model_content=model, num_threads=num_threads)
+                self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise EdgepackError(f"LiteRT cannot load the model: {str(e).splitlines()[0]}") from e
         self.inputs = self.interp.get_input_details()

@@ -7,30 +7,15 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from typing import Any, Optional
 
 import numpy as np
 
 from ..errors import ConversionError, DataError
+from ..fdcapture import capture_fd2
 from ..recipe import QuantizeConfig
 
 _IO_TYPES = {"int8": "int8", "uint8": "uint8", "int16": "int16"}
-
-
-@contextlib.contextmanager
-def _quiet_fd2():
-    """Silence the converter's C++ logging on fd 2 (restored afterwards)."""
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield sink
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def representative_dataset(x: np.ndarray):
@@ -84,7 +69,7 @@ def convert(
         if key in hints:
             setattr(conv, key, hints[key])
     try:
-        with _quiet_fd2() as log:
+        with capture_fd2():
             data = conv.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types
         msg = str(e).strip().splitlines()

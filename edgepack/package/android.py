@@ -22,12 +22,16 @@ def _tensor_entry(t: TensorInfo) -> dict:
     return d
 
 
+def _signed(z: int) -> str:
+    return f"+ {z}" if z >= 0 else f"- {-z}"
+
+
 def _put(t: TensorInfo) -> str:
     if t.dtype == "float32":
         return "        input.putFloat(x)"
     s, z = t.scale[0], t.zero_point[0]
     lo, hi = (-128, 127) if t.dtype == "int8" else (0, 255) if t.dtype == "uint8" else (-32768, 32767)
-    q = f"Math.round(x / {s!r}f + {z}).coerceIn({lo}, {hi})"
+    q = f"(Math.round(x / {s!r}f) {_signed(z)}).coerceIn({lo}, {hi})"
     if t.dtype == "int16":
         return f"        input.putShort({q}.toShort())"
     return f"        input.put({q}.toByte())"
@@ -39,7 +43,7 @@ def _get(t: TensorInfo) -> str:
     s, z = t.scale[0], t.zero_point[0]
     raw = {"int8": "output.get().toInt()", "uint8": "(output.get().toInt() and 0xFF)",
            "int16": "output.getShort().toInt()"}[t.dtype]
-    return f"({raw} - {z}) * {s!r}f"
+    return f"({raw} {_signed(-z)}) * {s!r}f"
 
 
 def manifest(build: Build) -> dict:
@@ -76,11 +80,11 @@ def readme(build: Build) -> str:
         labels_copy=" and `labels.txt`" if build.labels else "",
         in_name=tin.name, in_shape=tin.shape, in_dtype=tin.dtype, in_elems=n_in, in_layout="NHWC",
         in_bytes=n_in * _DTYPE_BYTES.get(tin.dtype, 4), mean=float(mean), scale=float(pre.scale),
-        quant_note=(f", then quantize: `q = round(x / {tin.scale[0]!r}) + {tin.zero_point[0]}`"
+        quant_note=(f", then quantize: `q = round(x / {tin.scale[0]!r}) {_signed(tin.zero_point[0])}`"
                     if tin.scale and tin.dtype != "float32" else ""),
         put_input=_put(tin), out_name=tout.name, out_shape=tout.shape, out_dtype=tout.dtype,
         out_bytes=n_out * _DTYPE_BYTES.get(tout.dtype, 4), out_elems=n_out, get_output=_get(tout),
-        out_note=(f" (dequantize: `(q - {tout.zero_point[0]}) * {tout.scale[0]!r}`)"
+        out_note=(f" (dequantize: `(q {_signed(-tout.zero_point[0])}) * {tout.scale[0]!r}`)"
                   if tout.scale and tout.dtype != "float32" else ""),
         labels_hint="; its name is that line of labels.txt" if build.labels else "")
 

@@ -79,5 +79,7 @@ def fit(model, data: Labeled, ctx: Context, cfg: FitConfig, label: str = "fine-t
 
 def evaluate_accuracy(model, data: Labeled, batch_size: int = 256) -> float:
     """Top-1 accuracy in percent of a Keras model on labelled data."""
-    pred = model.predict(data.x.astype(np.float32), batch_size=batch_size, verbose=0)
-    return float(100.0 * np.mean(np.argmax(pred, axis=-1) == data.y))
+    from ..verify.accuracy import keras_predict
+
+    pred = keras_predict(model, data.x, batch_size)
+    return float(100.0 * np.mean(np.argmax(pred.reshape(pred.shape[0], -1), axis=-1) == data.y))

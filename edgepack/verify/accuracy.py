@@ -15,8 +15,12 @@ import numpy as np
 from ..runtime import LiteRT
 
 
-def keras_predict(model, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(x.astype(np.float32), batch_size=256, verbose=0), dtype=np.float32)
+def keras_predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Float outputs of a Keras model (direct calls: no tf.data pipeline)."""
+    x = x.astype(np.float32)
+    outs = [np.asarray(model(x[i : i + batch_size], training=False), dtype=np.float32)
+            for i in range(0, x.shape[0], batch_size)]
+    return np.concatenate(outs, axis=0)
 
 
 def _top1(p: np.ndarray) -> np.ndarray:

@@ -1,0 +1,65 @@
+"""``edgepack package``: compress, convert, verify and package a model for a target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import Progress, echo_json, verbosity_options
+
+QUANT_MODES = ["none", "dynamic", "float16", "int8", "int16x8"]
+_path = click.Path(path_type=Path)
+
+
+@click.command("package")
+@click.argument("model", type=_path)
+@click.option("--target", "-t", default="android", show_default=True, help="android or tflm.")
+@click.option("--out", "-o", type=_path, required=True, help="Output folder (built aside, renamed at the end).")
+@click.option("--quantize", type=click.Choice(QUANT_MODES), help="Quantization mode (overrides the recipe).")
+@click.option("--io", "io_type", type=click.Choice(["float", "int8", "uint8", "int16"]),
+              help="Input/output dtype for full-integer modes (default float).")
+@click.option("--recipe", type=_path, help="Recipe YAML: steps, quantize, data, verify.")
+@click.option("--calibration", type=_path, help="Calibration samples: .npz (x), .npy or image folder.")
+@click.option("--eval", "eval_data", type=_path, help="Evaluation data: .npz with x and integer labels y.")
+@click.option("--train", type=_path, help="Training data for fine-tuning steps: .npz with x and y.")
+@click.option("--labels", type=_path, help="Class names, one per line (written as labels.txt).")
+@click.option("--max-accuracy-drop", type=float, help="Fail (nothing written) if accuracy drops more (points).")
+@click.option("--device", help="tflm: device profile name (see device_profiles/).")
+@click.option("--array-name", help="tflm: C identifier of the model array.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--unsafe", is_flag=True, help="Allow Lambda layers and custom classes (runs code from the file).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@verbosity_options
+def package(model, target, out, quantize, io_type, recipe, calibration, eval_data, train, labels,
+            max_accuracy_drop, device, array_name, seed, force, unsafe, as_json, verbose, quiet):
+    """Package MODEL (tf_keras .keras/.h5 or SavedModel folder) for a target.
+
+    \b
+    Example:
+      edgepack package examples/mnist/model.h5 --target android --quantize int8 \\
+        --calibration calibration_data/mnist/calib.npz \\
+        --eval calibration_data/mnist/eval.npz --out build/android
+    """
+    from ..pipeline import PackageRequest, package as run
+
+    options = {k: v for k, v in {"device": device, "array_name": array_name}.items() if v is not None}
+    with Progress(quiet, verbose) as prog:
+        report = run(PackageRequest(
+            model=model, out=out, target=target, recipe_path=recipe, quantize=quantize, io=io_type,
+            calibration=calibration, eval=eval_data, train=train, labels=labels,
+            max_accuracy_drop=max_accuracy_drop, seed=seed, force=force, unsafe=unsafe,
+            target_options=options, progress=prog.update, log=prog.log))
+    if as_json:
+        echo_json(report)
+        return
+    t = report["tflite"]
+    click.echo(f"wrote {out}/ ({', '.join(report['files'])})")
+    click.echo(f"model.tflite: {t['size_bytes']:,} bytes, {report['quantize']['mode']}, ops: {', '.join(t['ops'])}")
+    v = report.get("verification")
+    if v and v["metric"] == "accuracy":
+        click.echo(f"accuracy: float {v['float_accuracy_pct']:.2f}%, packaged {v['tflite_accuracy_pct']:.2f}% "
+                   f"(drop {v['drop_pt']:.2f} pt on {v['samples']} samples)")
+    elif v:
+        click.echo(f"agreement with float: {v['top1_agreement_pct']:.2f}% top-1, max |err| {v['max_abs_error']:.4g}")
