@@ -15,6 +15,12 @@ from .base import Context, Labeled, Pass, PassConfig
 REGISTRY: dict[str, str] = {
     # filled by the pass modules' authors, one line each, e.g.
     # "prune_structured": "edgepack.passes.prune_structured:StructuredPrune",
+    "prune_structured": "edgepack.passes.prune_structured:StructuredPrune",
+    "qat": "edgepack.passes.qat:QAT",
+    "mixed_precision": "edgepack.passes.mixed_precision:MixedPrecision",
+    "cluster": "edgepack.passes.cluster:Cluster",
+    "lowrank": "edgepack.passes.lowrank:LowRank",
+    "distill": "edgepack.passes.distill:Distill",
 }
 
 

@@ -1,0 +1,266 @@
+"""Structured pruning: remove whole filters, channels and neurons (the model really shrinks).
+
+Channels coupled through residual ``Add``/``Multiply`` or ``Concatenate`` are
+pruned together as one dependency group; output layers are never pruned. The
+model is rebuilt with fewer ``filters``/``units`` and sliced weights.
+
+Recipe step (exactly one of ``ratio``, ``ratios``, ``target``)::
+
+    - type: prune_structured
+      importance: l1            # l1 | l2 | activation (mean |activation| on calibration data)
+      ratio: 0.5                # fraction of channels removed in every selected group
+      # ratios: {conv2d_1: 0.7, "conv2d_[3-5]": 0.5}    # per layer, name or regex
+      # target: {keep_macs: 0.5} | {max_macs: 3000000} | {keep_params: 0.4}
+      #         | {max_params: 20000} | {max_accuracy_drop: 1.0}   (needs --eval)
+      round_to: 8               # kept channels a multiple of 8 (SIMD-friendly)
+      layers: {types: [Conv2D]} # which producer layers may lose channels (default: all)
+      iterations: 3             # prune -> fine-tune rounds when --train is given
+      fine_tune: {epochs: 2, learning_rate: 0.001}
+
+Python::
+
+    p = StructuredPrune(StructuredPrune.Config(ratio=0.5))
+    small = p.apply(model, Context(train=Labeled(x, y)))
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Optional
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from ..errors import BudgetError, DataError, RecipeError
+from .base import Context, Pass, PassConfig
+from .order import forbid_after, quantized_blockers
+from .pruning import plan as P
+from .pruning.cost import layer_table, totals
+from .pruning.graph import Graph, Group, build_graph
+from .pruning.importance import group_scores
+from .pruning.surgery import plan_cost, prune_model
+from .select import LayerSelector
+from .training import FitConfig, check_labels, evaluate_accuracy, fit
+
+ONE_SHOT_WARNING = ("structured pruning without training data (--train) is one-shot: expect an accuracy "
+                    "drop that fine-tuning would recover; pass --train DATA to fine-tune")
+
+
+class PruneTarget(PassConfig):
+    """Exactly one budget: absolute or relative MACs/params, or an accuracy-drop limit."""
+
+    max_macs: Optional[int] = Field(None, gt=0)
+    max_params: Optional[int] = Field(None, gt=0)
+    keep_macs: Optional[float] = Field(None, gt=0, lt=1, description="fraction of MACs kept")
+    keep_params: Optional[float] = Field(None, gt=0, lt=1, description="fraction of params kept")
+    max_accuracy_drop: Optional[float] = Field(None, ge=0, description="percentage points on --eval")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "PruneTarget":
+        given = [k for k, v in self.model_dump().items() if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of max_macs, max_params, keep_macs, keep_params, "
+                             f"max_accuracy_drop (got {given or 'none'})")
+        return self
+
+
+class StructuredPruneConfig(PassConfig):
+    importance: Literal["l1", "l2", "activation"] = "l1"
+    ratio: Optional[float] = Field(None, gt=0, lt=1)
+    ratios: dict[str, float] = Field(default_factory=dict)
+    target: Optional[PruneTarget] = None
+    round_to: int = Field(1, ge=1, le=256)
+    max_ratio: float = Field(0.9, gt=0, lt=1, description="most any group may lose in a search")
+    layers: LayerSelector = Field(default_factory=LayerSelector)
+    force: bool = Field(False, description="error instead of skipping selected groups that cannot be pruned")
+    iterations: int = Field(1, ge=1, le=50)
+    fine_tune: FitConfig = Field(default_factory=FitConfig)
+    search_grid: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
+    search_epochs: int = Field(1, ge=0)
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios_in_range(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, r in v.items():
+            if not 0 < r < 1:
+                raise ValueError(f"ratio for '{name}' is {r}; a pruning ratio must be in (0, 1)")
+            try:
+                re.compile(name)
+            except re.error as e:
+                raise ValueError(f"'{name}' is not a valid layer regex: {e}") from None
+        return v
+
+    @field_validator("search_grid")
+    @classmethod
+    def _grid_in_range(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < r < 1 for r in v):
+            raise ValueError(f"search_grid {v} must be non-empty ratios in (0, 1)")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "StructuredPruneConfig":
+        given = [n for n, v in (("ratio", self.ratio), ("ratios", self.ratios or None),
+                                ("target", self.target)) if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of ratio, ratios, target (got {given or 'none'})")
+        return self
+
+
+class StructuredPrune(Pass):
+    """Remove the least important channels of every selected dependency group."""
+
+    name = "prune_structured"
+    Config = StructuredPruneConfig
+
+    def __init__(self, config: StructuredPruneConfig):
+        super().__init__(config)
+        needs = set()
+        if config.importance == "activation":
+            needs.add("calibration")
+        if config.target is not None and config.target.max_accuracy_drop is not None:
+            needs.add("eval")
+        self.needs = frozenset(needs)
+
+    def check_order(self, previous: list[str]) -> None:
+        forbid_after(self.name, previous, quantized_blockers(self.name))
+
+    # -- entry point ------------------------------------------------------
+    def apply(self, model, ctx: Context):
+        cfg = self.config
+        for what in sorted(self.needs):
+            self.require(ctx, what)
+        if ctx.train is not None:
+            check_labels(model, ctx.train)
+        if ctx.eval is not None and "eval" in self.needs:
+            check_labels(model, ctx.eval, "evaluation")
+        data = self._importance_data(model, ctx)
+        graph = build_graph(model)
+        groups, skipped = self._select(model, graph)
+        scores = group_scores(model, graph, cfg.importance, data)
+        ctx.log(f"{self.name}: {len(groups)} channel groups selected, {len(skipped)} skipped")
+        if ctx.train is None:
+            ctx.log(f"warning: {ONE_SHOT_WARNING}")
+        search = {}
+        if cfg.target is not None and cfg.target.max_accuracy_drop is not None:
+            pruned, search = self._accuracy_search(model, graph, groups, scores, ctx, data)
+        else:
+            counts = self._counts(model, graph, groups)
+            pruned = self._execute(model, counts, ctx, data)
+        self._report(model, pruned, graph, groups, skipped, ctx, search)
+        return pruned
+
+    def _importance_data(self, model, ctx: Context) -> Optional[np.ndarray]:
+        if self.config.importance != "activation":
+            return None
+        data = ctx.calibration
+        want = tuple(model.input_shape[1:])
+        if tuple(data.shape[1:]) != want:
+            raise DataError(f"calibration data has sample shape {tuple(data.shape[1:])}, the model expects {want}")
+        return data[:512]
+
+    # -- which groups -----------------------------------------------------
+    def _select(self, model, graph: Graph) -> tuple[list[Group], list[dict]]:
+        cfg = self.config
+        producers = list(graph.produces)
+        chosen = set(cfg.layers.select(model, self.name, candidates=producers))
+        if cfg.ratios:
+            chosen &= set(self._ratio_layers(producers))
+        groups, skipped, seen = [], [], set()
+        for name in producers:
+            grp = graph.group_of(name)
+            if name not in chosen or grp.id in seen:
+                continue
+            seen.add(grp.id)
+            if grp.blocked is None:
+                groups.append(grp)
+            else:
+                if cfg.force:
+                    raise RecipeError(f"step '{self.name}': layer '{name}' cannot be pruned: {grp.blocked}; "
+                                      "deselect it or drop force: true")
+                skipped.append({"group": grp.name, "reason": grp.blocked})
+        if not groups:
+            why = "; ".join(f"{s['group']}: {s['reason']}" for s in skipped) or "no selected producer layer"
+            raise RecipeError(f"step '{self.name}': no prunable channel group among the selected layers ({why})")
+        return groups, skipped
+
+    def _ratio_layers(self, producers: list[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pattern, r in self.config.ratios.items():
+            hits = [n for n in producers if n == pattern or re.fullmatch(pattern, n)]
+            if not hits:
+                raise RecipeError(f"step '{self.name}': ratios key '{pattern}' matches no Conv/Dense layer; "
+                                  f"prunable layers: {', '.join(producers)}")
+            for n in hits:
+                out.setdefault(n, r)
+        return out
+
+    # -- how many channels ------------------------------------------------
+    def _counts(self, model, graph: Graph, groups: list[Group]) -> dict[str, int]:
+        cfg = self.config
+        if cfg.ratio is not None:
+            return P.ratio_plan(groups, {P.key(g): cfg.ratio for g in groups}, cfg.round_to)
+        if cfg.ratios:
+            per_layer = self._ratio_layers(list(graph.produces))
+            ratios = {P.key(g): max(per_layer.get(p, 0.0) for p in g.producers) for g in groups}
+            return P.ratio_plan(groups, ratios, cfg.round_to)
+        return self._budget_counts(model, graph, groups)
+
+    def _budget_counts(self, model, graph: Graph, groups: list[Group]) -> dict[str, int]:
+        cfg, t = self.config, self.config.target
+        base_params, base_macs = plan_cost(model, graph, {})
+        use_macs = t.max_macs is not None or t.keep_macs is not None
+        base = base_macs if use_macs else base_params
+        budget = t.max_macs or t.max_params or int((t.keep_macs or t.keep_params) * base)
+        what = "MACs" if use_macs else "parameters"
+
+        def cost(counts: dict[str, int]) -> int:
+            keep = {g.id: np.arange(counts[P.key(g)]) for g in groups if counts[P.key(g)] < g.size}
+            return plan_cost(model, graph, keep)[0 if not use_macs else 1]
+
+        counts, ratio = P.budget_plan(groups, cost, budget, cfg.max_ratio, cfg.round_to)
+        if ratio < 0:
+            raise BudgetError(f"step '{self.name}': a budget of {budget:,} {what} cannot be met: pruning every "
+                              f"selected group by max_ratio {cfg.max_ratio} leaves {cost(counts):,} of {base:,}; "
+                              "raise the budget, raise max_ratio or select more layers")
+        return counts
+
+    # -- doing it ---------------------------------------------------------
+    def _execute(self, model, counts: dict[str, int], ctx: Context, data, label: str = "prune",
+                 rounds: Optional[int] = None, fine_tune: Optional[FitConfig] = None):
+        """Prune to ``counts`` in ``rounds`` prune -> fine-tune rounds (one shot without --train)."""
+        cfg = self.config
+        fine_tune = fine_tune or cfg.fine_tune
+        rounds = (rounds or cfg.iterations) if ctx.train is not None else 1
+        start = {P.key(g): g.size for g in build_graph(model).prunable()}
+        current = model
+        for i in range(1, rounds + 1):
+            step = {k: int(round(start[k] - (start[k] - n) * i / rounds)) for k, n in counts.items()}
+            graph = build_graph(current)
+            scores = group_scores(current, graph, cfg.importance, data)
+            current = prune_model(current, graph, P.keep_indices(graph, scores, step))
+            if ctx.train is not None and fine_tune.epochs > 0:
+                fit(current, ctx.train, ctx, fine_tune, label=f"{label} {i}/{rounds}: fine-tune")
+        return current
+
+    def _accuracy_search(self, model, graph: Graph, groups: list[Group], scores, ctx: Context, data):
+        """Largest per-group ratios (from a sensitivity scan) whose accuracy drop fits the budget."""
+        from .pruning.search import accuracy_search
+
+        return accuracy_search(self, model, graph, groups, scores, ctx, data)
+
+    def _report(self, model, pruned, graph: Graph, groups, skipped, ctx: Context, search: dict) -> None:
+        rows = layer_table(model, pruned)
+        tot = totals(rows)
+        ctx.record(importance=self.config.importance, layers=rows, **tot,
+                   macs_reduction=round(tot["macs_before"] / max(1, tot["macs_after"]), 3),
+                   groups=[{"group": g.name, "channels_before": g.size,
+                            "channels_after": int(pruned.get_layer(g.producers[0]).output_shape[-1])}
+                           for g in groups],
+                   skipped_groups=skipped, fine_tuned=ctx.train is not None, **search)
+        if ctx.train is None:
+            ctx.record(warning=ONE_SHOT_WARNING)
+        if ctx.eval is not None and ctx.eval.y is not None and tuple(ctx.eval.x.shape[1:]) == tuple(model.input_shape[1:]):
+            before = evaluate_accuracy(model, ctx.eval)
+            after = evaluate_accuracy(pruned, ctx.eval)
+            ctx.record(accuracy_before=round(before, 3), accuracy_after=round(after, 3),
+                       accuracy_drop=round(before - after, 3))

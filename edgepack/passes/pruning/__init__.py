@@ -1,0 +1,1 @@
+"""Structured pruning internals: dependency groups, importance, costs and model surgery."""

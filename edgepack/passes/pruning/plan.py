@@ -1,0 +1,87 @@
+"""Turning importance scores and a target into kept channels per group.
+
+A *plan* maps a group's key (its first producer's name, stable across rebuilds)
+to the number of channels it keeps. :func:`keep_indices` picks the most
+important channels; :func:`budget_plan` finds the smallest uniform ratio that
+meets a MACs/params budget; :func:`sensitivity_plan` gives per-group ratios from
+a one-shot sensitivity scan (MLPrune-style automatic per-layer ratios).
+
+Example::
+
+    counts = ratio_plan(graph.prunable(), {g.producers[0]: 0.5 for g in graph.prunable()}, round_to=8)
+    keep = keep_indices(graph, scores, counts)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from .graph import Graph, Group
+
+
+def key(grp: Group) -> str:
+    return grp.producers[0]
+
+
+def kept_count(size: int, ratio: float, round_to: int = 1) -> int:
+    """Channels left when removing ``ratio`` of ``size``, rounded up to a multiple of ``round_to``."""
+    n = size - int(math.floor(size * ratio + 1e-9))
+    n = int(math.ceil(n / round_to) * round_to) if round_to > 1 else n
+    return min(size, max(n, min(size, round_to), 1))
+
+
+def ratio_plan(groups: list[Group], ratios: dict[str, float], round_to: int = 1) -> dict[str, int]:
+    """Kept channels per group key for the given per-group ratios (missing keys: unpruned)."""
+    return {key(g): kept_count(g.size, ratios.get(key(g), 0.0), round_to) for g in groups}
+
+
+def keep_indices(graph: Graph, scores: dict[int, np.ndarray], counts: dict[str, int]) -> dict[int, np.ndarray]:
+    """Indices of the ``counts[key]`` highest-scoring channels of each group (ties: lower index)."""
+    out = {}
+    for grp in graph.prunable():
+        n = counts.get(key(grp), grp.size)
+        if n >= grp.size:
+            continue
+        order = np.argsort(-scores[grp.id], kind="stable")
+        out[grp.id] = np.sort(order[:n])
+    return out
+
+
+def budget_plan(groups: list[Group], cost: Callable[[dict[str, int]], int], budget: int,
+                max_ratio: float, round_to: int) -> tuple[dict[str, int], float]:
+    """Smallest uniform ratio (up to ``max_ratio``) whose plan costs at most ``budget``.
+
+    Returns (plan, ratio); the ratio is ``-1`` when even ``max_ratio`` is over budget.
+    """
+    def plan(r: float) -> dict[str, int]:
+        return ratio_plan(groups, {key(g): r for g in groups}, round_to)
+
+    if cost(plan(0.0)) <= budget:
+        return plan(0.0), 0.0
+    if cost(plan(max_ratio)) > budget:
+        return plan(max_ratio), -1.0
+    lo, hi = 0.0, max_ratio
+    for _ in range(24):
+        mid = (lo + hi) / 2
+        if cost(plan(mid)) <= budget:
+            hi = mid
+        else:
+            lo = mid
+    return plan(hi), hi
+
+
+def sensitivity_plan(groups: list[Group], drops: dict[str, dict[float, float]], threshold: float,
+                     round_to: int) -> dict[str, int]:
+    """Per group, the largest scanned ratio whose one-shot accuracy drop is within ``threshold``."""
+    ratios = {}
+    for g in groups:
+        best = 0.0
+        for r, d in sorted(drops.get(key(g), {}).items()):
+            if d > threshold:
+                break
+            best = r
+        ratios[key(g)] = best
+    return ratio_plan(groups, ratios, round_to)

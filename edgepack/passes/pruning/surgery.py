@@ -1,0 +1,118 @@
+"""Model surgery: rebuild a tf_keras model with fewer channels and sliced weights (no masks).
+
+``keep`` maps a group id (see :mod:`.graph`) to the sorted channel indices that
+stay. Producers get smaller ``filters``/``units``; BatchNormalization and
+DepthwiseConv lose the same channels; consumers lose the matching input rows
+(expanded per spatial position after ``Flatten``).
+
+Example::
+
+    g = build_graph(model)
+    small = prune_model(model, g, {grp.id: np.arange(4) for grp in g.prunable()})
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ...errors import RecipeError
+from .cost import full_channels, layer_cost
+from .graph import Graph
+
+
+def layer_channels(model, graph: Graph, keep: dict[int, np.ndarray]) -> dict[str, tuple[int, int, int, int]]:
+    """Per layer: (cin before, cin after, cout before, cout after) under ``keep``."""
+    out = {}
+    for n in graph.nodes:
+        if n.name == "__input__":
+            continue
+        layer = model.get_layer(n.name)
+        cin, cout = full_channels(layer)
+        cin2 = len(graph.keep_index(graph.in_layout[n.name], keep)) if n.name in graph.in_layout else cin
+        if n.name in graph.produces:
+            k = keep.get(graph.find(graph.produces[n.name]))
+            cout2 = cout if k is None else len(k)
+        elif n.name in graph.in_layout:  # channel-wise: out follows in
+            cout2 = cin2
+        else:
+            cout2 = cout
+        out[n.name] = (cin, cin2, cout, cout2)
+    return out
+
+
+def plan_cost(model, graph: Graph, keep: dict[int, np.ndarray]) -> tuple[int, int]:
+    """(params, MACs) of the whole model after applying ``keep``, without rebuilding it."""
+    params = macs = 0
+    for name, (_, cin2, _, cout2) in layer_channels(model, graph, keep).items():
+        p, m = layer_cost(model.get_layer(name), cin2, cout2)
+        params, macs = params + p, macs + m
+    return params, macs
+
+
+def _slice_weights(cls: str, weights: list[np.ndarray], in_idx, out_idx, dm: int = 1) -> list[np.ndarray]:
+    if not weights:
+        return weights
+    w = list(weights)
+    if cls in ("Conv1D", "Conv2D", "Conv3D", "Dense"):
+        if in_idx is not None:
+            w[0] = np.take(w[0], in_idx, axis=-2)
+        if out_idx is not None:
+            w[0] = np.take(w[0], out_idx, axis=-1)
+            if len(w) > 1:
+                w[1] = w[1][out_idx]
+    elif cls in ("SeparableConv1D", "SeparableConv2D"):
+        if in_idx is not None:
+            w[0] = np.take(w[0], in_idx, axis=-2)
+            rows = (np.asarray(in_idx)[:, None] * dm + np.arange(dm)[None, :]).ravel()
+            w[1] = np.take(w[1], rows, axis=-2)
+        if out_idx is not None:
+            w[1] = np.take(w[1], out_idx, axis=-1)
+            if len(w) > 2:
+                w[2] = w[2][out_idx]
+    elif cls in ("DepthwiseConv1D", "DepthwiseConv2D"):
+        if in_idx is not None:
+            w[0] = np.take(w[0], in_idx, axis=-2)
+            if len(w) > 1:
+                w[1] = w[1][in_idx]
+    elif cls == "BatchNormalization" and in_idx is not None:
+        w = [x[in_idx] for x in w]
+    return w
+
+
+def _layer_configs(cfg: dict) -> dict[str, dict]:
+    return {e["config"]["name"]: e["config"] for e in cfg["layers"]}
+
+
+def prune_model(model, graph: Graph, keep: dict[int, np.ndarray]):
+    """A new model with the channels outside ``keep`` removed and weights sliced."""
+    from ...keras_compat import keras
+
+    k = keras()
+    keep = {graph.find(g): np.sort(np.asarray(v, dtype=np.int64)) for g, v in keep.items()}
+    for gid, idx in keep.items():
+        grp = graph.groups[gid]
+        if grp.blocked is not None and len(idx) != grp.size:
+            raise RecipeError(f"channel group '{grp.name}' cannot be pruned: {grp.blocked}")
+        if len(idx) == 0:
+            raise RecipeError(f"channel group '{grp.name}' would lose all {grp.size} channels; lower the ratio")
+    cfg = copy.deepcopy(model.get_config())
+    confs = _layer_configs(cfg)
+    for name, gid in graph.produces.items():
+        if graph.find(gid) in keep:
+            key = "units" if "units" in confs[name] else "filters"
+            confs[name][key] = int(len(keep[graph.find(gid)]))
+    is_seq = isinstance(model, k.Sequential)
+    new = (k.Sequential if is_seq else k.Model).from_config(cfg)
+    cls = {n.name: n.cls for n in graph.nodes}
+    for layer in new.layers:
+        old = model.get_layer(layer.name)
+        in_idx = out_idx = None
+        if layer.name in graph.in_layout:
+            in_idx = graph.keep_index(graph.in_layout[layer.name], keep)
+        if layer.name in graph.produces:
+            out_idx = keep.get(graph.find(graph.produces[layer.name]))
+        dm = int(getattr(old, "depth_multiplier", 1) or 1)
+        layer.set_weights(_slice_weights(cls.get(layer.name, ""), old.get_weights(), in_idx, out_idx, dm))
+    return new
