@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     # filled by the pass modules' authors, one line each, e.g.
     # "prune_structured": "edgepack.passes.prune_structured:StructuredPrune",
     "prune_structured": "edgepack.passes.prune_structured:StructuredPrune",
+    "prune_magnitude": "edgepack.passes.prune_magnitude:MagnitudePrune",
     "qat": "edgepack.passes.qat:QAT",
     "mixed_precision": "edgepack.passes.mixed_precision:MixedPrecision",
     "cluster": "edgepack.passes.cluster:Cluster",
