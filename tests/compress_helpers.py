@@ -1,0 +1,87 @@
+"""Tiny real data and models for the compression-pass tests (issue 4): sklearn digits, few epochs."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from edgepack.passes.base import Context, Labeled
+
+
+@lru_cache(maxsize=1)
+def digits() -> tuple[Labeled, Labeled]:
+    """sklearn's 8x8 digits as (train, eval), pixels scaled to 0..1, shape (n, 8, 8, 1)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    y = d.target.astype(np.int64)
+    idx = np.random.RandomState(0).permutation(len(x))
+    x, y = x[idx], y[idx]
+    return Labeled(x[:1400], y[:1400]), Labeled(x[1400:], y[1400:])
+
+
+def context(seed: int = 0, train: bool = True) -> Context:
+    tr, ev = digits()
+    return Context(seed=seed, calibration=tr.x[:100], train=tr if train else None, eval=ev)
+
+
+def mlp(hidden: int = 64, epochs: int = 8, seed: int = 0, softmax: bool = False):
+    """A trained Flatten-Dense-Dense digits classifier (logits out unless ``softmax``)."""
+    from edgepack.keras_compat import keras, set_seed
+    from edgepack.passes.training import FitConfig, fit
+
+    k = keras()
+    set_seed(seed)
+    m = k.Sequential([k.layers.InputLayer((8, 8, 1)), k.layers.Flatten(),
+                      k.layers.Dense(hidden, activation="relu", name="fc1"),
+                      k.layers.Dense(10, activation="softmax" if softmax else None, name="out")])
+    fit(m, digits()[0], context(seed), FitConfig(epochs=epochs, learning_rate=3e-3, validation_split=0))
+    return m
+
+
+def cnn(epochs: int = 6, seed: int = 0):
+    """A trained Conv-Conv-Dense digits classifier with logits out."""
+    from edgepack.keras_compat import keras, set_seed
+    from edgepack.passes.training import FitConfig, fit
+
+    k = keras()
+    set_seed(seed)
+    m = k.Sequential([k.layers.InputLayer((8, 8, 1)),
+                      k.layers.Conv2D(16, 3, activation="relu", padding="same", name="conv1"),
+                      k.layers.Conv2D(16, 3, activation="relu", name="conv2"),
+                      k.layers.Flatten(), k.layers.Dense(10, name="out")])
+    fit(m, digits()[0], context(seed), FitConfig(epochs=epochs, learning_rate=3e-3, validation_split=0))
+    return m
+
+
+def copy_model(m):
+    from edgepack.keras_compat import keras
+
+    c = keras().models.clone_model(m)
+    c.set_weights(m.get_weights())
+    return c
+
+
+def tflite_accuracy(data: bytes, ev: Labeled) -> float:
+    """Top-1 accuracy (percent) of a .tflite model run in LiteRT."""
+    from edgepack.runtime import LiteRT
+
+    pred = LiteRT(data).predict(ev.x)
+    return float(100.0 * np.mean(np.argmax(pred, -1) == ev.y))
+
+
+def magnitude_prune(model, sparsity: float, epochs: int = 3, seed: int = 0):
+    """Prune with tfmot directly (prune_low_magnitude + strip), fine-tuning on digits."""
+    from edgepack.keras_compat import keras, tfmot
+    from edgepack.passes.training import FitConfig, fit
+
+    mot = tfmot()
+    sched = mot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=10)
+    pm = mot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=sched)
+    fit(pm, digits()[0], context(seed), FitConfig(epochs=epochs, learning_rate=1e-3, validation_split=0),
+        callbacks=[mot.sparsity.keras.UpdatePruningStep()])
+    out = mot.sparsity.keras.strip_pruning(pm)
+    keras()  # keep Keras 2 selected
+    return out
