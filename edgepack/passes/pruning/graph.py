@@ -190,7 +190,7 @@ def build_graph(model) -> Graph:
     nodes, outputs = _nodes(model)
     g.nodes = nodes
     for n in nodes:
-        layer = None if n.name == "__input__" else model.get_layer(n.name)
+        layer = None if n.cls == "InputLayer" else model.get_layer(n.name)
         ins = [g.out_layout[i] for i in n.inputs]
         g.out_layout[n.name] = _trace(g, n, layer, ins, model)
     for name in outputs:

@@ -26,7 +26,7 @@ def layer_channels(model, graph: Graph, keep: dict[int, np.ndarray]) -> dict[str
     """Per layer: (cin before, cin after, cout before, cout after) under ``keep``."""
     out = {}
     for n in graph.nodes:
-        if n.name == "__input__":
+        if n.cls == "InputLayer":
             continue
         layer = model.get_layer(n.name)
         cin, cout = full_channels(layer)
