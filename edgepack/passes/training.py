@@ -58,8 +58,14 @@ def uses_softmax(model) -> bool:
 
 
 def fit(model, data: Labeled, ctx: Context, cfg: FitConfig, label: str = "fine-tune",
-        loss: Any = None, callbacks: Optional[list] = None, metrics: Optional[list] = None):
-    """Compile and fit ``model`` on ``data`` with early stopping; returns the Keras History."""
+        loss: Any = None, callbacks: Optional[list] = None, metrics: Optional[list] = None,
+        targets: Optional[np.ndarray] = None):
+    """Compile and fit ``model`` on ``data`` with early stopping; returns the Keras History.
+
+    ``targets`` replaces ``data.y`` as the fit target (e.g. labels packed with a
+    teacher's outputs for distillation, with a matching ``loss``); ``data.y`` is
+    still checked.
+    """
     from ..keras_compat import keras, set_seed
 
     k = keras()
@@ -73,7 +79,8 @@ def fit(model, data: Labeled, ctx: Context, cfg: FitConfig, label: str = "fine-t
     if cfg.validation_split > 0:
         cbs.append(k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                              restore_best_weights=True))
-    return model.fit(data.x.astype(np.float32), data.y, epochs=cfg.epochs, batch_size=cfg.batch_size,
+    y = data.y if targets is None else targets
+    return model.fit(data.x.astype(np.float32), y, epochs=cfg.epochs, batch_size=cfg.batch_size,
                      validation_split=cfg.validation_split, shuffle=True, verbose=0, callbacks=cbs)
 
 
