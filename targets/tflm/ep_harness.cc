@@ -1,0 +1,113 @@
+/* edgepack profiling harness over the standard TFLM API (MicroInterpreter,
+ * MicroMutableOpResolver, arena_used_bytes()). Board I/O lives in board.h. */
+#include "ep_harness.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "board.h"
+#include "ep_protocol.h"
+#include "model_config.h"
+#include "model_data.h"
+#include "model_ops.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+namespace {
+
+enum ErrorCode : int32_t {
+  kErrSchema = 1,
+  kErrOps = 2,
+  kErrAllocate = 3,
+  kErrRequest = 4,
+  kErrInvoke = 5,
+};
+
+alignas(16) uint8_t g_tensor_arena[EP_ARENA_SIZE];
+
+void SendHello(const TfLiteTensor* input, const TfLiteTensor* output) {
+  ep_line line;
+  ep_line_begin(&line, "HELLO");
+  ep_line_u64(&line, "v", EP_PROTOCOL_VERSION);
+  ep_line_str(&line, "model", EP_MODEL_NAME);
+  ep_line_u64(&line, "bytes", EP_MODEL_DATA_LEN);
+  ep_line_u64(&line, "arena", EP_ARENA_SIZE);
+  ep_line_u64(&line, "clock_hz", board_clock_hz());
+  ep_line_u64(&line, "in", input->bytes);
+  ep_line_u64(&line, "out", output->bytes);
+  ep_line_send(&line);
+}
+
+void SendRun(uint32_t i, uint32_t cycles) {
+  ep_line line;
+  ep_line_begin(&line, "RUN");
+  ep_line_u64(&line, "i", i);
+  ep_line_u64(&line, "cycles", cycles);
+  ep_line_u64(&line, "us", (uint64_t)cycles * 1000000u / board_clock_hz());
+  ep_line_send(&line);
+}
+
+void SendResult(size_t arena_used, const TfLiteTensor* output) {
+  ep_line line;
+  ep_line_begin(&line, "RESULT");
+  ep_line_u64(&line, "arena_used", arena_used);
+  ep_line_hex32(&line, "crc32", ep_crc32(output->data.uint8, output->bytes));
+  ep_line_u64(&line, "out_bytes", output->bytes);
+  ep_line_send(&line);
+  ep_line_begin(&line, "DONE");
+  ep_line_i32(&line, "status", 0);
+  ep_line_send(&line);
+}
+
+}  // namespace
+
+extern "C" int ep_harness_session(void) {
+  ep_wait_start();
+  const tflite::Model* model = tflite::GetModel(EP_MODEL_DATA);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {
+    ep_send_error(kErrSchema, "model schema version differs from TFLM's");
+    return kErrSchema;
+  }
+  static EP_OPS_NAMESPACE::OpResolver resolver;
+  static bool ops_registered = false;
+  if (!ops_registered) {
+    if (EP_OPS_NAMESPACE::RegisterOps(resolver) != kTfLiteOk) {
+      ep_send_error(kErrOps, "op registration failed");
+      return kErrOps;
+    }
+    ops_registered = true;
+  }
+  tflite::MicroInterpreter interpreter(model, resolver, g_tensor_arena, EP_ARENA_SIZE);
+  if (interpreter.AllocateTensors() != kTfLiteOk) {
+    ep_send_error(kErrAllocate, "AllocateTensors failed: arena too small or op unsupported");
+    return kErrAllocate;
+  }
+  TfLiteTensor* input = interpreter.input(0);
+  TfLiteTensor* output = interpreter.output(0);
+  SendHello(input, output);
+
+  uint32_t runs = 0, warmup = 0;
+  if (ep_read_run_request(&runs, &warmup) != 0) {
+    ep_send_error(kErrRequest, "expected R runs warmup");
+    return kErrRequest;
+  }
+  ep_fill_pattern(input->data.uint8, input->bytes);
+  for (uint32_t i = 0; i < warmup; ++i) {
+    if (interpreter.Invoke() != kTfLiteOk) {
+      ep_send_error(kErrInvoke, "Invoke failed");
+      return kErrInvoke;
+    }
+  }
+  for (uint32_t i = 0; i < runs; ++i) {
+    uint32_t start = board_cycles();
+    TfLiteStatus status = interpreter.Invoke();
+    uint32_t cycles = board_cycles() - start;
+    if (status != kTfLiteOk) {
+      ep_send_error(kErrInvoke, "Invoke failed");
+      return kErrInvoke;
+    }
+    SendRun(i, cycles);
+  }
+  SendResult(interpreter.arena_used_bytes(), output);
+  return 0;
+}
