@@ -1,0 +1,114 @@
+"""Knowledge distillation: fine-tune the compressed student against a teacher.
+
+The loss is ``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, s)``
+(Hinton et al.), with ``t``/``s`` the teacher's/student's logits (log-probabilities
+when a model ends in softmax: softmax of ``log p / T`` equals softmax of ``z / T``).
+The teacher is the model the recipe started from (the pipeline sets
+``ctx.teacher``) or a model file given as ``teacher:``. Put the step after any
+step that costs accuracy (pruning, clustering, low-rank, QAT).
+
+Recipe::
+
+    steps:
+      - {type: lowrank, params_ratio: 0.3}
+      - {type: distill, temperature: 4, alpha: 0.7, fine_tune: {epochs: 3}}
+
+Python::
+
+    ctx.teacher = float_model
+    student = Distill(Distill.Config()).apply(student, ctx)
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from pydantic import Field
+
+from ..errors import RecipeError
+from .base import Context, Pass, PassConfig
+from .training import FitConfig, evaluate_accuracy, fit, uses_softmax
+
+
+def logits_of(pred: np.ndarray, softmax: bool) -> np.ndarray:
+    """Logits (or log-probabilities, equivalent under softmax) of model outputs."""
+    if softmax:
+        return np.log(np.clip(pred, 1e-12, 1.0)).astype(np.float32)
+    return pred.astype(np.float32)
+
+
+def distill_loss(temperature: float, alpha: float, student_softmax: bool):
+    """Keras loss over packed targets ``[label, teacher logits...]``."""
+    from ..keras_compat import tf
+
+    t = tf()
+
+    def loss(y_true, y_pred):
+        label = t.cast(y_true[:, 0], "int32")
+        teacher = y_true[:, 1:]
+        s = t.math.log(t.clip_by_value(y_pred, 1e-12, 1.0)) if student_softmax else y_pred
+        p_t = t.nn.softmax(teacher / temperature)
+        log_p_s = t.nn.log_softmax(s / temperature)
+        kl = t.reduce_sum(p_t * (t.math.log(t.clip_by_value(p_t, 1e-12, 1.0)) - log_p_s), axis=-1)
+        ce = t.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=s)
+        return alpha * temperature**2 * kl + (1.0 - alpha) * ce
+
+    return loss
+
+
+def packed_accuracy(y_true, y_pred):
+    """Top-1 accuracy against the label column of packed targets."""
+    from ..keras_compat import tf
+
+    t = tf()
+    return t.reduce_mean(t.cast(t.equal(t.cast(y_true[:, 0], "int64"), t.argmax(y_pred, axis=-1)), "float32"))
+
+
+class Distill(Pass):
+    """Distillation fine-tuning from a teacher (see module doc)."""
+
+    name = "distill"
+    needs = frozenset({"train"})
+
+    class Config(PassConfig):
+        temperature: float = Field(4.0, gt=0)
+        alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (teacher) loss")
+        teacher: Optional[str] = Field(None, description="teacher model file; default: the recipe's input model")
+        fine_tune: FitConfig = Field(default_factory=lambda: FitConfig(epochs=3, learning_rate=5e-4))
+
+    def teacher(self, ctx: Context):
+        """The teacher model: the ``teacher`` file if given, else ``ctx.teacher``."""
+        if self.config.teacher is not None:
+            from ..model_io import load_model
+
+            return load_model(self.config.teacher, unsafe=False)
+        teacher = getattr(ctx, "teacher", None)
+        if teacher is None:
+            raise RecipeError("step 'distill' has no teacher: give teacher: path/to/model.h5 in the step "
+                              "(the pipeline did not provide the input model)")
+        return teacher
+
+    def apply(self, model, ctx: Context):
+        self.require(ctx, "train")
+        teacher = self.teacher(ctx)
+        if tuple(teacher.input_shape[1:]) != tuple(model.input_shape[1:]) or \
+                tuple(teacher.output_shape[1:]) != tuple(model.output_shape[1:]):
+            raise RecipeError(f"step 'distill': teacher maps {teacher.input_shape[1:]} -> {teacher.output_shape[1:]}"
+                              f" but the student maps {model.input_shape[1:]} -> {model.output_shape[1:]}; "
+                              "give a teacher for the same task")
+        cfg = self.config
+        t_logits = logits_of(teacher.predict(ctx.train.x.astype(np.float32), batch_size=256, verbose=0),
+                             uses_softmax(teacher))
+        packed = np.concatenate([ctx.train.y.reshape(-1, 1).astype(np.float32), t_logits], axis=1)
+        before = evaluate_accuracy(model, ctx.eval) if ctx.eval is not None and ctx.eval.y is not None else None
+        hist = fit(model, ctx.train, ctx, cfg.fine_tune, label="distill",
+                   loss=distill_loss(cfg.temperature, cfg.alpha, uses_softmax(model)),
+                   metrics=[packed_accuracy], targets=packed)
+        rec = {"temperature": cfg.temperature, "alpha": cfg.alpha, "epochs_run": len(hist.history.get("loss", [])),
+               "teacher": cfg.teacher or "input model"}
+        if before is not None:
+            rec["accuracy_before_pct"] = round(before, 4)
+            rec["accuracy_after_pct"] = round(evaluate_accuracy(model, ctx.eval), 4)
+        ctx.record(**rec)
+        return model
