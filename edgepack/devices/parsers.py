@@ -29,7 +29,7 @@ from ..errors import DeviceError
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _PREFIX = re.compile(r"^(?:(?:INFO|WARNING|VERBOSE)\s*:\s*)+")
 _KV = re.compile(rf"(\w+)=({_NUM})")
-_TIMINGS = re.compile(r"Inference timings in us:\s*(.*)")
+_TIMINGS = re.compile(r"(?:Average )?inference timings in us:\s*(.*)", re.I)
 _TIMING_KV = re.compile(rf"([A-Za-z][A-Za-z ()]*?):\s*({_NUM})")
 _MEM_NEW = re.compile(rf"Memory footprint delta from the start of the tool \(MB\):\s*init=({_NUM})\s+"
                       rf"overall=({_NUM})")
@@ -119,7 +119,8 @@ def _apply_count_line(out: BenchmarkOutput, line: str) -> None:
 
 def _apply_timings(out: BenchmarkOutput, rest: str) -> None:
     names = {"init": "init_us", "first inference": "first_inference_us",
-             "warmup (avg)": "warmup_avg_us", "inference (avg)": "inference_avg_us"}
+             "warmup (avg)": "warmup_avg_us", "inference (avg)": "inference_avg_us",
+             "warmup": "warmup_avg_us", "inference": "inference_avg_us"}  # 2nd row: old builds
     for key, value in _TIMING_KV.findall(rest):
         attr = names.get(key.strip().lower())
         if attr:
@@ -136,15 +137,15 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
     """
     out = BenchmarkOutput()
     errors: list[str] = []
-    seen_timing = False
+    seen_count = seen_summary = False
     for raw in text.replace("\r\n", "\n").split("\n"):
         line = _clean(raw)
         if line.startswith("count="):
             _apply_count_line(out, line)
-            seen_timing = True
+            seen_count = True
         elif (m := _TIMINGS.search(line)):
             _apply_timings(out, m.group(1))
-            seen_timing = True
+            seen_summary = True
         elif (m := _MEM_NEW.search(line)):
             out.mem_init_mb, out.mem_overall_mb, out.mem_format = _float(m[1]), _float(m[2]), "new"
         elif (m := _MEM_OLD.search(line)):
@@ -153,12 +154,16 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
             out.peak_mb = _float(m[1])
         elif _ERROR.match(line):
             errors.append(line)
-    if not seen_timing:
-        why = errors[0] if errors else _first_lines(text)
-        raise DeviceError(f"benchmark_model printed no timings ({why}); check the model and "
-                          "that the binary matches the device ABI")
-    if out.count == 0 and out.inference_avg_us is None:
-        raise DeviceError("benchmark_model printed a timing line without count or averages; "
+    if errors and not seen_summary:
+        raise DeviceError(f"benchmark_model failed: {errors[0].rstrip('.')}; check the model and that the "
+                          "binary matches the device ABI")
+    if not seen_summary:
+        state = "stopped after the warmup" if seen_count else "printed no timings"
+        raise DeviceError(f"benchmark_model output is incomplete: it {state} and has no "
+                          f"'Inference timings' line ({_first_lines(text)}); the run was cut short, "
+                          "retry or raise --timeout")
+    if out.inference_avg_us is None:
+        raise DeviceError("benchmark_model's 'Inference timings' line has no inference average; "
                           "its output format is not recognised: report it with the output")
     out.ops = parse_op_profile(text)
     return out
