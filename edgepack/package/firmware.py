@@ -1,0 +1,257 @@
+"""Firmware target ("tflm"): TFLite-Micro C arrays, op resolver, arena size, budget checks.
+
+``check`` proves, before anything is written, that the model runs under TFLM (every op
+has a kernel, int8-only boards get no float ops), that TFLM on the host matches LiteRT,
+and that model + arena + runtime fit the device profile's flash and RAM. ``write`` puts
+the plain folder (CMake/Zephyr/ESP-IDF), the harness and an Arduino library in place.
+
+Example (Python; the CLI passes --device/--array-name as options)::
+
+    t = FirmwareTarget()
+    build.options = {"device": "nucleo-l4r5zi", "array_name": "g_kws"}
+    t.check(build)                  # UnsupportedOpError / BudgetError / VerificationError
+    files = t.write(build, staging_dir)
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any, Optional
+
+import numpy as np
+
+from .. import __version__
+from ..convert.c_array import c_identifier, check_identifier, model_array_files
+from ..convert.op_resolver import check_int8_only, check_tflm_ops, model_ops_header
+from ..devices.profiles import DeviceProfile, list_profiles, load_profile
+from ..errors import BudgetError, UsageError, VerificationError
+from ..fsutil import sha256_bytes
+from ..paths import data_dir
+from .base import Build, Target
+
+PARITY_SAMPLES = 32
+INT_PARITY_STEPS = 2  # requantization rounding may differ by a step, which SOFTMAX can widen
+FLOAT_PARITY_ABS = 1e-3
+HARNESS_FILES = ("ep_harness.cc", "ep_harness.h", "ep_protocol.c", "ep_protocol.h", "board.h", "main.cc",
+                 "board_mps2.c", "mps2_an386.ld")
+ARDUINO_FILES = ("ep_harness.cc", "ep_harness.h", "ep_protocol.c", "ep_protocol.h", "board.h", "board_arduino.cpp")
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+@dataclass
+class FirmwarePlan:
+    """Everything ``check`` established; ``write`` only renders it."""
+
+    profile: DeviceProfile
+    ident: str
+    calls: list[str]
+    arena: Any  # tflm.ArenaSize
+    parity: dict
+    budget: dict
+    harness: dict
+
+    def report(self) -> dict:
+        return {"device": self.profile.name, "board": self.profile.board, "array_name": self.ident,
+                "op_registrations": self.calls, "arena": self.arena.as_dict(), "parity": self.parity,
+                "budget": self.budget, "harness": self.harness}
+
+
+def _parity_inputs(build: Build, interp) -> tuple[np.ndarray, str]:
+    if build.calibration is not None and len(build.calibration):
+        return np.asarray(build.calibration[:PARITY_SAMPLES], dtype=np.float32), "calibration"
+    rng = np.random.default_rng(0)
+    shape = [PARITY_SAMPLES] + list(interp.input["shape"][1:])
+    dtype, (scale, zp) = interp.input["dtype"], interp.input["quantization"]
+    if np.issubdtype(dtype, np.integer) and scale:
+        info = np.iinfo(dtype)
+        q = rng.integers(info.min, info.max, size=shape, endpoint=True)
+        return ((q - zp) * scale).astype(np.float32), "random"
+    return rng.standard_normal(shape).astype(np.float32), "random"
+
+
+def _check_parity(build: Build) -> dict:
+    from ..tflm import Tflm, parity
+
+    interp = Tflm(build.tflite)
+    x, source = _parity_inputs(build, interp)
+    p = parity(build.tflite, x)
+    out = {**p.as_dict(), "data": source}
+    integer = np.issubdtype(np.dtype(p.output_dtype), np.integer)
+    if (integer and p.max_raw_diff > INT_PARITY_STEPS) or (not integer and p.max_abs_diff > FLOAT_PARITY_ABS):
+        unit = "quantization steps" if integer else "(float)"
+        raise VerificationError(
+            f"TFLM (host) and LiteRT disagree on {build.model_name}: max output difference {p.max_raw_diff:g} "
+            f"{unit} over {p.samples} {source} samples; nothing written. Report the model to edgepack")
+    return out
+
+
+def _check_budget(build: Build, profile: DeviceProfile, arena_bytes: int) -> dict:
+    flash = len(build.tflite) + profile.runtime_flash_bytes
+    ram = arena_bytes + profile.runtime_ram_bytes
+    budget = {"flash": {"needed": flash, "available": profile.flash_bytes, "model": len(build.tflite),
+                        "runtime_estimate": profile.runtime_flash_bytes},
+              "ram": {"needed": ram, "available": profile.ram_bytes, "arena": arena_bytes,
+                      "runtime_estimate": profile.runtime_ram_bytes}}
+    for kind, parts in (("flash", f"model {_kib(len(build.tflite))} + TFLM runtime estimate "
+                                  f"{_kib(profile.runtime_flash_bytes)}"),
+                        ("RAM", f"tensor arena {_kib(arena_bytes)} + runtime estimate {_kib(profile.runtime_ram_bytes)}")):
+        b = budget[kind.lower()]
+        if b["needed"] > b["available"]:
+            over = b["needed"] - b["available"]
+            raise BudgetError(
+                f"{build.model_name} does not fit {profile.name} {kind}: needs {_kib(b['needed'])} ({parts}) "
+                f"but the board has {_kib(b['available'])}; over by {_kib(over)} ({100 * over / b['available']:.0f}%). "
+                "Shrink the model (int8, prune/cluster steps) or pick a bigger device profile")
+        b["headroom"] = b["available"] - b["needed"]
+    return budget
+
+
+class FirmwareTarget(Target):
+    """TFLite-Micro firmware sources for a device profile."""
+
+    name = "tflm"
+    option_names = frozenset({"device", "array_name"})
+
+    def __init__(self) -> None:
+        self._plan: Optional[FirmwarePlan] = None
+        self._planned_sha: Optional[str] = None
+
+    def plan(self, build: Build) -> FirmwarePlan:
+        """Run every check (in the order a user would want to hear about problems)."""
+        from ..tflm import find_arena, harness_expectation
+
+        device = build.options.get("device")
+        if not device:
+            raise UsageError("--target tflm needs --device NAME (a device profile); known: "
+                             + ", ".join(list_profiles()))
+        profile = load_profile(str(device))
+        name = build.options.get("array_name")
+        ident = check_identifier(str(name)) if name else c_identifier(build.model_name)
+        calls = check_tflm_ops(build.info)
+        if profile.int8_only:
+            check_int8_only(build.info, profile.name)
+        arena = find_arena(build.tflite)
+        budget = _check_budget(build, profile, arena.recommended_bytes)
+        par = _check_parity(build)
+        exp = harness_expectation(build.tflite)
+        harness = {"protocol": 1, "expected_crc32": exp["crc32"], "in_bytes": exp["in_bytes"],
+                   "out_bytes": exp["out_bytes"], "clock_hz": profile.clock_hz}
+        return FirmwarePlan(profile=profile, ident=ident, calls=calls, arena=arena, parity=par,
+                            budget=budget, harness=harness)
+
+    def check(self, build: Build) -> None:
+        self._plan = self.plan(build)
+        self._planned_sha = sha256_bytes(build.tflite)
+        build.report["firmware"] = self._plan.report()
+
+    def write(self, build: Build, out: Path) -> list[str]:
+        if self._plan is None or self._planned_sha != sha256_bytes(build.tflite):
+            self.check(build)
+        plan = self._plan
+        files = write_firmware(build, plan, Path(out))
+        build.report["firmware"] = {**plan.report(), "files": files}
+        return files
+
+
+def _provenance_rows(build: Build, plan: FirmwarePlan) -> dict:
+    q = build.recipe.quantize
+    steps = ", ".join(s.type for s in build.recipe.steps) or "none"
+    return {"model": build.model_name, "recipe": f"steps=[{steps}] quantize={q.mode} io={q.io}",
+            "device": f"{plan.profile.name} ({plan.profile.board})",
+            "tensor_arena_bytes": plan.arena.recommended_bytes, "generator": f"edgepack {__version__}"}
+
+
+def model_config_header(build: Build, plan: FirmwarePlan) -> str:
+    """``model_config.h``: the names and sizes the harness (and users) build with."""
+    a = plan.arena
+    return f"""/* Generated by edgepack; do not edit. */
+#ifndef EDGEPACK_MODEL_CONFIG_H_
+#define EDGEPACK_MODEL_CONFIG_H_
+
+#define EP_MODEL_NAME "{plan.ident}"
+#define EP_MODEL_DATA {plan.ident}
+#define EP_MODEL_DATA_LEN {len(build.tflite)}u
+#define EP_OPS_NAMESPACE {plan.ident}_ops
+#define EP_DEVICE_PROFILE "{plan.profile.name}"
+
+/* Tensor arena: {a.min_bytes} B smallest working on the 64-bit host TFLM (bisection),
+ * + {a.margin_bytes} B margin (optimized-kernel scratch, tflite-micro #2738). */
+#define EP_ARENA_SIZE {a.recommended_bytes}u
+#define EP_ARENA_MIN_HOST_BYTES {a.min_bytes}u
+
+#ifndef EP_CLOCK_HZ
+#define EP_CLOCK_HZ {plan.profile.clock_hz}u
+#endif
+
+#endif /* EDGEPACK_MODEL_CONFIG_H_ */
+"""
+
+
+def _render(name: str, **values: Any) -> str:
+    return Template((data_dir("targets") / "tflm" / name).read_text()).substitute(**values)
+
+
+def _readme(build: Build, plan: FirmwarePlan, library: str) -> str:
+    p, b, a, par = plan.profile, plan.budget, plan.arena, plan.parity
+    parity = (f"bit-exact on {par['samples']} {par['data']} samples" if par["bit_exact"] else
+              f"max difference {par['max_raw_diff']:g} ({par['max_abs_diff']:.3g} in output units) on "
+              f"{par['samples']} {par['data']} samples")
+    return _render("README.md.tmpl", ident=plan.ident, version=__version__, model=build.model_name,
+                   device=p.name, board=p.board, size_bytes=len(build.tflite), sha256=sha256_bytes(build.tflite),
+                   ops=", ".join(build.info.op_names()), arena_bytes=a.recommended_bytes, arena_min=a.min_bytes,
+                   arena_recorded=a.recorded_bytes, arena_margin=a.margin_bytes,
+                   flash_needed=b["flash"]["needed"], flash_total=b["flash"]["available"],
+                   runtime_flash=p.runtime_flash_bytes, ram_needed=b["ram"]["needed"],
+                   ram_total=b["ram"]["available"], runtime_ram=p.runtime_ram_bytes, parity=parity,
+                   library=library, expected_crc32=plan.harness["expected_crc32"])
+
+
+def _arduino(build: Build, plan: FirmwarePlan, out: Path, generated: dict[str, str]) -> list[str]:
+    library = f"edgepack_{plan.ident}"
+    root = out / "arduino" / library
+    (root / "src").mkdir(parents=True)
+    (root / "examples" / "Profile").mkdir(parents=True)
+    tmpl = data_dir("targets") / "tflm"
+    props = _render("arduino/library.properties.tmpl", library=library, version=__version__, ident=plan.ident,
+                    model=build.model_name, size_bytes=len(build.tflite),
+                    sha256_short=sha256_bytes(build.tflite)[:12], arena_bytes=plan.arena.recommended_bytes)
+    (root / "library.properties").write_text(props)
+    umbrella = (f"/* Generated by edgepack: the {plan.ident} model for TFLite-Micro. */\n"
+                f"#ifndef EDGEPACK_{library.upper()}_H_\n#define EDGEPACK_{library.upper()}_H_\n"
+                '#include "model_config.h"\n#include "model_data.h"\n#include "model_ops.h"\n'
+                f"#endif\n")
+    (root / "src" / f"{library}.h").write_text(umbrella)
+    for name, text in generated.items():
+        (root / "src" / name).write_text(text)
+    for name in ARDUINO_FILES:
+        shutil.copyfile(tmpl / name, root / "src" / name)
+    shutil.copyfile(tmpl / "arduino" / "Profile.ino", root / "examples" / "Profile" / "Profile.ino")
+    return sorted(str(p.relative_to(out)) for p in root.rglob("*") if p.is_file())
+
+
+def write_firmware(build: Build, plan: FirmwarePlan, out: Path) -> list[str]:
+    """Write all firmware files under ``out``; return their paths relative to it."""
+    header, source = model_array_files(build.tflite, plan.ident, _provenance_rows(build, plan))
+    generated = {"model_data.h": header, "model_data.cc": source,
+                 "model_ops.h": model_ops_header(build.info, plan.ident),
+                 "model_config.h": model_config_header(build, plan)}
+    for name, text in generated.items():
+        (out / name).write_text(text)
+    (out / "model.tflite").write_bytes(build.tflite)
+    tmpl = data_dir("targets") / "tflm"
+    (out / "harness").mkdir()
+    for name in HARNESS_FILES:
+        shutil.copyfile(tmpl / name, out / "harness" / name)
+    cmake = (tmpl / "CMakeLists.txt.tmpl").read_text().replace("@IDENT@", plan.ident)  # CMake owns ${...}
+    (out / "CMakeLists.txt").write_text(cmake)
+    library = f"edgepack_{plan.ident}"
+    (out / "README.md").write_text(_readme(build, plan, library))
+    files = [*generated, "model.tflite", "CMakeLists.txt", "README.md", *(f"harness/{n}" for n in HARNESS_FILES)]
+    files += _arduino(build, plan, out, generated)
+    return sorted(files)
