@@ -183,11 +183,14 @@ class AdbDevice(base.Device):
             raise self._fail(f"push of {remote}", e) from e
 
     # -- lifecycle ---------------------------------------------------------
-    def prepare(self, artifact: base.ResolvedArtifact) -> None:
+    def check(self, artifact: base.ResolvedArtifact) -> None:
         if self.binary is None:
             raise DeviceError(f"{self._where()}: no benchmark_model binary; {GET_BENCHMARK}")
         if not self.binary.is_file():
             raise DeviceError(f"benchmark binary {self.binary} does not exist; {GET_BENCHMARK}")
+
+    def prepare(self, artifact: base.ResolvedArtifact) -> None:
+        self.check(artifact)
         self.connect()
         self.artifact = artifact
         workdir = f"{REMOTE_ROOT}/edgepack-{secrets.token_hex(4)}"

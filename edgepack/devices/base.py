@@ -4,13 +4,14 @@ Every device (host, Android over ADB, a board over serial, QEMU, an estimate)
 follows one lifecycle and returns one result schema
 (:class:`~edgepack.devices.result.ProfileResult`)::
 
+    check(artifact)                refuse bad options/inputs before touching the device
     connect()                      open the link (socket, serial port, ADB auth ...)
     prepare(artifact)              push/build/load the model (a ResolvedArtifact)
     run(settings) -> ProfileResult measure (or estimate) it
     cleanup()                      remove what prepare() put on the device
     close()                        close the link
 
-:meth:`Device.profile` runs connect -> prepare -> run -> cleanup for one
+:meth:`Device.profile` runs check -> connect -> prepare -> run -> cleanup for one
 artifact (cleanup also runs when run() fails). Devices are context managers.
 
 A SPEC string names a device: ``host``, ``adb:SERIAL``, ``adb-tcp:HOST:PORT``,
@@ -217,6 +218,9 @@ class Device:
         self.options = options
 
     # -- lifecycle ---------------------------------------------------------
+    def check(self, artifact: ResolvedArtifact) -> None:
+        """Raise (DeviceError, UsageError) for what is wrong before the device is touched."""
+
     def connect(self) -> None:
         """Open the link to the device (no-op by default)."""
 
@@ -237,10 +241,11 @@ class Device:
     # -- conveniences ------------------------------------------------------
     def profile(self, artifact: Path | ResolvedArtifact, settings: Optional[Settings] = None
                 ) -> ProfileResult:
-        """connect -> prepare -> run -> cleanup; cleanup runs even when run() fails."""
+        """check -> connect -> prepare -> run -> cleanup; cleanup runs even when run() fails."""
         settings = settings or Settings()
         check_settings(settings)
         resolved = artifact if isinstance(artifact, ResolvedArtifact) else resolve_artifact(artifact)
+        self.check(resolved)
         self.connect()
         try:
             self.prepare(resolved)
