@@ -301,3 +301,17 @@ def open_device(spec: str, **options: Any) -> Device:
         takes = ", ".join("--" + o.replace("_", "-") for o in sorted(cls.option_names)) or "none"
         raise UsageError(f"device '{spec}' does not take {opts}; its options: {takes}")
     return cls(parsed.target, **given)
+
+
+def profile(artifact: Path | str, device: str = "host", settings: Optional[Settings] = None,
+            **options: Any) -> ProfileResult:
+    """Profile one artifact on the device a SPEC names (opened and closed here).
+
+    Example::
+
+        from edgepack.devices.base import profile
+        r = profile("build/android", "adb-tcp:192.168.1.7:5555", Settings(runs=50),
+                    benchmark_binary=Path("benchmark_model"))
+    """
+    with open_device(device, **options) as dev:
+        return dev.profile(Path(artifact), settings)

@@ -1,0 +1,123 @@
+"""What ``edgepack devices`` lists: the host, ADB devices, serial ports, device profiles.
+
+ADB over USB is listed through adb-shell's libusb transport when libusb1 is
+installed (otherwise an entry says what is missing); ADB over TCP cannot be
+discovered by scanning, so the addresses given with ``--adb-tcp HOST:PORT``
+are probed (a TCP connect, no authentication). Serial ports come from
+pyserial's port listing. Device profiles are those in device_profiles/.
+
+Example::
+
+    for e in discover(adb_tcp=["192.168.1.7:5555"]): print(e.spec, e.status)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+ADB_USB_CLASS = (0xFF, 0x42, 0x01)  # vendor-specific class, ADB subclass and protocol
+
+
+@dataclass
+class Entry:
+    spec: str  # what to pass to --device
+    kind: str
+    description: str
+    status: str  # "available", "unreachable", "unavailable: why"
+    profiles: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def host_entry() -> Entry:
+    cpu = platform.processor() or platform.machine()
+    return Entry("host", "host", f"this machine ({cpu}, {os.cpu_count()} cores), LiteRT + XNNPACK",
+                 "available")
+
+
+def adb_usb_entries() -> list[Entry]:
+    """ADB devices on USB (needs the libusb1 package and the libusb-1.0 library)."""
+    try:
+        import usb1  # type: ignore
+    except (ImportError, OSError):
+        return [Entry("adb:SERIAL", "adb", "Android over USB", "unavailable: pip install "
+                      "'adb-shell[usb]' (libusb1) to list USB devices, or use adb-tcp:HOST:PORT")]
+    out = []
+    try:
+        with usb1.USBContext() as ctx:
+            for dev in ctx.getDeviceIterator(skip_on_error=True):
+                if any((s.getClass(), s.getSubClass(), s.getProtocol()) == ADB_USB_CLASS
+                       for cfg in dev for iface in cfg for s in iface):
+                    serial = _usb_serial(dev)
+                    out.append(Entry(f"adb:{serial}", "adb", f"Android over USB "
+                                     f"({dev.getVendorID():04x}:{dev.getProductID():04x})", "available"))
+    except usb1.USBError as e:
+        return [Entry("adb:SERIAL", "adb", "Android over USB", f"unavailable: libusb error {e}")]
+    return out
+
+
+def _usb_serial(dev) -> str:
+    try:
+        return dev.getSerialNumber() or f"{dev.getBusNumber()}-{dev.getPortNumber()}"
+    except Exception:  # noqa: BLE001 - a device we may not open (permissions) still gets listed
+        return f"{dev.getBusNumber()}-{dev.getPortNumber()}"
+
+
+def adb_tcp_entries(addresses: Iterable[str], timeout: float = 1.0) -> list[Entry]:
+    """Probe each HOST:PORT with a TCP connect."""
+    out = []
+    for addr in addresses:
+        host, _, port = addr.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                status = "available"
+        except (OSError, ValueError) as e:
+            status = f"unreachable ({e.__class__.__name__})"
+        out.append(Entry(f"adb-tcp:{addr}", "adb", "Android over TCP (adb tcpip)", status))
+    return out
+
+
+def serial_entries(profiles: list[str] = ()) -> list[Entry]:
+    """Serial ports pyserial can see (boards running the profiling harness; pick --profile)."""
+    from serial.tools import list_ports
+
+    return [Entry(f"serial:{p.device}", "serial", p.description or "serial port", "available",
+                  list(profiles)) for p in sorted(list_ports.comports(), key=lambda p: p.device)]
+
+
+def profile_entries() -> list[Entry]:
+    """Device profiles: each can be estimated, and names --profile for serial/QEMU."""
+    from .profiles import list_profiles, load_profile
+
+    out = []
+    for name in list_profiles():
+        p = load_profile(name)
+        out.append(Entry(f"estimate:{name}", "estimate",
+                         f"{p.board} ({p.core}, {p.clock_hz / 1e6:g} MHz): estimated, no device needed",
+                         "available", [name]))
+    return out
+
+
+def discover(adb_tcp: Iterable[str] = (), usb: bool = True) -> list[Entry]:
+    """Everything reachable, host first; then ADB, serial ports, QEMU and estimates."""
+    import shutil
+
+    from .profiles import list_profiles, load_profile
+
+    names = list_profiles()
+    m4 = [n for n in names if load_profile(n).core == "cortex-m4"]
+    entries = [host_entry()]
+    entries += adb_usb_entries() if usb else []
+    entries += adb_tcp_entries(adb_tcp)
+    entries += serial_entries(names)
+    qemu = shutil.which("qemu-system-arm")
+    entries.append(Entry("qemu:mps2-an386", "qemu", "Cortex-M4 in QEMU (needs --tflm-root)",
+                         "available" if qemu else "unavailable: apt-get install qemu-system-arm "
+                         "gcc-arm-none-eabi libnewlib-arm-none-eabi", m4))
+    entries += profile_entries()
+    return entries

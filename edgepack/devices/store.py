@@ -1,0 +1,83 @@
+"""Writing profile results: a JSON file, or appended to a package's report.json (atomically).
+
+Both write a temporary file beside the destination and rename it, so a failed
+or interrupted run leaves the previous file (or nothing) behind.
+
+Example::
+
+    write_json(Path("host.json"), result.model_dump(mode="json"))
+    append_profiles(Path("build/android"), [result])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import UsageError
+from .result import ProfileResult
+
+
+def check_out(path: Path) -> None:
+    """Refuse an --out whose folder does not exist (before any profiling)."""
+    if not Path(path).parent.is_dir():
+        raise UsageError(f"--out {path}: folder {Path(path).parent} does not exist; create it first")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` through a temp file + rename."""
+    path = Path(path)
+    check_out(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_report(report_dir: Path) -> dict:
+    """The report.json of a package folder, checked to take a "profiles" list."""
+    report = Path(report_dir) / "report.json"
+    if not report.is_file():
+        raise UsageError(f"--append-report {report_dir}: no report.json there; pass a folder "
+                         "written by `edgepack package`")
+    try:
+        data = json.loads(report.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{report} is not valid JSON ({e.msg}, line {e.lineno}); "
+                         "re-run `edgepack package` to rewrite it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("profiles", []), list):
+        raise UsageError(f"{report}: expected an object with a 'profiles' list; "
+                         "re-run `edgepack package` to rewrite it")
+    return data
+
+
+def append_profiles(report_dir: Path, results: Iterable[ProfileResult]) -> Path:
+    """Append results to ``report_dir/report.json``'s "profiles" list (report.md re-rendered)."""
+    data = read_report(report_dir)
+    data.setdefault("profiles", []).extend(r.model_dump(mode="json") for r in results)
+    report = Path(report_dir) / "report.json"
+    write_json(report, data)
+    if (Path(report_dir) / "report.md").is_file():
+        from ..report import render_markdown
+
+        _write_text(Path(report_dir) / "report.md", render_markdown(data) + "\n")
+    return report
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
