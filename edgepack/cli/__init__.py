@@ -18,6 +18,8 @@ from ..errors import EdgepackError
 COMMANDS: list[str] = [
     "edgepack.cli.package_cmd:package",
     "edgepack.cli.inspect_cmd:inspect",
+    "edgepack.cli.profile_cmd:profile",
+    "edgepack.cli.devices_cmd:devices",
 ]
 
 
