@@ -1,0 +1,179 @@
+"""Build TFLite-Micro for a Cortex-M core with arm-none-eabi-gcc, from a user's TFLM tree.
+
+TFLM's sources are on no package registry, so the user supplies a tree: a git
+checkout of tensorflow/tflite-micro with its third-party headers downloaded, or a
+tree exported by TFLM's ``create_tflm_tree.py``. The flatbuffers, gemmlowp and ruy
+headers are looked for under ``third_party/`` (exported trees) or
+``tensorflow/lite/micro/tools/make/downloads/`` (checkouts after ``make
+third_party_downloads``). Reference kernels only (no CMSIS-NN), TFLM's own flags
+(-Os core, -O2 kernels), cached by a hash of the tree, flags and compiler.
+
+Example::
+
+    lib = build_library(find_tree(Path("/src/tflite-micro")), Toolchain.find())
+    # lib.archive: .../libtflm.a; lib.includes: the -I folders the harness needs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..errors import DeviceError
+
+CPU_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+COMMON_FLAGS = ("-fno-unwind-tables", "-fno-asynchronous-unwind-tables", "-ffunction-sections",
+                "-fdata-sections", "-fmessage-length=0", "-DTF_LITE_STATIC_MEMORY",
+                "-DTF_LITE_DISABLE_X86_NEON", "-DNDEBUG", "-DTF_LITE_STRIP_ERROR_STRINGS")
+CXX_FLAGS = ("-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics")
+_HEADERS = {"flatbuffers": "flatbuffers/include/flatbuffers/flatbuffers.h",
+            "gemmlowp": "gemmlowp/fixedpoint/fixedpoint.h",
+            "ruy": "ruy/ruy/profiler/instrumentation.h"}
+TREE_HELP = ("pass --tflm-root DIR: a tensorflow/tflite-micro checkout after `make -f "
+             "tensorflow/lite/micro/tools/make/Makefile third_party_downloads`, or a tree exported with "
+             "`python3 tensorflow/lite/micro/tools/project_generation/create_tflm_tree.py DIR`")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """The arm-none-eabi compilers and binutils, and qemu-system-arm."""
+
+    gcc: str
+    gxx: str
+    ar: str
+    size: str
+    qemu: Optional[str]
+
+    @classmethod
+    def find(cls, need_qemu: bool = True) -> "Toolchain":
+        """Locate the tools on PATH; DeviceError naming the Debian packages when missing."""
+        names = {"gcc": "arm-none-eabi-gcc", "gxx": "arm-none-eabi-g++", "ar": "arm-none-eabi-ar",
+                 "size": "arm-none-eabi-size"}
+        found = {k: shutil.which(v) for k, v in names.items()}
+        missing = [names[k] for k, v in found.items() if not v]
+        qemu = shutil.which("qemu-system-arm")
+        if need_qemu and not qemu:
+            missing.append("qemu-system-arm")
+        if missing:
+            raise DeviceError(f"{', '.join(missing)} not found: install them with `apt-get install "
+                              "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib "
+                              "qemu-system-arm`")
+        return cls(qemu=qemu, **found)
+
+    def version(self) -> str:
+        out = subprocess.run([self.gcc, "-dumpfullversion"], capture_output=True, text=True)
+        return out.stdout.strip()
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A TFLM source tree and the include folders it needs."""
+
+    root: Path
+    includes: tuple[Path, ...]
+
+
+def find_tree(root: Optional[Path]) -> Tree:
+    """Check ``root`` is a usable TFLM tree; DeviceError saying exactly what to pass otherwise."""
+    if root is None or str(root) == "":
+        raise DeviceError(f"QEMU profiling builds TFLM from source and needs a TFLM tree: {TREE_HELP}")
+    root = Path(root).expanduser().resolve()
+    if not (root / "tensorflow/lite/micro/micro_interpreter.h").is_file():
+        raise DeviceError(f"--tflm-root {root} holds no tensorflow/lite/micro/micro_interpreter.h; {TREE_HELP}")
+    includes = [root]
+    for name, header in _HEADERS.items():
+        for base in (root / "third_party", root / "tensorflow/lite/micro/tools/make/downloads"):
+            if (base / header).is_file():
+                includes.append(base / header.split("/")[0] / ("include" if name == "flatbuffers" else ""))
+                break
+        else:
+            raise DeviceError(f"--tflm-root {root}: the {name} headers ({header}) are missing under "
+                              f"third_party/ or tensorflow/lite/micro/tools/make/downloads/; {TREE_HELP}")
+    return Tree(root, tuple(p.resolve() for p in includes))
+
+
+def library_sources(root: Path) -> list[Path]:
+    """The TFLM library sources, as TFLM's Makefile picks them (reference kernels, no tests)."""
+    micro = root / "tensorflow/lite/micro"
+    srcs = []
+    for sub in ("", "arena_allocator", "memory_planner", "tflite_bridge", "kernels"):
+        srcs += sorted((micro / sub).glob("*.cc"))
+    for path in sorted((root / "tensorflow").rglob("*.c*")):
+        rel = path.relative_to(root).as_posix()
+        if path.suffix in (".cc", ".c") and not rel.startswith(("tensorflow/lite/micro/",
+                                                                "tensorflow/lite/experimental/")):
+            srcs.append(path)
+    generic_log = micro / "cortex_m_generic/debug_log.cc"  # logs through a callback, not stdio
+    srcs = [generic_log if p == micro / "debug_log.cc" and generic_log.is_file() else p for p in srcs]
+    skip = ("_test.cc", "test_helpers.cc", "test_helper_custom_ops.cc", "fake_micro_context.cc",
+            "mock_micro_graph.cc", "tensorflow/lite/array.cc")
+    return [p for p in srcs if not p.as_posix().endswith(skip) and "/testdata/" not in p.as_posix()]
+
+
+@dataclass(frozen=True)
+class Library:
+    archive: Path
+    includes: tuple[Path, ...]
+    flags: tuple[str, ...]
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("EDGEPACK_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME")
+                                                           or os.path.expanduser("~/.cache"), "edgepack")
+    return Path(base) / "tflm"
+
+
+def _key(tree: Tree, tc: Toolchain, srcs: list[Path]) -> str:
+    h = hashlib.sha256()
+    h.update("\0".join(CPU_FLAGS + COMMON_FLAGS + CXX_FLAGS).encode())
+    h.update(tc.version().encode())
+    for p in srcs:
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def compile_one(tc: Toolchain, src: Path, obj: Path, includes, extra=()) -> None:
+    """Compile one C/C++ file for the Cortex-M4 (DeviceError with the compiler's first error)."""
+    cxx = src.suffix in (".cc", ".cpp")
+    opt = "-O2" if "/kernels/" in src.as_posix() else "-Os"
+    cmd = [tc.gxx if cxx else tc.gcc, *CPU_FLAGS, *COMMON_FLAGS, *(CXX_FLAGS if cxx else ("-std=c11",)),
+           opt, *extra, *(f"-I{i}" for i in includes), "-c", str(src), "-o", str(obj)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        err = next((ln for ln in out.stderr.splitlines() if "error" in ln), out.stderr.strip()[:300])
+        raise DeviceError(f"compiling {src} for Cortex-M4 failed: {err}; check the TFLM tree "
+                          "matches its third-party headers")
+
+
+def build_library(tree: Tree, tc: Toolchain, jobs: Optional[int] = None) -> Library:
+    """Compile the TFLM library into a cached ``libtflm.a`` (rebuilt when the tree changes)."""
+    srcs = library_sources(tree.root)
+    out = _cache_root() / _key(tree, tc, srcs)
+    archive = out / "libtflm.a"
+    lib = Library(archive, tree.includes, CPU_FLAGS + COMMON_FLAGS)
+    if archive.is_file():
+        return lib
+    staging = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    objs = [staging / f"{i:04d}_{p.stem}.o" for i, p in enumerate(srcs)]
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
+        list(pool.map(lambda so: compile_one(tc, so[0], so[1], tree.includes), zip(srcs, objs)))
+    res = subprocess.run([tc.ar, "rcs", str(staging / "libtflm.a"), *map(str, objs)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise DeviceError(f"{tc.ar} failed: {res.stderr.strip()[:200]}")
+    for o in objs:
+        o.unlink()
+    if out.exists():  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        staging.rename(out)
+    return lib
