@@ -28,6 +28,18 @@ def representative_dataset(x: np.ndarray):
     return gen
 
 
+def _convert_plan(model, quant: QuantizeConfig, calibration, hints: dict[str, Any]) -> bytes:
+    """Float conversion, then the mixed-precision plan applied per op."""
+    from ..passes.mixed_precision import quantize_plan, validate_plan_hint
+
+    validate_plan_hint(hints["precision_plan"], quant)
+    if calibration is None or len(calibration) == 0:
+        raise DataError("the mixed-precision plan needs calibration data; pass --calibration DATA")
+    rest = {k: v for k, v in hints.items() if k != "precision_plan"}
+    float_model = convert(model, QuantizeConfig(mode="none"), None, rest)
+    return quantize_plan(float_model, hints["precision_plan"], calibration, quant.per_channel)
+
+
 def convert(
     model,
     quant: QuantizeConfig,
@@ -36,10 +48,14 @@ def convert(
 ) -> bytes:
     """Convert a tf_keras model with the quantization in ``quant``.
 
-    ``hints`` may carry ``denylisted_ops`` / ``denylisted_nodes`` (kept in float
-    by the mixed-precision pass) and ``experimental_new_quantizer``.
+    ``hints`` may carry ``precision_plan`` ({op output tensor: int8 | int16x8 |
+    float}, set by the mixed_precision step and applied with ai-edge-quantizer),
+    ``debug_options`` and ``experimental_new_quantizer``.
     """
     from ..keras_compat import tf
+
+    if (hints or {}).get("precision_plan"):
+        return _convert_plan(model, quant, calibration, hints)
 
     t = tf()
     hints = hints or {}

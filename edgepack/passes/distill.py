@@ -28,6 +28,7 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
+from .order import forbid_after
 from .training import FitConfig, evaluate_accuracy, fit, uses_softmax
 
 
@@ -76,6 +77,10 @@ class Distill(Pass):
         alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (teacher) loss")
         teacher: Optional[str] = Field(None, description="teacher model file; default: the recipe's input model")
         fine_tune: FitConfig = Field(default_factory=lambda: FitConfig(epochs=3, learning_rate=5e-4))
+
+    def check_order(self, previous: list[str]) -> None:
+        forbid_after(self.name, previous, {"mixed_precision": "the precision plan was measured on the "
+                                           "earlier weights; move 'distill' before 'mixed_precision'"})
 
     def teacher(self, ctx: Context):
         """The teacher model: the ``teacher`` file if given, else ``ctx.teacher``."""

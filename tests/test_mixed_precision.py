@@ -1,0 +1,87 @@
+"""Automatic mixed precision: a model plain int8 breaks, repaired per op, run in LiteRT."""
+
+import numpy as np
+import pytest
+
+from compress_helpers import context, copy_model, mlp, tflite_accuracy
+from edgepack.convert.flatbuffer import read_tflite
+from edgepack.convert.tflite import convert
+from edgepack.errors import RecipeError
+from edgepack.passes.mixed_precision import MixedPrecision
+from edgepack.recipe import QuantizeConfig, Recipe
+
+INT8 = QuantizeConfig(mode="int8", io="float")
+
+
+def outlier_model(scale: float = 3000.0):
+    """A trained digits MLP with one fc1 neuron scaled by ``scale`` in and 1/scale out.
+
+    ReLU is positively homogeneous, so the float function is unchanged, but fc1's
+    output range grows ``scale``-fold: per-tensor int8 activations crush the other
+    neurons (the "outlier feature" failure of plain int8).
+    """
+    m = mlp(hidden=64, epochs=8)
+    w, b = m.get_layer("fc1").get_weights()
+    j = int(np.argmax(np.abs(w).sum(0)))
+    w[:, j] *= scale
+    b[j] *= scale
+    m.get_layer("fc1").set_weights([w, b])
+    w2, b2 = m.get_layer("out").get_weights()
+    w2[j] /= scale
+    m.get_layer("out").set_weights([w2, b2])
+    return m
+
+
+@pytest.fixture(scope="module")
+def model():
+    return outlier_model()
+
+
+def test_mixed_precision_recovers_what_int8_loses(model):
+    ctx = context()
+    float_tfl = convert(model, QuantizeConfig(mode="none"))
+    int8_tfl = convert(model, INT8, ctx.calibration)
+    acc_float, acc_int8 = tflite_accuracy(float_tfl, ctx.eval), tflite_accuracy(int8_tfl, ctx.eval)
+    assert acc_int8 < acc_float - 20  # plain int8 really breaks this model
+    step = MixedPrecision(MixedPrecision.Config(max_accuracy_drop=1.0))
+    step.check_order(["cluster"])
+    step.apply(model, ctx)
+    rec = ctx.records[-1]
+    assert rec["met"] and rec["drop_pt"] <= 1.0 and rec["metric"] == "accuracy"
+    by_layer = {u["layer"]: u for u in rec["ops"]}
+    assert by_layer["fc1"]["drop_pt"] > 20  # sensitivity measured with only fc1 quantized
+    assert by_layer["flatten"]["choice"] == "int8"
+    assert by_layer["fc1"]["choice"] != "int8"
+    mixed = convert(model, INT8, ctx.calibration, ctx.convert_hints)
+    assert tflite_accuracy(mixed, ctx.eval) > acc_float - 2.0
+    assert len(mixed) < 0.6 * len(float_tfl)  # int8 weights everywhere (int16x8 keeps int8 weights)
+    dtypes = {read_tflite(mixed).tensors[o.outputs[0]].dtype for o in read_tflite(mixed).ops}
+    assert "int16" in dtypes or "float32" in dtypes
+
+
+def test_well_behaved_model_stays_all_int8_and_float_only_fallback():
+    ctx = context(train=False)
+    ctx.eval = None  # no labels: scored by top-1 agreement with the float model
+    m = mlp(hidden=32, epochs=4)
+    MixedPrecision(MixedPrecision.Config(max_accuracy_drop=3.0)).apply(m, ctx)
+    rec = ctx.records[-1]
+    assert rec["metric"] == "agreement" and rec["counts"]["int16x8"] == rec["counts"]["float"] == 0
+    assert len(rec["search"]) == 1
+    ctx = context()
+    MixedPrecision(MixedPrecision.Config(max_accuracy_drop=1.0, allow=["float"])).apply(outlier_model(), ctx)
+    rec = ctx.records[-1]
+    assert rec["met"] and rec["counts"]["int16x8"] == 0 and rec["counts"]["float"] >= 1
+
+
+def test_order_and_conversion_errors(model):
+    with pytest.raises(RecipeError, match="cannot follow 'qat'"):
+        Recipe.from_dict({"steps": [{"type": "qat"}, {"type": "mixed_precision"}]})
+    with pytest.raises(RecipeError, match="cannot follow 'mixed_precision'"):
+        Recipe.from_dict({"steps": [{"type": "mixed_precision"}, {"type": "qat"}]})
+    with pytest.raises(RecipeError, match="cannot follow 'mixed_precision'"):
+        Recipe.from_dict({"steps": [{"type": "mixed_precision"}, {"type": "cluster"}]})
+    with pytest.raises(RecipeError, match="needs calibration"):
+        MixedPrecision(MixedPrecision.Config()).apply(model, context().__class__())
+    hints = {"precision_plan": {"sequential/fc1/MatMul": "int16x8"}}
+    with pytest.raises(RecipeError, match="io float"):
+        convert(model, QuantizeConfig(mode="int8", io="int8"), context().calibration, hints)
