@@ -29,6 +29,9 @@ from .runtime import dequantize_output, quantize_input
 ARENA_ALIGN = 16
 MARGIN_FRACTION = 0.10  # optimized kernels (CMSIS-NN, ESP-NN) request scratch the reference kernels do not
 MARGIN_MIN_BYTES = 1024
+# The host interpreter crashes (SIGSEGV) on arenas below ~464 B, too small for its own
+# allocator objects; never probe below this floor.
+MIN_ARENA_BYTES = 1024
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)'")
 _CUSTOM_OP = re.compile(r"Didn't find op for custom opcode '([^']+)'")
 _ARENA_MESSAGES = ("Failed to allocate", "Failed to resize buffer", "missing:", "Too many buffers",
@@ -58,10 +61,17 @@ def _detail(d: dict) -> dict:
     return {"dtype": np.dtype(d["dtype"]), "shape": [int(v) for v in d["shape"]], "quantization": (scale, zp)}
 
 
+class ArenaTooSmall(VerificationError):
+    """The tensor arena given to TFLM cannot hold the model's tensors."""
+
+
 class Tflm:
     """One TFLM host interpreter over model bytes with a fixed arena."""
 
     def __init__(self, model: bytes, arena_size: Optional[int] = None):
+        if arena_size is not None and arena_size < MIN_ARENA_BYTES:
+            raise ArenaTooSmall(f"TFLM arena of {arena_size} bytes is too small: the host interpreter needs at "
+                                f"least {MIN_ARENA_BYTES} bytes")
         rt = _runtime()
         err = None
         with capture_fd2() as log:
@@ -117,10 +127,6 @@ class Tflm:
         return int(m.group(1))
 
 
-class ArenaTooSmall(VerificationError):
-    """The tensor arena given to TFLM cannot hold the model's tensors."""
-
-
 def _fits(model: bytes, size: int) -> bool:
     """Whether TFLM allocates the model in ``size`` bytes (any failure counts as 'no':
     a too-small arena shows up as many different Prepare errors)."""
@@ -159,7 +165,7 @@ def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: in
         if hi >= limit:
             raise VerificationError(f"TFLM could not allocate the model even with a {limit} byte arena")
         hi = min(hi * 2, limit)
-    lo = 0  # lo never fits, hi always fits
+    lo = MIN_ARENA_BYTES - ARENA_ALIGN  # lo is never probed (treated as not fitting), hi always fits
     while hi - lo > ARENA_ALIGN:
         mid = _align((lo + hi) // 2)
         if mid >= hi:

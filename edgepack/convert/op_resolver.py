@@ -76,8 +76,12 @@ def layer_of(tensor_name: str) -> str:
 def _where(info: TfliteInfo, op: OpInfo) -> str:
     if not op.outputs or op.outputs[0] < 0:
         return f"op #{op.index}"
-    name = info.tensors[op.outputs[0]].name
-    return f"op #{op.index} (layer '{layer_of(name)}', tensor '{name.split(';')[0]}')"
+    name = info.tensors[op.outputs[0]].name.split(";")[0]
+    if "/" in name:
+        return f"op #{op.index} (layer '{layer_of(name)}', tensor '{name}')"
+    feeds = [info.tensors[i].name for i in op.inputs if i >= 0 and "/" in info.tensors[i].name]
+    after = f", right after layer '{layer_of(feeds[0])}'" if feeds else ""
+    return f"op #{op.index} (output tensor '{name}'{after})"
 
 
 def add_method(op: OpInfo) -> str | None:
