@@ -22,7 +22,7 @@ from edgepack.devices.base import open_device
 from edgepack.devices.parsers import parse_benchmark_output, split_exit
 from edgepack.devices.result import Settings
 from edgepack.errors import DeviceError
-from emulators.adb_device import AdbEmulator, install_benchmark_model
+from emulators.adb_device import AdbEmulator, install_benchmark_model, true_excess_mw
 
 FAST = dict(idle_seconds=0.4, energy_seconds=0.8)
 
@@ -86,6 +86,8 @@ def test_profile_over_adb_tcp(tmp_path, key, bench_bin, model):
     assert r.ops and r.ops[0].op == "TfLiteXNNPackDelegate"
     e = r.energy
     assert e.source == "measured" and e.per_inference_mj > 0 and 0 < e.uncertainty_mj < e.per_inference_mj
+    excess_mw = e.per_inference_mj / (lat.mean_us * 1e-6)  # mJ per inference / s per inference
+    assert excess_mw == pytest.approx(true_excess_mw(), rel=0.25)  # the emulator's known load
     assert left == []  # pushed files cleaned up
     assert r.artifact.sha256 and r.artifact.size_bytes == model.stat().st_size
 

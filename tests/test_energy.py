@@ -13,6 +13,7 @@ from edgepack.devices.energy import (
     discharge_sign,
     energy_per_inference,
     mean_power,
+    timed_window,
     voltage_unit,
 )
 from edgepack.devices.parsers import parse_battery_samples
@@ -98,3 +99,11 @@ def test_too_few_samples_or_zero_latency_are_errors():
         energy_per_inference(([0], [1], [1]), synth(5, .4, 3.8), 0.01, 0, 5)
     with pytest.raises(DeviceError, match="positive mean latency"):
         energy_per_inference(synth(5, .1, 3.8), synth(5, .4, 3.8), 0.0, 0, 5)
+
+
+def test_timed_window_keeps_only_the_timed_runs_or_says_it_could_not():
+    t, i, v = [0.0, 0.5, 1.0, 1.5, 2.0], [1, 2, 3, 4, 5], [9] * 5
+    (wt, wi, _), ok = timed_window((t, i, v), 0.9, 2.0)
+    assert ok and wt == [1.0, 1.5, 2.0] and wi == [3, 4, 5]
+    (wt, _, _), ok = timed_window((t, i, v), 1.9, 2.0)
+    assert not ok and wt == t  # too few samples: everything, flagged

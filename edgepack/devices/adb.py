@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from ..errors import DeviceError
 from . import base
-from .energy import EnergyFigure, energy_per_inference
+from .energy import EnergyFigure, energy_per_inference, timed_window
 from .parsers import BenchmarkOutput, parse_battery_samples, parse_benchmark_output, split_exit
 from .result import DeviceInfo, Energy, Latency, Memory, OpTime, ProfileResult, Settings
 
@@ -35,6 +35,7 @@ KEY_ENV = "EDGEPACK_ADB_KEY"
 REMOTE_ROOT = "/data/local/tmp"
 BATTERY = "/sys/class/power_supply/battery"
 SAMPLE_PERIOD_S = 0.05
+END_MARK = "EDGEPACK_END_UPTIME"
 GET_BENCHMARK = ("pass --benchmark-binary PATH: download TFLite's prebuilt benchmark_model for the "
                  "device ABI (android_aarch64_benchmark_model, see "
                  "https://www.tensorflow.org/lite/performance/measurement) or build it with "
@@ -228,8 +229,9 @@ class AdbDevice(base.Device):
         if self.energy:
             sampler = f"({self._sampler(f'{w}/stop')}) </dev/null >{w}/samples.txt 2>/dev/null & "
         return (f"cd {w} || exit 97; rm -f stop samples.txt; {sampler}"
-                f"{w}/benchmark_model {' '.join(flags)} >{w}/bench.txt 2>&1; rc=$?; touch {w}/stop; "
-                f"cat {w}/bench.txt; (exit $rc)")
+                f"{w}/benchmark_model {' '.join(flags)} >{w}/bench.txt 2>&1; rc=$?; "
+                f"t1=$(cut -d' ' -f1 /proc/uptime); touch {w}/stop; "
+                f"cat {w}/bench.txt; echo \"{END_MARK} $t1\"; (exit $rc)")
 
     def run(self, settings: Settings) -> ProfileResult:
         assert self.artifact is not None and self.workdir, "prepare() first"
@@ -241,24 +243,30 @@ class AdbDevice(base.Device):
                               f"{' | '.join(last) or 'no output'}; check that --benchmark-binary "
                               f"matches the device ABI ({self.props.get('abi') or 'unknown'})")
         bench = parse_benchmark_output(body)
-        energy, notes = self._energy(idle_text, bench, settings) if self.energy else (
+        energy, notes = self._energy(idle_text, bench, settings, _end_uptime(body)) if self.energy else (
             Energy(source="not_available", method="energy sampling turned off (--no-energy)"), [])
         return self._result(settings, bench, energy, notes)
 
-    def _energy(self, idle_text: str, bench: BenchmarkOutput, settings: Settings
-                ) -> tuple[Energy, list[str]]:
+    def _energy(self, idle_text: str, bench: BenchmarkOutput, settings: Settings,
+                end: Optional[float]) -> tuple[Energy, list[str]]:
         try:
             run_text, _ = self._sh(f"cat {self.workdir}/samples.txt", "battery sample read", 30.0)
             idle = parse_battery_samples(idle_text, "idle battery samples")
             run = parse_battery_samples(run_text, "run battery samples")
             latency_s = (bench.avg_us or bench.inference_avg_us or 0) / 1e6
-            fig = energy_per_inference((idle.t, idle.current, idle.voltage),
-                                       (run.t, run.current, run.voltage),
-                                       latency_s, (bench.std_us or 0) / 1e6, bench.count or settings.runs,
-                                       **self.units)
+            runs = bench.count or settings.runs
+            window, trimmed = (run.t, run.current, run.voltage), False
+            if end is not None:
+                window, trimmed = timed_window(window, end - runs * latency_s, end)
+            fig = energy_per_inference((idle.t, idle.current, idle.voltage), window,
+                                       latency_s, (bench.std_us or 0) / 1e6, runs, **self.units)
         except DeviceError as e:
             return Energy(source="not_available", method=str(e)), []
-        return _energy_result(fig), _energy_notes(fig, bench, settings)
+        notes = _energy_notes(fig, bench, settings)
+        if not trimmed:
+            notes.append("energy: the timed runs were too short to hold 3 battery samples; the whole "
+                         "run (init and warmup included) was averaged — raise --energy-seconds")
+        return _energy_result(fig), notes
 
     def _result(self, settings: Settings, bench: BenchmarkOutput, energy: Energy,
                 notes: list[str]) -> ProfileResult:
@@ -302,6 +310,16 @@ class AdbDevice(base.Device):
                 self.dev = None
 
 
+def _end_uptime(body: str) -> Optional[float]:
+    for line in reversed(body.splitlines()):
+        if line.startswith(END_MARK):
+            try:
+                return float(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
 def _sha(path: Optional[Path]) -> str:
     import hashlib
 
@@ -310,8 +328,8 @@ def _sha(path: Optional[Path]) -> str:
 
 def _energy_result(fig: EnergyFigure) -> Energy:
     return Energy(source="measured", per_inference_mj=fig.mj, uncertainty_mj=fig.uncertainty_mj,
-                  method="battery current x voltage sampled on the device every ~50 ms; idle "
-                         "baseline subtracted; excess power x mean inference latency")
+                  method="battery current x voltage sampled on the device every ~50 ms during the "
+                         "timed runs; idle baseline subtracted; excess power x mean inference latency")
 
 
 def _energy_notes(fig: EnergyFigure, bench: BenchmarkOutput, settings: Settings) -> list[str]:

@@ -138,6 +138,25 @@ def mean_power(trace: Trace) -> tuple[float, float]:
     return mean, _sem(p)
 
 
+def timed_window(samples: tuple[Sequence[float], Sequence[float], Sequence[float]], start: float,
+                 end: float, least: int = 3) -> tuple[tuple[list, list, list], bool]:
+    """The samples taken in [start, end] (the timed runs), and whether there were enough.
+
+    With fewer than ``least`` samples in the window, all samples are returned
+    and the flag is False, so the caller can say the figure includes init/warmup.
+
+    Example::
+
+        timed_window(([0, 1, 2, 3], [5, 6, 7, 8], [1, 1, 1, 1]), 0.5, 3.0)
+        # (([1, 2, 3], [6, 7, 8], [1, 1, 1]), True)
+    """
+    t, i, v = (list(x) for x in samples)
+    keep = [k for k, tk in enumerate(t) if start <= tk <= end]
+    if len(keep) < least:
+        return (t, i, v), False
+    return ([t[k] for k in keep], [i[k] for k in keep], [v[k] for k in keep]), True
+
+
 def to_trace(t: Sequence[float], current_raw: Sequence[float], voltage_raw: Sequence[float],
              c_unit: str, v_unit: str, sign: int) -> Trace:
     """Raw readings -> a Trace in amps (discharge positive) and volts."""

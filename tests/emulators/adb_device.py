@@ -48,6 +48,15 @@ MAX_PAYLOAD = 256 * 1024
 TOKEN, SIGNATURE, RSAPUBLICKEY = 1, 2, 3
 SHA1_DIGEST_INFO = bytes.fromhex("3021300906052b0e03021a05000414")
 BANNER = b"device::ro.product.name=edgepack_emu;ro.product.model=edgepack-emu;ro.product.device=emu;features=cmd\0"
+IDLE_UA, LOAD_UA, BATTERY_UV, SAG_UV = 150_000, 350_000, 3_850_000, 30_000  # emulated battery
+
+
+def true_excess_mw() -> float:
+    """The extra power the emulated battery shows while a benchmark runs (ground truth)."""
+    run = (IDLE_UA + LOAD_UA) * 1e-6 * (BATTERY_UV - SAG_UV) * 1e-6
+    return (run - IDLE_UA * 1e-6 * BATTERY_UV * 1e-6) * 1e3
+
+
 _MAPPED = re.compile(r"(?<![\w.~/-])/(data|sys|sdcard|dev)(?=/|\s|$|;|'|\")")
 
 
@@ -248,8 +257,8 @@ class AdbEmulator:
 
     def _battery_tick(self) -> None:
         load = 1 if any((self.root / "dev/.load").iterdir()) else 0
-        ua = 150_000 + 350_000 * load + self.rng.gauss(0, 10_000)
-        uv = 3_850_000 - 30_000 * load + self.rng.gauss(0, 2_000)
+        ua = IDLE_UA + LOAD_UA * load + self.rng.gauss(0, 10_000)
+        uv = BATTERY_UV - SAG_UV * load + self.rng.gauss(0, 2_000)
         cur = -ua if self.discharge_negative else ua
         cur = cur / 1000 if self.current_unit == "mA" else cur
         bat = self.root / "sys/class/power_supply/battery"
