@@ -112,21 +112,37 @@ def _provenance(req: PackageRequest, recipe: Recipe, tflite: bytes) -> dict:
             "versions": versions}
 
 
-def _step_record(model, ctx: Context, name: str) -> dict:
+def _step_record(model, ctx: Context, name: str, measure: bool) -> dict:
+    """Params, MACs and accuracy after a step; with ``measure`` also float .tflite size,
+    entropy-coded size and host LiteRT latency (a measurement: varies run to run)."""
     from .keras_stats import model_summary
 
     s = model_summary(model)
-    rec = {"step": name, "params": s["params"], "macs": s["macs"]}
+    rec: dict[str, Any] = {"step": name, "params": s["params"], "macs": s["macs"]}
     if ctx.eval is not None and ctx.eval.y is not None:
         from .passes.training import evaluate_accuracy
 
         rec["keras_accuracy_pct"] = round(evaluate_accuracy(model, ctx.eval), 4)
+    if measure:
+        from .convert.tflite import convert
+        from .entropy import encode
+        from .errors import ConversionError
+        from .recipe import QuantizeConfig
+        from .runtime import LiteRT
+
+        try:
+            data = convert(model, QuantizeConfig(mode="none"))
+        except ConversionError as e:
+            rec["metrics_skipped"] = str(e)
+            return rec
+        rec.update(float_tflite_bytes=len(data), entropy_coded_bytes=len(encode(data)),
+                   host_latency_us=round(LiteRT(data).median_latency_us(), 1))
     return rec
 
 
-def compress(model, passes, ctx: Context) -> Any:
+def compress(model, passes, ctx: Context, measure: bool = False) -> Any:
     """Apply passes in order, one report record per step."""
-    ctx.records.append(_step_record(model, ctx, "input"))
+    ctx.records.append(_step_record(model, ctx, "input", measure))
     if passes:  # passes work on a copy: the float model stays the reference
         from .keras_compat import keras
 
@@ -137,7 +153,7 @@ def compress(model, passes, ctx: Context) -> Any:
         ctx.records.append({})
         ctx.log(f"step {p.name}")
         model = p.apply(model, ctx)
-        ctx.records[-1] = {**_step_record(model, ctx, p.name), **ctx.records[-1]}
+        ctx.records[-1] = {**_step_record(model, ctx, p.name, measure), **ctx.records[-1]}
     return model
 
 
@@ -172,7 +188,7 @@ def package(req: PackageRequest) -> dict:
     float_model = model
     verify_set = ctx.eval or calib
     float_pred = keras_predict(float_model, verify_set.x) if verify_set is not None else None
-    compressed = compress(model, passes, ctx)
+    compressed = compress(model, passes, ctx, measure=recipe.verify.step_metrics and bool(passes))
     req.progress("convert", 0, 1)
     tflite = convert(compressed, recipe.quantize, ctx.calibration, ctx.convert_hints)
     req.progress("convert", 1, 1)
@@ -192,7 +208,12 @@ def package(req: PackageRequest) -> dict:
             raise VerificationError(
                 f"{ver['metric']} dropped {ver['drop_pt']:.2f} pt (limit {limit:.2f} pt) on {ver['data']} data; "
                 "nothing written: relax --max-accuracy-drop or use a gentler recipe (e.g. --quantize int16x8)")
-    build = Build(tflite=tflite, info=info, recipe=recipe, model_name=req.model.stem, float_model=float_model,
+    from .entropy import encode
+
+    blob = encode(tflite)
+    report["entropy"] = {"tflite_bytes": len(tflite), "package_bytes": len(blob),
+                         "ratio": round(len(tflite) / len(blob), 2)}
+    build = Build(tflite=tflite, download_package=blob, info=info, recipe=recipe, model_name=req.model.stem, float_model=float_model,
                   calibration=ctx.calibration, labels=labels, report=report, options=dict(req.target_options))
     target.check(build)
     report["provenance"] = _provenance(req, recipe, tflite)

@@ -63,6 +63,9 @@ class QuantizeConfig(BaseModel):
 class VerifyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_accuracy_drop: Optional[float] = Field(None, ge=0, description="percentage points")
+    # After each compression step, also record the float .tflite size, the entropy-coded
+    # size and host LiteRT latency. Latency is measured, so report.json then varies run to run.
+    step_metrics: bool = True
 
 
 class StepSpec(BaseModel):

@@ -86,3 +86,18 @@ class LiteRT:
         outs = [dequantize_output(self.invoke_one(x[i : i + 1])[output], self.outputs[output])
                 for i in range(x.shape[0])]
         return np.concatenate(outs, axis=0)
+
+    def median_latency_us(self, runs: int = 20, warmup: int = 3) -> float:
+        """Median wall time of one invoke on a zero input, in-process (quick step metrics)."""
+        import time
+
+        d = self.inputs[0]
+        self.interp.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
+        for _ in range(warmup):
+            self.interp.invoke()
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self.interp.invoke()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times) * 1e6)

@@ -21,7 +21,8 @@ def test_int8_bundle_is_complete_verified_and_runs(run_cli, mnist, tmp_path):
     r = _package(run_cli, mnist, out, "--recipe", mnist.recipe, "--eval", mnist.eval, "--labels", mnist.labels)
     assert r.exit_code == 0, r.err
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["model.tflite", "manifest.json", "labels.txt", "README.md", "report.json", "report.md", "recipe.yaml"])
+        ["model.tflite", "model.tflite.epk", "manifest.json", "labels.txt", "README.md", "report.json",
+         "report.md", "recipe.yaml"])
     man = json.loads((out / "manifest.json").read_text())
     rep = json.loads((out / "report.json").read_text())
     data = (out / "model.tflite").read_bytes()
@@ -81,3 +82,15 @@ def test_accuracy_budget_failure_writes_nothing(run_cli, mnist, tmp_path):
     assert "dropped" in r.err and "limit 1.00" in r.err
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [dark]  # no staging folder left behind
+
+
+def test_download_package_restores_exact_bytes(run_cli, mnist, tmp_path):
+    out = tmp_path / "o"
+    assert _package(run_cli, mnist, out, "--quantize", "int8").exit_code == 0
+    epk = out / "model.tflite.epk"
+    assert epk.stat().st_size < (out / "model.tflite").stat().st_size
+    r = run_cli("unpack", epk, tmp_path / "restored.tflite")
+    assert r.exit_code == 0, r.err
+    assert (tmp_path / "restored.tflite").read_bytes() == (out / "model.tflite").read_bytes()
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["download_package"]["bytes"] == epk.stat().st_size

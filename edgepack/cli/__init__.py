@@ -18,6 +18,7 @@ from ..errors import EdgepackError
 COMMANDS: list[str] = [
     "edgepack.cli.package_cmd:package",
     "edgepack.cli.inspect_cmd:inspect",
+    "edgepack.cli.unpack_cmd:unpack",
     "edgepack.cli.profile_cmd:profile",
     "edgepack.cli.devices_cmd:devices",
 ]

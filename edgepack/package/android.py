@@ -60,6 +60,9 @@ def manifest(build: Build) -> dict:
                           "then": "quantize with the input's scale/zero_point" if "quantization" in ins[0]
                           else "feed x as float32"},
         "labels": "labels.txt" if build.labels else None,
+        "download_package": {"file": "model.tflite.epk", "format": "edgepack-epk/1",
+                             "bytes": build.report.get("entropy", {}).get("package_bytes"),
+                             "restore": "edgepack unpack model.tflite.epk model.tflite (exact bytes, SHA-256 checked)"},
         "ops": build.info.op_names(),
         "quantization": build.recipe.quantize.model_dump(),
         "verification": build.report.get("verification"),
@@ -75,7 +78,8 @@ def readme(build: Build) -> str:
     mean = pre.mean if isinstance(pre.mean, (int, float)) else pre.mean[0]
     tmpl = Template((data_dir("targets") / "android" / "README.md.tmpl").read_text())
     return tmpl.substitute(
-        name=build.model_name, size_bytes=len(build.tflite), mode=build.recipe.quantize.mode,
+        name=build.model_name, size_bytes=len(build.tflite),
+        epk_bytes=len(build.download_package) if build.download_package is not None else "n/a", mode=build.recipe.quantize.mode,
         labels_note=", `labels.txt` (one class per line, in output order)" if build.labels else "",
         labels_copy=" and `labels.txt`" if build.labels else "",
         in_name=tin.name, in_shape=tin.shape, in_dtype=tin.dtype, in_elems=n_in, in_layout="NHWC",
@@ -98,6 +102,9 @@ class AndroidTarget(Target):
     def write(self, build: Build, out: Path) -> list[str]:
         (out / "model.tflite").write_bytes(build.tflite)
         files = ["model.tflite", "manifest.json", "README.md"]
+        if build.download_package is not None:
+            (out / "model.tflite.epk").write_bytes(build.download_package)
+            files.append("model.tflite.epk")
         if build.labels:
             (out / "labels.txt").write_text("\n".join(build.labels) + "\n")
             files.append("labels.txt")

@@ -1,0 +1,23 @@
+"""``edgepack unpack``: restore the exact .tflite from an entropy-coded download package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("unpack")
+@click.argument("package_file", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+def unpack(package_file, out):
+    """Decode PACKAGE_FILE (.epk) into OUT (.tflite); the SHA-256 is checked.
+
+    \b
+    Example:
+      edgepack unpack build/android/model.tflite.epk model.tflite
+    """
+    from ..entropy import unpack as run
+
+    n = run(package_file, out)
+    click.echo(f"wrote {out} ({n:,} bytes, SHA-256 verified)")
