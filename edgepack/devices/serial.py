@@ -284,9 +284,12 @@ def build_result(dev, art: ResolvedArtifact, hello: hp.Message, session: dict, s
     if dev.check_output:
         want, nbytes = reference_crc32(model)
         if not hp.crc_matches(session["crc32"], want) or nbytes != session["out_bytes"]:
+            hint = (" (TFLM reuses the input buffer for activations: a harness must refill the input before "
+                    "every invoke)" if settings.runs + settings.warmup > 1 else "")
             raise DeviceError(f"board on {dev.port} output CRC {session['crc32']} ({session['out_bytes']} B) differs "
-                              f"from the TFLM host interpreter's {want} ({nbytes} B) on the same input: the firmware "
-                              "computes something else - rebuild it from this model, or pass check_output=False")
+                              f"from the TFLM host interpreter's {want} ({nbytes} B) on the same input{hint}: the "
+                              "firmware computes something else - rebuild it from this model, or pass "
+                              "check_output=False")
         notes.append("output CRC-32 matches the TFLM host interpreter on the harness input pattern")
     return ProfileResult(
         device=DeviceInfo(kind=kind, id=dev.port, name=hello.fields.get("model", ""), profile=dev._pname,
