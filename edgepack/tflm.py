@@ -192,6 +192,7 @@ class Parity:
     max_raw_diff: float  # in the output tensor's own units (int8 steps for int8 outputs)
     bit_exact: bool
     output_dtype: str
+    mismatch_pct: float = 0.0  # share of output values that differ at all
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -226,7 +227,7 @@ def parity(model: bytes, x: np.ndarray, arena_size: Optional[int] = None) -> Par
     micro = Tflm(model, arena_size=arena_size)
     lite = _reference_litert(model)
     d_in, d_out = lite.get_input_details()[0], lite.get_output_details()[0]
-    raw_diff, diff, exact = 0.0, 0.0, True
+    raw_diff, diff, exact, mismatched, total = 0.0, 0.0, True, 0, 0
     for i in range(x.shape[0]):
         xi = quantize_input(x[i : i + 1], d_in)
         a = micro.invoke_raw(xi)
@@ -234,11 +235,13 @@ def parity(model: bytes, x: np.ndarray, arena_size: Optional[int] = None) -> Par
         lite.invoke()
         b = lite.get_tensor(d_out["index"])
         exact &= bool(a.dtype == b.dtype and np.array_equal(a, b))
+        mismatched += int(np.count_nonzero(a != b))
+        total += int(a.size)
         raw_diff = max(raw_diff, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))))
         fa, fb = dequantize_output(a, micro.output), dequantize_output(b, d_out)
         diff = max(diff, float(np.max(np.abs(fa.astype(np.float64) - fb.astype(np.float64)))))
     return Parity(samples=int(x.shape[0]), max_abs_diff=diff, max_raw_diff=raw_diff, bit_exact=exact,
-                  output_dtype=str(micro.output["dtype"]))
+                  output_dtype=str(micro.output["dtype"]), mismatch_pct=round(100.0 * mismatched / max(total, 1), 4))
 
 
 def harness_expectation(model: bytes, arena_size: Optional[int] = None) -> dict:
