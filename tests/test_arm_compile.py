@@ -1,0 +1,140 @@
+"""The real Arm toolchain: generated model_data.cc lands in flash with its declared length, and the
+harness protocol code + QEMU board shim speak protocol v1 on an emulated Cortex-M4."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepack.convert.c_array import model_array_files
+from edgepack.devices import harness_protocol as hp
+from edgepack.paths import data_dir
+
+GCC = shutil.which("arm-none-eabi-gcc")
+pytestmark = pytest.mark.skipif(
+    GCC is None, reason="arm-none-eabi-gcc absent: apt-get install -y --no-install-recommends "
+                        "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+CPU = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+GOLDEN = Path(__file__).parent / "golden" / "tflm"
+
+
+def _run(*cmd, cwd: Path) -> str:
+    return subprocess.run([*cmd], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("flags", [["-Os"], ["-O2", "-fdata-sections"]])
+def test_model_array_is_read_only_and_has_its_declared_length(tmp_path, flags):
+    data = (GOLDEN / "tiny_int8.tflite").read_bytes()
+    header, source = model_array_files(data, "g_tiny", {"model": "tiny"})
+    (tmp_path / "model_data.h").write_text(header)
+    (tmp_path / "model_data.cc").write_text(source)
+    _run("arm-none-eabi-g++", *CPU, "-std=c++11", "-Wall", "-Werror", *flags, "-c", "model_data.cc",
+         "-o", "model_data.o", cwd=tmp_path)
+    syms = {ln.split()[-1]: ln.split() for ln in _run("arm-none-eabi-nm", "-S", "model_data.o", cwd=tmp_path).splitlines()}
+    addr, size, kind, _ = syms["g_tiny"]
+    assert kind == "R" and int(size, 16) == len(data)  # global, read-only, exact length
+    assert syms["g_tiny_len"][2] == "R" and int(syms["g_tiny_len"][1], 16) == 4
+    # the section holding the array: allocated, not writable, 16-byte aligned
+    sections = _run("arm-none-eabi-readelf", "-S", "-W", "model_data.o", cwd=tmp_path)
+    row = next(ln for ln in sections.splitlines() if ".rodata" in ln and int(ln.split()[-6], 16) >= len(data))
+    flags_col, align = row.split()[-4], int(row.split()[-1])
+    assert "A" in flags_col and "W" not in flags_col and align >= 16
+    # `size` counts it as text (flash), not data (RAM)
+    text, dat, bss = (int(v) for v in _run("arm-none-eabi-size", "model_data.o", cwd=tmp_path).splitlines()[1].split()[:3])
+    assert text >= len(data) and dat == 0 and bss == 0
+
+
+def test_packaged_folder_model_data_compiles(tmp_path):
+    """The golden package files compile for Cortex-M4 as C++ and are usable from C."""
+    for name in ("model_data.h", "model_data.cc"):
+        shutil.copyfile(GOLDEN / name, tmp_path / name)
+    (tmp_path / "use.c").write_text('#include "model_data.h"\n'
+                                    "unsigned f(void) { return g_tiny_len + g_tiny[4] + G_TINY_LEN; }\n")
+    _run("arm-none-eabi-g++", *CPU, "-std=c++17", "-Wall", "-Werror", "-c", "model_data.cc", cwd=tmp_path)
+    _run("arm-none-eabi-gcc", *CPU, "-std=c99", "-Wall", "-Werror", "-c", "use.c", cwd=tmp_path)
+    assert (tmp_path / "model_data.o").stat().st_size > len((GOLDEN / "tiny_int8.tflite").read_bytes())
+
+
+def _build_selftest(tmp_path: Path) -> Path:
+    tmpl = data_dir("targets") / "tflm"
+    srcs = [tmpl / "ep_protocol.c", tmpl / "board_mps2.c", Path(__file__).parent / "firmware" / "protocol_selftest.c"]
+    elf = tmp_path / "selftest.elf"
+    _run(GCC, *CPU, "-O2", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections", f"-I{tmpl}",
+         "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-T", str(tmpl / "mps2_an386.ld"),
+         "-Wl,--gc-sections", *map(str, srcs), "-o", str(elf), cwd=tmp_path)
+    return elf
+
+
+def test_harness_protocol_code_builds_without_warnings(tmp_path):
+    elf = _build_selftest(tmp_path)
+    text = int(_run("arm-none-eabi-size", str(elf), cwd=tmp_path).splitlines()[1].split()[0])
+    assert 0 < text < 16 * 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_until(ser, token: bytes, deadline: float) -> bytes:
+    buf = b""
+    while token not in buf:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {token!r}; got {buf!r}")
+        buf += ser.read(256)
+    return buf
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None,
+                    reason="qemu-system-arm absent: apt-get install -y --no-install-recommends qemu-system-arm")
+def test_protocol_over_the_mps2_uart_in_qemu(tmp_path):
+    import serial
+
+    elf = _build_selftest(tmp_path)
+    port = _free_port()
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none",
+                             "-icount", "shift=0", "-kernel", str(elf),
+                             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                ser = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.2)
+                break
+            except serial.SerialException:
+                assert time.monotonic() < deadline, "QEMU serial port never opened"
+                time.sleep(0.05)
+        ser.write(hp.START_BYTE)
+        hello = hp.parse(_read_until(ser, b"\n", deadline).splitlines()[0])
+        assert hello.kind == "HELLO" and hello.int("v") == 1 and hello.int("clock_hz") == 25_000_000
+        ser.write(b"S" + hp.run_command(4, 1))  # a stray resent start byte must be ignored
+        lines = [hp.parse(ln) for ln in _read_until(ser, b"EP DONE", deadline).splitlines() if ln]
+        # a malformed request gets ERR + DONE, then the board waits for the next session
+        ser.write(b"S")
+        _read_until(ser, b"HELLO", deadline)
+        ser.write(b"R x 1\n")
+        err = [hp.parse(ln) for ln in _read_until(ser, b"EP DONE", deadline).splitlines() if ln]
+        ser.close()
+    finally:
+        qemu.kill()
+        qemu.wait()
+    runs = [m for m in lines if m.kind == "RUN"]
+    assert [m.int("i") for m in runs] == [0, 1, 2, 3]
+    assert all(m.int("cycles") > 0 and m.int("us") == m.int("cycles") * 10**6 // 25_000_000 for m in runs)
+    result = next(m for m in lines if m.kind == "RESULT")
+    x = hp.input_pattern(hello.int("in"))
+    expected = bytes((int(x[(j * 7) % 100]) ^ j) & 0xFF for j in range(37))
+    assert result.text("crc32") == f"{zlib.crc32(expected):08x}" and result.int("out_bytes") == 37
+    assert lines[-1].kind == "DONE" and lines[-1].int("status") == 0
+    assert [m.kind for m in err] == ["ERR", "DONE"] and err[0].int("code") == 4 and err[1].int("status") == 4
+    assert err[0].text("msg") == "expected R runs warmup"
+    assert np.array_equal(x[:3], [7, 38, 69])
