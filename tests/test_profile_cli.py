@@ -119,3 +119,16 @@ def test_help_does_not_import_tensorflow():
             "import sys; print('TF' if 'tensorflow' in sys.modules else 'noTF')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "--benchmark-binary" in out and out.strip().endswith("noTF")
+
+
+def test_serial_board_through_the_cli(run_cli, models, tmp_path):
+    from emulators.serial_board import SerialBoardEmulator
+
+    kws = models[1]
+    with SerialBoardEmulator(kws.read_bytes(), clock_hz=120_000_000, name="kws") as board:
+        r = run_cli("profile", kws, "--device", f"serial:{board.port}", "--profile", "nucleo-l4r5zi",
+                    "--runs", "3", "--warmup", "1", "--handshake-timeout", "10", "--json", "-q")
+    assert r.exit_code == 0, r.err
+    res = ProfileResult.model_validate_json(r.out)
+    assert res.device.kind == "serial" and res.latency.n == 3 and res.latency.cycles
+    assert res.energy.source in ("estimated", "not_available")  # never "measured" from a power model

@@ -29,6 +29,9 @@ def _device_options(f):
         click.option("--profile", "device_profile", help="serial/qemu: device profile for clock and power."),
         click.option("--tflm-root", type=click.Path(path_type=Path), help="qemu: a TensorFlow Lite Micro source tree."),
         click.option("--baud", type=int, help="serial: baud rate (default 115200)."),
+        click.option("--handshake-timeout", type=float, help="serial: seconds to wait for the board's HELLO."),
+        click.option("--no-check-output", "no_check_output", is_flag=True,
+                     help="serial/qemu: do not compare the output CRC with the TFLM host interpreter."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -90,6 +93,7 @@ def _options(opts: dict) -> dict:
     opts = dict(opts)
     opts["profile"] = opts.pop("device_profile")
     opts["energy"] = False if opts.pop("no_energy") else None
+    opts["check_output"] = False if opts.pop("no_check_output") else None
     return opts
 
 
