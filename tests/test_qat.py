@@ -53,7 +53,9 @@ def test_partial_qat_leaves_unsupported_layers_float_with_reason():
     set_seed(0)
     inp = k.Input((8, 8, 1))
     x = k.layers.Rescaling(2.0, offset=-1.0, name="rescale")(inp)
-    x = k.layers.Conv2D(8, 3, activation="relu", name="conv")(x)
+    x = k.layers.Conv2D(8, 3, name="conv")(x)
+    x = k.layers.BatchNormalization(name="bn")(x)
+    x = k.layers.ReLU()(x)
     gate = k.layers.Conv2D(8, 1, activation="sigmoid", name="gate")(x)
     x = k.layers.Multiply(name="mul")([x, gate])
     x = k.layers.Flatten()(x)
@@ -64,6 +66,7 @@ def test_partial_qat_leaves_unsupported_layers_float_with_reason():
     reasons = {r["layer"]: r["reason"] for r in ctx.records[-1]["float_layers"]}
     assert "rescale" in reasons and "Rescaling" in reasons["rescale"]
     assert "mul" in reasons and "Multiply" in reasons["mul"]
+    assert "bn" not in reasons and "conv" not in reasons  # BN folded into the conv by tfmot
     data = convert(qat, QuantizeConfig(mode="int8"), calibration=ctx.calibration)
     assert tflite_accuracy(data, ctx.eval) > 50.0  # trained from scratch for 3 epochs, runs in LiteRT
 

@@ -84,8 +84,12 @@ class QAT(Pass):
             return "sparsity_clusters" if pruned else "clusters"
         return "sparsity" if pruned else "none"
 
-    def annotate(self, model):
-        """Annotate supported layers; return (annotated model, skipped [{layer, reason}])."""
+    def annotate(self, model, fold_bn: bool = True):
+        """Annotate supported layers; return (annotated model, skipped [{layer, reason}]).
+
+        BatchNormalization is not in tfmot's registries but its layout transforms
+        fold it into the preceding convolution, so it is annotated too (``fold_bn``).
+        """
         from ..keras_compat import keras, tfmot
 
         mot = tfmot()
@@ -101,6 +105,8 @@ class QAT(Pass):
             if layer.name in keep_float:
                 skipped.append({"layer": layer.name, "reason": "kept float by float_layers"})
                 return layer
+            if fold_bn and type(layer).__name__ == "BatchNormalization":
+                return mot.quantization.keras.quantize_annotate_layer(layer)
             if not registry.supports(layer):
                 skipped.append({"layer": layer.name, "reason": f"tfmot has no 8-bit QAT config for "
                                 f"{type(layer).__name__}; the converter calibrates it post-training"})
@@ -112,11 +118,25 @@ class QAT(Pass):
         return annotated, skipped
 
     def apply(self, model, ctx: Context):
+        self.require(ctx, "train")
+        try:
+            qat, skipped = self._quantize(model, fold_bn=True)
+        except RecipeError:
+            qat, skipped = self._quantize(model, fold_bn=False)
+            for s in skipped:
+                if s["layer"] in {lyr.name for lyr in model.layers if type(lyr).__name__ == "BatchNormalization"}:
+                    s["reason"] = "tfmot could not fold this BatchNormalization; it stays float in QAT"
+        hist = fit(qat, ctx.train, ctx, self.config.fine_tune, label="qat")
+        ctx.record(preserve=self.preserve, quantized_layers=sum(type(lyr).__name__.startswith("QuantizeWrapper")
+                                                                for lyr in qat.layers),
+                   float_layers=skipped, epochs_run=len(hist.history.get("loss", [])))
+        return qat
+
+    def _quantize(self, model, fold_bn: bool):
         from ..keras_compat import tfmot
 
-        self.require(ctx, "train")
         mot = tfmot()
-        annotated, skipped = self.annotate(model)
+        annotated, skipped = self.annotate(model, fold_bn)
         if len(skipped) == len([lyr for lyr in model.layers if type(lyr).__name__ != "InputLayer"]):
             raise RecipeError("step 'qat': no layer of the model can be made quantization-aware "
                               f"({skipped[0]['reason'] if skipped else 'empty model'}); use post-training "
@@ -128,8 +148,4 @@ class QAT(Pass):
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RecipeError(f"step 'qat': tfmot could not make this model quantization-aware ({first}); "
                               "list the failing layer under float_layers or drop the 'qat' step") from e
-        hist = fit(qat, ctx.train, ctx, self.config.fine_tune, label="qat")
-        ctx.record(preserve=self.preserve, quantized_layers=sum(type(lyr).__name__.startswith("QuantizeWrapper")
-                                                                for lyr in qat.layers),
-                   float_layers=skipped, epochs_run=len(hist.history.get("loss", [])))
-        return qat
+        return qat, skipped
