@@ -44,6 +44,24 @@ def test_soft_targets_alone_teach_the_student(teacher):
     assert evaluate_accuracy(student, ev) > 80.0
 
 
+def test_distill_keeps_pruned_zeros_and_shared_values(teacher):
+    from compress_helpers import magnitude_prune
+    from edgepack.passes.cluster import Cluster, kernel_of
+
+    ctx = context()
+    ctx.teacher = teacher
+    student = Cluster(Cluster.Config(clusters=4, preserve_sparsity=True)).apply(
+        magnitude_prune(copy_model(teacher), 0.85, epochs=1), ctx)
+    w0 = kernel_of(student.get_layer("fc1"))
+    ctx.records.append({})
+    Distill(Distill.Config(fine_tune={"epochs": 2, "learning_rate": 1e-3, "validation_split": 0})).apply(student, ctx)
+    w1 = kernel_of(student.get_layer("fc1"))
+    assert np.array_equal(w1 == 0, w0 == 0)  # same pruning mask
+    assert np.unique(w1[w1 != 0]).size <= 4  # still 4 shared values ...
+    assert not np.allclose(np.unique(w1), np.unique(w0))  # ... which did move (fine-tuned centroids)
+    assert {p["layer"] for p in ctx.records[-1]["preserved"]} == {"fc1", "out"}
+
+
 def test_teacher_errors(teacher, tmp_path):
     from edgepack.keras_compat import keras
 

@@ -21,7 +21,7 @@ Python::
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 from pydantic import Field
@@ -66,6 +66,58 @@ def packed_accuracy(y_true, y_pred):
     return t.reduce_mean(t.cast(t.equal(t.cast(y_true[:, 0], "int64"), t.argmax(y_pred, axis=-1)), "float32"))
 
 
+def structure_of(model, max_values: int = 256, min_sparsity: float = 0.3) -> list[tuple]:
+    """Kernels whose pruning or clustering must survive fine-tuning.
+
+    Returns (layer name, variable, segment ids or None, segments, zero mask or None):
+    a kernel with at most ``max_values`` distinct values is clustered (ids index
+    its values; the zero value is pinned), one with at least ``min_sparsity``
+    exact zeros is pruned.
+    """
+    out = []
+    for layer in model.layers:
+        for var in getattr(layer, "trainable_weights", []):
+            if "kernel" not in var.name or len(var.shape) < 2:
+                continue
+            w = var.numpy()
+            values, ids = np.unique(w, return_inverse=True)
+            mask = (w != 0).astype(np.float32)
+            sparse = float(np.mean(w == 0)) >= min_sparsity
+            if values.size <= min(max_values, w.size // 4):
+                out.append((layer.name, var, ids.reshape(-1).astype(np.int32), int(values.size),
+                            mask if sparse or 0.0 in values else None))
+            elif sparse:
+                out.append((layer.name, var, None, 0, mask))
+    return out
+
+
+def preserving_callback(structure: list[tuple]):
+    """A Keras callback that, after every batch, projects kernels back onto their structure.
+
+    Clustered kernels: every weight becomes its cluster's mean (the shared value
+    moves by the mean of its members' updates, as in Deep Compression's centroid
+    fine-tuning); pruned weights are reset to zero.
+    """
+    from ..keras_compat import keras, tf
+
+    t = tf()
+    prepared = [(var, None if ids is None else t.constant(ids), n, None if mask is None else t.constant(mask))
+                for _, var, ids, n, mask in structure]
+
+    class _Project(keras().callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            for var, ids, n, mask in prepared:
+                value = var
+                if ids is not None:
+                    means = t.math.unsorted_segment_mean(t.reshape(var, [-1]), ids, n)
+                    value = t.reshape(t.gather(means, ids), var.shape)
+                if mask is not None:
+                    value = value * mask
+                var.assign(value)
+
+    return _Project()
+
+
 class Distill(Pass):
     """Distillation fine-tuning from a teacher (see module doc)."""
 
@@ -76,6 +128,8 @@ class Distill(Pass):
         temperature: float = Field(4.0, gt=0)
         alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (teacher) loss")
         teacher: Optional[str] = Field(None, description="teacher model file; default: the recipe's input model")
+        preserve: Literal["auto", "none"] = Field("auto", description="auto: keep pruned zeros and shared "
+                                                  "(clustered) values found in the kernels")
         fine_tune: FitConfig = Field(default_factory=lambda: FitConfig(epochs=3, learning_rate=5e-4))
 
     def check_order(self, previous: list[str]) -> None:
@@ -107,11 +161,15 @@ class Distill(Pass):
                              uses_softmax(teacher))
         packed = np.concatenate([ctx.train.y.reshape(-1, 1).astype(np.float32), t_logits], axis=1)
         before = evaluate_accuracy(model, ctx.eval) if ctx.eval is not None and ctx.eval.y is not None else None
+        structure = structure_of(model) if cfg.preserve == "auto" else []
+        cbs = [preserving_callback(structure)] if structure else []
         hist = fit(model, ctx.train, ctx, cfg.fine_tune, label="distill",
                    loss=distill_loss(cfg.temperature, cfg.alpha, uses_softmax(model)),
-                   metrics=[packed_accuracy], targets=packed)
+                   metrics=[packed_accuracy], targets=packed, callbacks=cbs)
         rec = {"temperature": cfg.temperature, "alpha": cfg.alpha, "epochs_run": len(hist.history.get("loss", [])),
-               "teacher": cfg.teacher or "input model"}
+               "teacher": cfg.teacher or "input model",
+               "preserved": [{"layer": name, "shared_values": n or None, "pruned": mask is not None}
+                             for name, _, _, n, mask in structure]}
         if before is not None:
             rec["accuracy_before_pct"] = round(before, 4)
             rec["accuracy_after_pct"] = round(evaluate_accuracy(model, ctx.eval), 4)
