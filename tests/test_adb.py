@@ -238,3 +238,34 @@ def test_debian_adb_client_drives_the_emulator(tmp_path, bench_bin, model):
             assert adb(*s, "exec-out", "ls /data/local/tmp").stdout.split() == ["benchmark_model", "m.tflite"]
     finally:
         adb("kill-server")
+
+
+def test_timeout_mid_benchmark_stops_it_by_pid_and_cleans_up(tmp_path, key, bench_bin, model):
+    with emulator(tmp_path, key) as emu:
+        dev = open_device(f"adb-tcp:{emu.serial}", benchmark_binary=bench_bin, adb_key=key,
+                          timeout=2.5, idle_seconds=0.2, energy_seconds=20)  # the run lasts >= 20 s
+        with pytest.raises(DeviceError, match="timed out during benchmark_model run"):
+            dev.profile(model, Settings(runs=3, warmup=0))
+        dev.close()
+        assert remote_tmp(emu) == []
+        assert _benchmarks_running(str(emu.root)) == []  # stopped by its PID on the device
+
+
+def _benchmarks_running(root: str, grace_s: float = 2.0) -> list[str]:
+    """PIDs of emulated benchmark_model programs under ``root`` still alive after a grace period."""
+    import time
+
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = []
+        for p in Path("/proc").iterdir():
+            try:
+                argv = (p / "cmdline").read_bytes().split(b"\0") if p.name.isdigit() else []
+            except OSError:
+                continue
+            if len(argv) > 1 and argv[0] == sys.executable.encode() and root.encode() in argv[1] \
+                    and argv[1].endswith(b"/benchmark_model"):
+                alive.append(p.name)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)

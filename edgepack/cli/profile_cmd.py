@@ -22,6 +22,8 @@ def _device_options(f):
         click.option("--auth-timeout", type=float, help="adb: seconds to wait for the phone to accept the key."),
         click.option("--op-profiling", is_flag=True, default=None, help="adb: per-op time table."),
         click.option("--no-energy", "no_energy", is_flag=True, help="adb: skip battery sampling."),
+        click.option("--no-xnnpack", "no_xnnpack", is_flag=True,
+                     help="adb: TFLite's builtin kernels (per-op table shows every op)."),
         click.option("--idle-seconds", type=float, help="adb: idle baseline length (default 2)."),
         click.option("--energy-seconds", type=float, help="adb: least run length while sampling (default 2)."),
         click.option("--current-unit", type=click.Choice(UNITS), help="adb: battery current_now unit."),
@@ -94,6 +96,7 @@ def _options(opts: dict) -> dict:
     opts["profile"] = opts.pop("device_profile")
     opts["energy"] = False if opts.pop("no_energy") else None
     opts["check_output"] = False if opts.pop("no_check_output") else None
+    opts["xnnpack"] = False if opts.pop("no_xnnpack") else None
     return opts
 
 

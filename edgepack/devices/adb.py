@@ -109,13 +109,13 @@ class AdbDevice(base.Device):
                               base.OP_PROFILE})
     option_names = frozenset({"benchmark_binary", "adb_key", "timeout", "auth_timeout", "energy",
                               "idle_seconds", "energy_seconds", "op_profiling", "current_unit",
-                              "voltage_unit", "current_sign"})
+                              "voltage_unit", "current_sign", "xnnpack"})
 
     def __init__(self, target: str, benchmark_binary: Optional[Path] = None,
                  adb_key: Optional[Path] = None, timeout: float = 300.0, auth_timeout: float = 10.0,
                  energy: bool = True, idle_seconds: float = 2.0, energy_seconds: float = 2.0,
                  op_profiling: bool = False, current_unit: str = "auto", voltage_unit: str = "auto",
-                 current_sign: str = "auto"):
+                 current_sign: str = "auto", xnnpack: bool = True):
         super().__init__(target)
         self.binary = Path(benchmark_binary) if benchmark_binary else None
         self.key_path = Path(adb_key) if adb_key else None
@@ -123,6 +123,7 @@ class AdbDevice(base.Device):
         self.energy, self.op_profiling = bool(energy), bool(op_profiling)
         self.idle_seconds, self.energy_seconds = float(idle_seconds), float(energy_seconds)
         self.units = dict(current=current_unit, voltage=voltage_unit, sign=current_sign)
+        self.xnnpack = bool(xnnpack)
         self.dev: Any = None
         self.workdir: Optional[str] = None
         self.artifact: Optional[base.ResolvedArtifact] = None
@@ -203,10 +204,12 @@ class AdbDevice(base.Device):
         self._push(artifact.model, f"{workdir}/model.tflite", 0o644)
         self._push(self.binary.read_bytes(), f"{workdir}/benchmark_model", 0o755)
 
-    def _sampler(self, stop_file: str) -> str:
+    def _sampler(self) -> str:
+        """A loop that samples until the stop file appears or the folder is removed."""
+        w = self.workdir
         one = (f"echo \"$(cut -d' ' -f1 /proc/uptime) $(cat {BATTERY}/current_now) "
                f"$(cat {BATTERY}/voltage_now)\"; sleep {SAMPLE_PERIOD_S}")
-        return f"while [ ! -f {stop_file} ]; do {one}; done"
+        return f"while [ -d {w} ] && [ ! -f {w}/stop ]; do {one}; done"
 
     def _idle(self) -> str:
         n = max(int(self.idle_seconds / SAMPLE_PERIOD_S), 2)
@@ -221,15 +224,18 @@ class AdbDevice(base.Device):
         min_secs = self.energy_seconds if self.energy else 0
         flags = [f"--graph={w}/model.tflite", f"--num_threads={settings.threads}",
                  f"--num_runs={settings.runs}", f"--warmup_runs={settings.warmup}",
-                 "--use_xnnpack=true", "--report_peak_memory_footprint=true",
+                 f"--use_xnnpack={str(self.xnnpack).lower()}", "--report_peak_memory_footprint=true",
                  f"--min_secs={min_secs:g}", "--warmup_min_secs=0"]
         if self.op_profiling:
             flags.append("--enable_op_profiling=true")
         sampler = ""
         if self.energy:
-            sampler = f"({self._sampler(f'{w}/stop')}) </dev/null >{w}/samples.txt 2>/dev/null & "
+            sampler = f"({self._sampler()}) </dev/null >{w}/samples.txt 2>/dev/null & "
+        # benchmark_model runs in the background with its PID saved, so cleanup() can stop
+        # it by PID if the host gives up (timeout) while it still runs.
         return (f"cd {w} || exit 97; rm -f stop samples.txt; {sampler}"
-                f"{w}/benchmark_model {' '.join(flags)} >{w}/bench.txt 2>&1; rc=$?; "
+                f"{w}/benchmark_model {' '.join(flags)} </dev/null >{w}/bench.txt 2>&1 & bp=$!; "
+                f"echo $bp >{w}/bench.pid; wait $bp; rc=$?; "
                 f"t1=$(cut -d' ' -f1 /proc/uptime); touch {w}/stop; "
                 f"cat {w}/bench.txt; echo \"{END_MARK} $t1\"; (exit $rc)")
 
@@ -288,7 +294,8 @@ class AdbDevice(base.Device):
             device=DeviceInfo(kind="adb", id=self.target, name=self.props.get("model", ""),
                               details={"abi": self.props.get("abi", ""),
                                        "android": self.props.get("android", ""),
-                                       "transport": self.transport, "runtime": "benchmark_model + XNNPACK"}),
+                                       "transport": self.transport,
+                                       "runtime": "benchmark_model" + (" + XNNPACK" if self.xnnpack else "")}),
             artifact=self.artifact.artifact(), settings=settings, init_us=bench.init_us,
             latency=latency, memory=memory, energy=energy, ops=ops, notes=notes,
             tool_versions={"benchmark_model": _sha(self.binary)})
@@ -297,7 +304,9 @@ class AdbDevice(base.Device):
         """Remove the pushed folder; a device that is gone cannot be cleaned (no error)."""
         if self.dev is not None and self.workdir:
             try:
-                self._sh(f"rm -rf {self.workdir}", "cleanup", 10.0)
+                w = self.workdir
+                self._sh(f"touch {w}/stop 2>/dev/null; [ -f {w}/bench.pid ] && "
+                         f"kill $(cat {w}/bench.pid) 2>/dev/null; rm -rf {w}", "cleanup", 10.0)
             except DeviceError:
                 pass
         self.workdir = None

@@ -8,7 +8,7 @@ services (no exit status, as on real devices) and ``sync:`` (STAT, LIST,
 SEND/DATA/DONE, RECV, QUIT).
 
 Commands run in a sandboxed device root: absolute /data, /sys, /sdcard paths
-in shell commands and sync paths are mapped into ``root`` (a path-mapping
+(not /dev or /proc) in shell commands and sync paths are mapped into ``root`` (a path-mapping
 sandbox for tests, not a security boundary). The root holds /data/local/tmp,
 /system/bin/getprop and /sys/class/power_supply/battery/{current_now,
 voltage_now}, which a background thread updates every 20 ms with plausible
@@ -57,7 +57,7 @@ def true_excess_mw() -> float:
     return (run - IDLE_UA * 1e-6 * BATTERY_UV * 1e-6) * 1e3
 
 
-_MAPPED = re.compile(r"(?<![\w.~/-])/(data|sys|sdcard|dev)(?=/|\s|$|;|'|\")")
+_MAPPED = re.compile(r"(?<![\w.~/-])/(data|sys|sdcard)(?=/|\s|$|;|'|\")")
 
 
 def parse_android_pubkey(text: str) -> tuple[int, int]:
