@@ -102,6 +102,11 @@ def test_resolve_firmware_folder_from_the_c_array(kws, tmp_path):
     assert art.kind == "firmware" and art.tflite_path is None and art.model == data
     r = open_device("host").profile(tmp_path / "fw", Settings(runs=2, warmup=0))
     assert r.artifact.size_bytes == len(data)
+    (tmp_path / "fw" / "model.tflite").write_bytes(data)  # the copy the firmware target writes
+    assert resolve_artifact(tmp_path / "fw").tflite_path == tmp_path / "fw" / "model.tflite"
+    (tmp_path / "fw" / "model.tflite").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(DeviceError, match="hold different models"):
+        resolve_artifact(tmp_path / "fw")
 
 
 def test_resolve_errors_name_the_folder(tmp_path, kws):

@@ -181,11 +181,16 @@ def resolve_artifact(path: Path) -> ResolvedArtifact:
         return ResolvedArtifact(path, "tflite", _check_tflite(path.read_bytes(), path), path, path.stem)
     preferred = path / "model.tflite"
     candidates = [preferred] if preferred.is_file() else _folder_tflites(path)
-    c_arrays = sorted(path.rglob("model_data.cc"))
+    top = path / "model_data.cc"
+    c_arrays = [top] if top.is_file() else sorted(path.rglob("model_data.cc"))
     kind = "firmware" if c_arrays else "android"
     if len(candidates) == 1:
         tfl = candidates[0]
-        return ResolvedArtifact(path, kind, _check_tflite(tfl.read_bytes(), tfl), tfl, _name(path))
+        model = _check_tflite(tfl.read_bytes(), tfl)
+        if c_arrays and model_from_c_array(c_arrays[0]) != model:
+            raise DeviceError(f"{tfl} and {c_arrays[0]} hold different models; re-run "
+                              "`edgepack package` so the folder is consistent")
+        return ResolvedArtifact(path, kind, model, tfl, _name(path))
     if len(candidates) > 1:
         names = ", ".join(str(p.relative_to(path)) for p in candidates)
         raise DeviceError(f"package folder {path} holds several .tflite files ({names}); "
