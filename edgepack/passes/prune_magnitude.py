@@ -38,7 +38,8 @@ from .pruning.cost import layer_table
 from .select import LayerSelector
 from .training import FitConfig, check_labels, evaluate_accuracy, fit
 
-PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D", "SeparableConv2D")
+# tfmot prunes these (DepthwiseConv2D deliberately not: few, sensitive weights).
+PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D")
 M_BY_N_TYPES = ("Conv2D", "Dense")
 ONE_SHOT_WARNING = ("magnitude pruning without training data (--train) is one-shot: expect an accuracy "
                     "drop; pass --train DATA to prune gradually while fine-tuning")
@@ -63,7 +64,7 @@ class MagnitudePruneConfig(PassConfig):
 
 
 def _kernel_index(layer) -> int:
-    return 1 if type(layer).__name__ == "SeparableConv2D" else 0
+    return 1 if type(layer).__name__.startswith("SeparableConv") else 0
 
 
 def magnitude_mask(w: np.ndarray, sparsity: float) -> np.ndarray:
