@@ -150,7 +150,7 @@ class MagnitudePrune(Pass):
         from ..keras_compat import keras, tfmot
 
         cfg, k, sp = self.config, keras(), tfmot().sparsity.keras
-        n = len(ctx.train.x) * (1 - cfg.fine_tune.validation_split)
+        n = len(ctx.train.x)
         total = max(1, int(np.ceil(n / cfg.fine_tune.batch_size)) * max(1, cfg.fine_tune.epochs))
         if cfg.m_by_n:
             params = {"sparsity_m_by_n": tuple(cfg.m_by_n)}
@@ -163,8 +163,9 @@ class MagnitudePrune(Pass):
         base.set_weights(model.get_weights())
         wrapped = k.models.clone_model(
             base, clone_function=lambda lyr: sp.prune_low_magnitude(lyr, **params) if lyr.name in wanted else lyr)
-        fit(wrapped, ctx.train, ctx, cfg.fine_tune, label=f"{self.name}: fine-tune",
-            callbacks=[sp.UpdatePruningStep()])
+        # No early stopping while sparsity ramps up: restoring an earlier epoch would restore a denser mask.
+        fit(wrapped, ctx.train, ctx, cfg.fine_tune.model_copy(update={"validation_split": 0.0}),
+            label=f"{self.name}: fine-tune", callbacks=[sp.UpdatePruningStep()])
         return sp.strip_pruning(wrapped)
 
     def _report(self, model, pruned, names, skipped, ctx: Context) -> None:
