@@ -247,3 +247,15 @@ def test_resnet8_groups_and_int8_run(mlperf_dir):
     assert read_tflite(tfl).macs() == rec["macs_after"]
     y = LiteRT(tfl).predict(x[:4])
     np.testing.assert_allclose(y, out.predict(x[:4], verbose=0), atol=0.1)
+
+
+def test_global_scope_takes_least_important_channels_model_wide():
+    m = sequential_cnn()
+    _zero(m, "c2", [0, 3, 7])
+    x = np.random.default_rng(4).normal(size=(8, 10, 10, 3)).astype(np.float32)
+    out, rec = _prune(m, ratio=3 / 36, scope="global")  # 8 + 12 + 16 prunable channels
+    assert [out.get_layer(n).output_shape[-1] for n in ("c1", "c2", "fc")] == [8, 9, 16]
+    np.testing.assert_allclose(out.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    out, rec = _prune(m, target={"keep_params": 0.5}, scope="global", max_ratio=0.75)
+    assert rec["params_after"] <= 0.5 * rec["params_before"]
+    assert all(g["channels_after"] >= g["channels_before"] // 4 for g in rec["groups"])

@@ -108,3 +108,5 @@ def test_cli_package_runs_pruning_before_conversion(tmp_path, mnist, run_cli):
     assert rows["fc1"]["channels_after"] == 32 and rows["probs"]["channels_after"] == 10
     assert report["tflite"]["macs"] == step["macs_after"] < step["macs_before"]
     assert step["fine_tuned"] is True
+    md = (out / "report.md").read_text()
+    assert "### prune_structured: layers" in md and "channels_after" in md

@@ -8,6 +8,7 @@ Recipe step (exactly one of ``ratio``, ``ratios``, ``target``)::
 
     - type: prune_structured
       importance: l1            # l1 | l2 | activation (mean |activation| on calibration data)
+      scope: uniform            # uniform (each group loses the ratio) | global (least important model-wide)
       ratio: 0.5                # fraction of channels removed in every selected group
       # ratios: {conv2d_1: 0.7, "conv2d_[3-5]": 0.5}    # per layer, name or regex
       # target: {keep_macs: 0.5} | {max_macs: 3000000} | {keep_params: 0.4}
@@ -66,6 +67,9 @@ class PruneTarget(PassConfig):
 
 class StructuredPruneConfig(PassConfig):
     importance: Literal["l1", "l2", "activation"] = "l1"
+    scope: Literal["uniform", "global"] = Field(
+        "uniform", description="uniform: every group loses the ratio; global: least important channels "
+                               "model-wide (no group more than max_ratio)")
     ratio: Optional[float] = Field(None, gt=0, lt=1)
     ratios: dict[str, float] = Field(default_factory=dict)
     target: Optional[PruneTarget] = None
@@ -144,7 +148,7 @@ class StructuredPrune(Pass):
         if cfg.target is not None and cfg.target.max_accuracy_drop is not None:
             pruned, search = self._accuracy_search(model, graph, groups, scores, ctx, data)
         else:
-            counts = self._counts(model, graph, groups)
+            counts = self._counts(model, graph, groups, scores)
             pruned = self._execute(model, counts, ctx, data)
         self._report(model, pruned, graph, groups, skipped, ctx, search)
         return pruned
@@ -195,17 +199,23 @@ class StructuredPrune(Pass):
         return out
 
     # -- how many channels ------------------------------------------------
-    def _counts(self, model, graph: Graph, groups: list[Group]) -> dict[str, int]:
+    def _counts(self, model, graph: Graph, groups: list[Group], scores) -> dict[str, int]:
         cfg = self.config
-        if cfg.ratio is not None:
-            return P.ratio_plan(groups, {P.key(g): cfg.ratio for g in groups}, cfg.round_to)
         if cfg.ratios:
             per_layer = self._ratio_layers(list(graph.produces))
             ratios = {P.key(g): max(per_layer.get(p, 0.0) for p in g.producers) for g in groups}
             return P.ratio_plan(groups, ratios, cfg.round_to)
-        return self._budget_counts(model, graph, groups)
 
-    def _budget_counts(self, model, graph: Graph, groups: list[Group]) -> dict[str, int]:
+        def plan(r: float) -> dict[str, int]:
+            if cfg.scope == "global":
+                return P.global_plan(groups, scores, r, cfg.max_ratio, cfg.round_to)
+            return P.ratio_plan(groups, {P.key(g): r for g in groups}, cfg.round_to)
+
+        if cfg.ratio is not None:
+            return plan(cfg.ratio)
+        return self._budget_counts(model, graph, groups, plan)
+
+    def _budget_counts(self, model, graph: Graph, groups: list[Group], plan) -> dict[str, int]:
         cfg, t = self.config, self.config.target
         base_params, base_macs = plan_cost(model, graph, {})
         use_macs = t.max_macs is not None or t.keep_macs is not None
@@ -217,7 +227,7 @@ class StructuredPrune(Pass):
             keep = {g.id: np.arange(counts[P.key(g)]) for g in groups if counts[P.key(g)] < g.size}
             return plan_cost(model, graph, keep)[0 if not use_macs else 1]
 
-        counts, ratio = P.budget_plan(groups, cost, budget, cfg.max_ratio, cfg.round_to)
+        counts, ratio = P.budget_plan(plan, cost, budget, cfg.max_ratio)
         if ratio < 0:
             raise BudgetError(f"step '{self.name}': a budget of {budget:,} {what} cannot be met: pruning every "
                               f"selected group by max_ratio {cfg.max_ratio} leaves {cost(counts):,} of {base:,}; "

@@ -50,15 +50,32 @@ def keep_indices(graph: Graph, scores: dict[int, np.ndarray], counts: dict[str, 
     return out
 
 
-def budget_plan(groups: list[Group], cost: Callable[[dict[str, int]], int], budget: int,
-                max_ratio: float, round_to: int) -> tuple[dict[str, int], float]:
-    """Smallest uniform ratio (up to ``max_ratio``) whose plan costs at most ``budget``.
+def global_plan(groups: list[Group], scores: dict[int, np.ndarray], ratio: float, max_ratio: float,
+                round_to: int = 1) -> dict[str, int]:
+    """Remove ``ratio`` of all channels, least important first across groups (scores normalised per group).
+
+    No group loses more than ``max_ratio`` of its channels (Torch-Pruning's global pruning).
+    """
+    cand = []
+    for g in groups:
+        s = scores[g.id]
+        norm = s / (float(np.mean(s)) or 1.0)
+        order = np.argsort(norm, kind="stable")[: int(math.floor(g.size * max_ratio))]
+        cand += [(float(norm[i]), k, key(g)) for k, i in enumerate(order)]
+    cand.sort()
+    n_remove = int(math.floor(sum(g.size for g in groups) * ratio))
+    removed: dict[str, int] = {}
+    for _, _, name in cand[:n_remove]:
+        removed[name] = removed.get(name, 0) + 1
+    return {key(g): kept_count(g.size, removed.get(key(g), 0) / g.size, round_to) for g in groups}
+
+
+def budget_plan(plan: Callable[[float], dict[str, int]], cost: Callable[[dict[str, int]], int], budget: int,
+                max_ratio: float) -> tuple[dict[str, int], float]:
+    """Smallest ratio (up to ``max_ratio``) whose ``plan(ratio)`` costs at most ``budget``.
 
     Returns (plan, ratio); the ratio is ``-1`` when even ``max_ratio`` is over budget.
     """
-    def plan(r: float) -> dict[str, int]:
-        return ratio_plan(groups, {key(g): r for g in groups}, round_to)
-
     if cost(plan(0.0)) <= budget:
         return plan(0.0), 0.0
     if cost(plan(max_ratio)) > budget:
