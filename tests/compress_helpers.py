@@ -28,13 +28,21 @@ def context(seed: int = 0, train: bool = True) -> Context:
 
 
 def mlp(hidden: int = 64, epochs: int = 8, seed: int = 0, softmax: bool = False):
-    """A trained Flatten-Dense-Dense digits classifier (logits out unless ``softmax``)."""
+    """A trained Flatten-Dense-Dense digits classifier (logits out unless ``softmax``).
+
+    Trained once per argument set; every call returns a fresh copy.
+    """
+    return copy_model(_mlp(hidden, epochs, seed, softmax))
+
+
+@lru_cache(maxsize=None)
+def _mlp(hidden: int, epochs: int, seed: int, softmax: bool):
     from edgepack.keras_compat import keras, set_seed
     from edgepack.passes.training import FitConfig, fit
 
     k = keras()
     set_seed(seed)
-    m = k.Sequential([k.layers.InputLayer((8, 8, 1)), k.layers.Flatten(),
+    m = k.Sequential([k.layers.InputLayer((8, 8, 1)), k.layers.Flatten(name="flatten"),
                       k.layers.Dense(hidden, activation="relu", name="fc1"),
                       k.layers.Dense(10, activation="softmax" if softmax else None, name="out")])
     if epochs:
@@ -52,7 +60,7 @@ def cnn(epochs: int = 6, seed: int = 0):
     m = k.Sequential([k.layers.InputLayer((8, 8, 1)),
                       k.layers.Conv2D(16, 3, activation="relu", padding="same", name="conv1"),
                       k.layers.Conv2D(16, 3, activation="relu", name="conv2"),
-                      k.layers.Flatten(), k.layers.Dense(10, name="out")])
+                      k.layers.Flatten(name="flatten"), k.layers.Dense(10, name="out")])
     fit(m, digits()[0], context(seed), FitConfig(epochs=epochs, learning_rate=3e-3, validation_split=0))
     return m
 
@@ -62,6 +70,8 @@ def copy_model(m):
 
     c = keras().models.clone_model(m)
     c.set_weights(m.get_weights())
+    if m.optimizer is not None:  # keep it usable for predict/evaluate like the original
+        c.compile(loss=m.loss)
     return c
 
 

@@ -23,7 +23,7 @@ def _set_rank(layer, rank: int, seed: int = 0) -> None:
 
 def test_exact_low_rank_kernel_is_reproduced():
     ctx = context()
-    model = mlp(hidden=48, epochs=1)
+    model = mlp(hidden=48, epochs=0)
     _set_rank(model.get_layer("fc1"), 5)
     x = digits()[1].x
     out = LowRank(LowRank.Config(energy=0.999999)).apply(copy_model(model), ctx)
@@ -37,7 +37,7 @@ def test_exact_low_rank_kernel_is_reproduced():
 
 def test_params_ratio_with_fine_tune_on_digits_runs_in_litert():
     ctx = context()
-    model = mlp(hidden=64, epochs=8)
+    model = mlp()
     base = evaluate_accuracy(model, ctx.eval)
     step = LowRank(LowRank.Config(params_ratio=0.3, layers={"names": ["fc1"]},
                                   fine_tune={"epochs": 3, "learning_rate": 1e-3, "validation_split": 0}))
@@ -73,7 +73,7 @@ def test_functional_residual_with_1x1_conv():
 
 
 def test_bad_ranks_and_order_fail_before_training():
-    model = mlp(hidden=32, epochs=1)
+    model = mlp(hidden=32, epochs=0)
     with pytest.raises(RecipeError, match="rank 40 for layer 'fc1' is larger"):
         LowRank(LowRank.Config(ranks={"fc1": 40})).apply(model, context())
     with pytest.raises(RecipeError, match="not a Dense"):

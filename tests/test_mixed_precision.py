@@ -20,7 +20,7 @@ def outlier_model(scale: float = 3000.0):
     output range grows ``scale``-fold: per-tensor int8 activations crush the other
     neurons (the "outlier feature" failure of plain int8).
     """
-    m = mlp(hidden=64, epochs=8)
+    m = mlp()
     w, b = m.get_layer("fc1").get_weights()
     j = int(np.argmax(np.abs(w).sum(0)))
     w[:, j] *= scale
@@ -62,7 +62,7 @@ def test_mixed_precision_recovers_what_int8_loses(model):
 def test_well_behaved_model_stays_all_int8_and_float_only_fallback():
     ctx = context(train=False)
     ctx.eval = None  # no labels: scored by top-1 agreement with the float model
-    m = mlp(hidden=32, epochs=4)
+    m = mlp()
     MixedPrecision(MixedPrecision.Config(max_accuracy_drop=3.0)).apply(m, ctx)
     rec = ctx.records[-1]
     assert rec["metric"] == "agreement" and rec["counts"]["int16x8"] == rec["counts"]["float"] == 0

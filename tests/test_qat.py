@@ -33,7 +33,7 @@ def _int8_weights(data: bytes, min_size: int = 200) -> list[np.ndarray]:
 
 def test_qat_model_converts_to_int8_and_runs():
     ctx = context()
-    model = mlp(epochs=6)
+    model = mlp()
     step = QAT(QAT.Config(fine_tune=FT))
     step.check_order([])
     qat = step.apply(copy_model(model), ctx)
@@ -73,7 +73,7 @@ def test_partial_qat_leaves_unsupported_layers_float_with_reason():
 
 def test_pcqat_chain_keeps_sparsity_and_clusters_in_int8():
     ctx = context()
-    model = magnitude_prune(mlp(epochs=6), 0.75, epochs=2)
+    model = magnitude_prune(mlp(), 0.75, epochs=2)
     cl = Cluster(Cluster.Config(clusters=6))
     cl.check_order(["prune_magnitude"])
     clustered = cl.apply(model, ctx)
@@ -95,6 +95,6 @@ def test_qat_order_and_data_errors():
     with pytest.raises(RecipeError, match="cannot follow 'qat'"):
         Recipe.from_dict({"steps": [{"type": "qat"}, {"type": "qat"}]})
     with pytest.raises(RecipeError, match="needs train data"):
-        QAT(QAT.Config()).apply(mlp(epochs=1), context(train=False))
+        QAT(QAT.Config()).apply(mlp(epochs=0), context(train=False))
     with pytest.raises(RecipeError, match="no layer named"):
-        QAT(QAT.Config(float_layers={"names": ["missing"]})).apply(mlp(epochs=1), context())
+        QAT(QAT.Config(float_layers={"names": ["missing"]})).apply(mlp(epochs=0), context())
