@@ -244,7 +244,8 @@ class AdbDevice(base.Device):
         idle_text = self._idle() if self.energy else ""
         body, code = self._sh(self._bench_command(settings), "benchmark_model run", self.timeout)
         if code != 0:
-            last = [ln.strip() for ln in body.splitlines() if ln.strip()][-3:]
+            last = [ln.strip() for ln in body.splitlines()
+                    if ln.strip() and not ln.startswith(END_MARK)][-3:]
             raise DeviceError(f"benchmark_model failed on {self._where()} (exit {code}): "
                               f"{' | '.join(last) or 'no output'}; check that --benchmark-binary "
                               f"matches the device ABI ({self.props.get('abi') or 'unknown'})")
