@@ -7,9 +7,12 @@
    calibration data) and the relative output error are recorded.
 3. Plan: start with every op int8; while the whole model loses more than the
    budget, move the most sensitive int8 op to int16x8 activations (int8
-   weights: no size cost), then, if still needed, int16x8 ops to float in the
-   same order. The first plan that meets the budget wins, so the model keeps
-   the most int8 ops and the least float weight: the least size, then latency.
+   weights: no size cost), then, if still needed, ops to float in the same
+   order (``allow`` sets the order of fallbacks: ``[float, int16x8]`` prefers
+   XNNPACK-fast float over slow int16 kernels). Once the budget is met, a
+   clean-up pass tries each promoted op back at int8 (or int16x8), least
+   sensitive first, and keeps every demotion that still meets the budget: the
+   model keeps the most int8 ops and the least float weight.
 4. The plan goes to the converter as ``ctx.convert_hints["precision_plan"]``
    ({op output tensor name: "int8" | "int16x8" | "float"}); :func:`quantize_plan`
    applies it with ai-edge-quantizer (per-op recipes), and LiteRT runs the result.
@@ -177,7 +180,7 @@ class MixedPrecision(Pass):
         max_accuracy_drop: Optional[float] = Field(None, ge=0, description="pt; default: the recipe's verify limit, else 1.0")
         allow: list[Literal["int16x8", "float"]] = Field(["int16x8", "float"], min_length=1,
                                                           description="fallbacks in order of preference")
-        samples: int = Field(256, gt=0, description="eval (or calibration) samples used to score plans")
+        samples: int = Field(1000, gt=0, description="eval (or calibration) samples used to score plans")
         per_channel: bool = True
 
     def check_order(self, previous: list[str]) -> None:
@@ -217,25 +220,46 @@ class MixedPrecision(Pass):
         return model
 
     def search(self, units: list[dict], pq: PlanQuantizer, scorer: _Scorer, budget: float):
-        """Greedy by sensitivity: returns the plan and the trail of (plan change, drop, size)."""
+        """Greedy by sensitivity, then a clean-up pass; returns the plan and the trail of trials."""
         plan = {u["node"]: "int8" for u in units}
         order = [u["node"] for u in sorted(units, key=lambda u: (-u["drop_pt"], -u["rel_error"], u["node"]))]
-        trail = []
+        trail: list[dict] = []
 
-        def score(change: str) -> bool:
+        def meets(change: str) -> bool:
             data = pq.quantize(plan)
             drop, err = scorer.run(data)
             trail.append({"change": change, "drop_pt": drop, "rel_error": err, "size_bytes": len(data)})
             return drop <= budget
 
-        if score("all int8"):
+        if meets("all int8"):
             return plan, trail
-        for level in self.config.allow:
+        met = False
+        for level in self.config.allow:  # promote, most sensitive first
             for node in order:
                 plan[node] = level
-                if score(f"{node} -> {level}"):
-                    return plan, trail
+                if meets(f"{node} -> {level}"):
+                    met = True
+                    break
+            if met:
+                break
+        if not met:
+            return plan, trail
+        # Clean-up: demote promotions that turned out unnecessary, least sensitive first.
+        for node in reversed(order):
+            for lower in self._lower_levels(plan[node]):
+                was, plan[node] = plan[node], lower
+                if meets(f"{node} -> {lower} (clean-up)"):
+                    break
+                plan[node] = was
+        best = [t for t in trail if t["drop_pt"] <= budget][-1]
+        trail.append({**best, "change": "chosen"})
         return plan, trail
+
+    def _lower_levels(self, level: str) -> list[str]:
+        """Cheaper precisions to try for an op now at ``level`` (int8 first)."""
+        if level == "int8":
+            return []
+        return ["int8"] + [p for p in self.config.allow if p != level and level == "float" and p == "int16x8"]
 
 
 def validate_plan_hint(plan: dict, quant) -> None:
