@@ -16,7 +16,9 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 import re
+import sys
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -127,14 +129,39 @@ class Tflm:
         return int(m.group(1))
 
 
-def _fits(model: bytes, size: int) -> bool:
-    """Whether TFLM allocates the model in ``size`` bytes (any failure counts as 'no':
-    a too-small arena shows up as many different Prepare errors)."""
+def _fits_here(model: bytes, size: int) -> bool:
     try:
         Tflm(model, arena_size=size)
         return True
-    except (ArenaTooSmall, UnsupportedOpError):
+    except (ArenaTooSmall, UnsupportedOpError):  # a too-small arena shows up as many Prepare errors
         return False
+
+
+def arena_fits(model: bytes, size: int) -> bool:
+    """Whether TFLM allocates the model in ``size`` bytes, probed in a forked child.
+
+    The host interpreter can crash (SIGSEGV, after "All temp buffers must be freed")
+    on some arenas just below the smallest working one; a crash counts as "does not fit".
+    """
+    if size < MIN_ARENA_BYTES:
+        return False
+    if not hasattr(os, "fork"):  # pragma: no cover - non-POSIX hosts probe in-process
+        return _fits_here(model, size)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # child: probe, report through the exit status, never return
+        code = 1
+        try:
+            import faulthandler
+
+            faulthandler.disable()  # a crash here is an answer, not a bug report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+            code = 0 if _fits_here(model, size) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 @dataclass
@@ -161,7 +188,7 @@ def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: in
     """Bisect the smallest working arena (to 16 bytes), check it runs, add the margin."""
     Tflm(model, arena_size=limit)  # raises the real error (missing op, dtype) if it cannot run at all
     hi = _align(max(4096, len(model) * 2))
-    while not _fits(model, hi):
+    while not arena_fits(model, hi):
         if hi >= limit:
             raise VerificationError(f"TFLM could not allocate the model even with a {limit} byte arena")
         hi = min(hi * 2, limit)
@@ -170,7 +197,7 @@ def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: in
         mid = _align((lo + hi) // 2)
         if mid >= hi:
             break
-        if _fits(model, mid):
+        if arena_fits(model, mid):
             hi = mid
         else:
             lo = mid
