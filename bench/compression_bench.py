@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgepack.convert.tflite import convert  # noqa: E402
 from edgepack.data import Preprocess, load_dataset  # noqa: E402
-from edgepack.entropy import decode, encode  # noqa: E402
+from edgepack.entropy import decode, encode, stream_stats  # noqa: E402
 from edgepack.passes.base import Context, Labeled  # noqa: E402
 from edgepack.passes.training import FitConfig, fit  # noqa: E402
 from edgepack.recipe import QuantizeConfig, Recipe  # noqa: E402
@@ -147,6 +147,7 @@ def deep_compression(tmp: Path) -> dict:
         "latency_us": {"float": latency_us(float_tfl), "plain_int8": latency_us(int8_tfl), "final": latency_us(final)},
         "steps": [{k: v for k, v in r.items() if k not in ("layers", "preserved", "skipped")} for r in ctx.records],
         "sparse_format": sparse_format(compressed, ctx.calibration, ev),
+        "package_streams": stream_stats(final),
         "goal": {"package_ratio_min": 40.0, "max_drop_pt": 0.5},
     }
     res["goal_met"] = res["package_ratio"] >= 40.0 and res["accuracy_drop_pt"] <= 0.5

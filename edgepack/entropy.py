@@ -188,6 +188,24 @@ def _encode_region(raw: bytes, reg: _Region) -> tuple[int, int, int, bytes, byte
     return options[int(np.argmin(sizes))]
 
 
+def _streams(data: bytes) -> list[bytes]:
+    """The three uncompressed streams (header+skeleton, value tables, codes) of the format."""
+    regions = _regions(data)
+    head, tables, payload, skeleton, last = [struct.pack("<I", len(regions))], [], [], [], 0
+    for reg in regions:
+        raw = data[reg.offset : reg.offset + reg.length]
+        transform, transposed, _, table, codes = _encode_region(raw, reg)
+        lead = reg.shape[0] if len(reg.shape) >= 2 else 1
+        head.append(_REGION.pack(reg.offset, reg.length, reg.dtype if transform else 0,
+                                 transform, transposed, lead))
+        tables.append(table)
+        payload.append(codes)
+        skeleton.append(data[last : reg.offset])
+        last = reg.offset + reg.length
+    skeleton.append(data[last:])
+    return [b"".join(head) + b"".join(skeleton), b"".join(tables), b"".join(payload)]
+
+
 def encode(data: bytes) -> bytes:
     """Encode .tflite bytes into the entropy-coded package (see module doc for the format).
 
@@ -198,20 +216,7 @@ def encode(data: bytes) -> bytes:
     data = bytes(data)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelLoadError("entropy package: input is not a TFLite flatbuffer (no TFL3 identifier)")
-    regions = _regions(data)
-    head, tables, payload, skeleton, last = [struct.pack("<I", len(regions))], [], [], [], 0
-    for reg in regions:
-        raw = data[reg.offset : reg.offset + reg.length]
-        transform, transposed, rows, table, codes = _encode_region(raw, reg)
-        lead = reg.shape[0] if len(reg.shape) >= 2 else 1
-        head.append(_REGION.pack(reg.offset, reg.length, reg.dtype if transform else 0,
-                                 transform, transposed, lead))
-        tables.append(table)
-        payload.append(codes)
-        skeleton.append(data[last : reg.offset])
-        last = reg.offset + reg.length
-    skeleton.append(data[last:])
-    streams = [b"".join(head) + b"".join(skeleton), b"".join(tables), b"".join(payload)]
+    streams = _streams(data)
     out = [MAGIC, bytes([VERSION]), struct.pack("<Q", len(data)), hashlib.sha256(data).digest()]
     for s in streams:
         codec, packed = _best(s)
@@ -293,6 +298,31 @@ def unpack(path_in: str | Path, path_out: str | Path) -> int:
     tmp.write_bytes(data)
     tmp.replace(path_out)
     return len(data)
+
+
+def order0_bytes(data: bytes) -> float:
+    """Order-0 (memoryless) entropy of a byte string in bytes: the floor for a static Huffman/rANS coder."""
+    if not data:
+        return 0.0
+    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+    p = counts[counts > 0] / len(data)
+    return float(-(counts[counts > 0] * np.log2(p)).sum() / 8)
+
+
+def stream_stats(data: bytes) -> list[dict]:
+    """Per stream: raw bytes, each codec's output, and the order-0 entropy bound (for benchmarks).
+
+    Example::
+
+        for s in stream_stats(tflite_bytes): print(s["name"], s["lzma2"], s["order0_bound"])
+    """
+    names = ("skeleton", "tables", "codes")
+    out = []
+    for name, stream in zip(names, _streams(bytes(data))):
+        row = {"name": name, "raw": len(stream), "order0_bound": round(order0_bytes(stream))}
+        row.update({c: len(_compress(i, stream)) for i, c in ((1, "zlib"), (2, "bz2"), (3, "lzma2"))})
+        out.append(row)
+    return out
 
 
 def report(data: bytes) -> dict:

@@ -58,12 +58,16 @@ def distill_loss(temperature: float, alpha: float, student_softmax: bool):
     return loss
 
 
-def packed_accuracy(y_true, y_pred):
-    """Top-1 accuracy against the label column of packed targets."""
+def packed_accuracy():
+    """A Keras metric: top-1 accuracy against the label column of packed targets."""
     from ..keras_compat import tf
 
-    t = tf()
-    return t.reduce_mean(t.cast(t.equal(t.cast(y_true[:, 0], "int64"), t.argmax(y_pred, axis=-1)), "float32"))
+    t = tf()  # resolved here, not inside the traced function
+
+    def accuracy(y_true, y_pred):
+        return t.reduce_mean(t.cast(t.equal(t.cast(y_true[:, 0], "int64"), t.argmax(y_pred, axis=-1)), "float32"))
+
+    return accuracy
 
 
 def structure_of(model, max_values: int = 256, min_sparsity: float = 0.3) -> list[tuple]:
@@ -165,7 +169,7 @@ class Distill(Pass):
         cbs = [preserving_callback(structure)] if structure else []
         hist = fit(model, ctx.train, ctx, cfg.fine_tune, label="distill",
                    loss=distill_loss(cfg.temperature, cfg.alpha, uses_softmax(model)),
-                   metrics=[packed_accuracy], targets=packed, callbacks=cbs)
+                   metrics=[packed_accuracy()], targets=packed, callbacks=cbs)
         rec = {"temperature": cfg.temperature, "alpha": cfg.alpha, "epochs_run": len(hist.history.get("loss", [])),
                "teacher": cfg.teacher or "input model",
                "preserved": [{"layer": name, "shared_values": n or None, "pruned": mask is not None}
