@@ -68,6 +68,8 @@ def test_bad_recipes_fail_before_training():
     with pytest.raises(RecipeError, match="cannot follow 'qat'"):
         Recipe.from_dict({"steps": [{"type": "qat"}, {"type": "cluster"}]})
     with pytest.raises(RecipeError, match="no layer named 'nope'"):
+        Cluster(Cluster.Config(layers={"names": ["nope"]})).preflight(mlp(epochs=0))
+    with pytest.raises(RecipeError, match="no layer named 'nope'"):
         Cluster(Cluster.Config(layers={"names": ["nope"]})).apply(mlp(epochs=0), context())
     step = Cluster(Cluster.Config(fine_tune={"epochs": 1}))
     assert "train" in step.needs

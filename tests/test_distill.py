@@ -76,6 +76,11 @@ def test_teacher_errors(teacher, tmp_path):
         Distill(Distill.Config()).apply(mlp(epochs=0), context(train=False))
     path = tmp_path / "teacher.h5"
     teacher.save(path)
+    small = tmp_path / "small.h5"
+    ctx.teacher.save(small)
+    with pytest.raises(RecipeError, match="same task"):
+        Distill(Distill.Config(teacher=str(small))).preflight(mlp(epochs=0))
+    Distill(Distill.Config(teacher=str(path))).preflight(mlp(epochs=0))
     ctx = context()
     ctx.records.append({})
     Distill(Distill.Config(teacher=str(path), fine_tune={"epochs": 1, "validation_split": 0})).apply(mlp(epochs=0), ctx)

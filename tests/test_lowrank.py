@@ -75,9 +75,11 @@ def test_functional_residual_with_1x1_conv():
 def test_bad_ranks_and_order_fail_before_training():
     model = mlp(hidden=32, epochs=0)
     with pytest.raises(RecipeError, match="rank 40 for layer 'fc1' is larger"):
+        LowRank(LowRank.Config(ranks={"fc1": 40})).preflight(model)  # before any step trains
+    with pytest.raises(RecipeError, match="rank 40 for layer 'fc1' is larger"):
         LowRank(LowRank.Config(ranks={"fc1": 40})).apply(model, context())
     with pytest.raises(RecipeError, match="not a Dense"):
-        LowRank(LowRank.Config(ranks={"flatten": 2})).apply(model, context())
+        LowRank(LowRank.Config(ranks={"flatten": 2})).preflight(model)
     with pytest.raises(RecipeError, match="cannot follow 'qat'"):
         Recipe.from_dict({"steps": [{"type": "qat"}, {"type": "lowrank"}]})
     with pytest.raises(RecipeError, match="energy"):

@@ -58,6 +58,8 @@ def test_partial_qat_leaves_unsupported_layers_float_with_reason():
     x = k.layers.ReLU()(x)
     gate = k.layers.Conv2D(8, 1, activation="sigmoid", name="gate")(x)
     x = k.layers.Multiply(name="mul")([x, gate])
+    x = x[:, :, :, :4]  # a slicing op (SlicingOpLambda), tfmot issue #1139
+    x = k.layers.UpSampling2D(name="up")(x)
     x = k.layers.Flatten()(x)
     out = k.layers.Dense(10, name="out")(x)
     model = k.Model(inp, out)
@@ -66,6 +68,7 @@ def test_partial_qat_leaves_unsupported_layers_float_with_reason():
     reasons = {r["layer"]: r["reason"] for r in ctx.records[-1]["float_layers"]}
     assert "rescale" in reasons and "Rescaling" in reasons["rescale"]
     assert "mul" in reasons and "Multiply" in reasons["mul"]
+    assert any("SlicingOpLambda" in r for r in reasons.values())
     assert "bn" not in reasons and "conv" not in reasons  # BN folded into the conv by tfmot
     data = convert(qat, QuantizeConfig(mode="int8"), calibration=ctx.calibration)
     assert tflite_accuracy(data, ctx.eval) > 50.0  # trained from scratch for 3 epochs, runs in LiteRT
@@ -91,10 +94,21 @@ def test_pcqat_chain_keeps_sparsity_and_clusters_in_int8():
     assert tflite_accuracy(data, ctx.eval) > 70.0
 
 
+def test_pqat_keeps_pruning_in_int8():
+    ctx = context()
+    pruned = magnitude_prune(mlp(), 0.8, epochs=1)
+    q = QAT(QAT.Config(fine_tune=FT))
+    q.check_order(["prune_magnitude"])
+    assert q.preserve == "sparsity"
+    data = convert(q.apply(pruned, ctx), QuantizeConfig(mode="int8"), calibration=ctx.calibration)
+    for w in _int8_weights(data):
+        assert np.mean(w == 0) >= 0.79
+
+
 def test_qat_order_and_data_errors():
     with pytest.raises(RecipeError, match="cannot follow 'qat'"):
         Recipe.from_dict({"steps": [{"type": "qat"}, {"type": "qat"}]})
     with pytest.raises(RecipeError, match="needs train data"):
         QAT(QAT.Config()).apply(mlp(epochs=0), context(train=False))
     with pytest.raises(RecipeError, match="no layer named"):
-        QAT(QAT.Config(float_layers={"names": ["missing"]})).apply(mlp(epochs=0), context())
+        QAT(QAT.Config(float_layers={"names": ["missing"]})).preflight(mlp(epochs=0))

@@ -85,7 +85,15 @@ class Cluster(Pass):
         cfg = self.config
         return self._after_pruning if cfg.preserve_sparsity is None else cfg.preserve_sparsity
 
-    def _candidates(self, model, ctx: Context) -> tuple[list[str], list[dict]]:
+    def preflight(self, model) -> None:
+        """Check the layer selector against the input model before any step trains."""
+        ok, skipped = self._candidates(model)
+        if not ok:
+            raise RecipeError(f"step 'cluster': no layer of the model can be clustered into {self.config.clusters} "
+                              "values (" + "; ".join(f"{s['layer']}: {s['reason']}" for s in skipped) + ")")
+        self.config.layers.select(model, step=self.name, candidates=ok)
+
+    def _candidates(self, model) -> tuple[list[str], list[dict]]:
         """Layers tfmot can cluster and that have enough weights; the rest with a reason."""
         from ..keras_compat import tfmot
 
@@ -114,10 +122,8 @@ class Cluster(Pass):
         cfg = self.config
         if cfg.fine_tune is not None and cfg.fine_tune.epochs:
             self.require(ctx, "train")
-        ok, skipped = self._candidates(model, ctx)
-        if not ok:
-            raise RecipeError(f"step 'cluster': no layer of the model can be clustered into {cfg.clusters} "
-                              "values (" + "; ".join(f"{s['layer']}: {s['reason']}" for s in skipped) + ")")
+        self.preflight(model)
+        ok, skipped = self._candidates(model)
         chosen = set(cfg.layers.select(model, step=self.name, candidates=ok))
         mot = tfmot()
         init = getattr(mot.clustering.keras.CentroidInitialization, _INIT[cfg.init])

@@ -140,7 +140,20 @@ class Distill(Pass):
         forbid_after(self.name, previous, {"mixed_precision": "the precision plan was measured on the "
                                            "earlier weights; move 'distill' before 'mixed_precision'"})
 
-    def teacher(self, ctx: Context):
+    def preflight(self, model) -> None:
+        """Load a ``teacher:`` file and check it fits the input model before any step trains."""
+        if self.config.teacher is not None:
+            self._check_pair(self.teacher(None), model)
+
+    @staticmethod
+    def _check_pair(teacher, model) -> None:
+        if tuple(teacher.input_shape[1:]) != tuple(model.input_shape[1:]) or \
+                tuple(teacher.output_shape[1:]) != tuple(model.output_shape[1:]):
+            raise RecipeError(f"step 'distill': teacher maps {teacher.input_shape[1:]} -> {teacher.output_shape[1:]}"
+                              f" but the student maps {model.input_shape[1:]} -> {model.output_shape[1:]}; "
+                              "give a teacher for the same task")
+
+    def teacher(self, ctx: Optional[Context]):
         """The teacher model: the ``teacher`` file if given, else ``ctx.teacher``."""
         if self.config.teacher is not None:
             from ..model_io import load_model
@@ -155,11 +168,7 @@ class Distill(Pass):
     def apply(self, model, ctx: Context):
         self.require(ctx, "train")
         teacher = self.teacher(ctx)
-        if tuple(teacher.input_shape[1:]) != tuple(model.input_shape[1:]) or \
-                tuple(teacher.output_shape[1:]) != tuple(model.output_shape[1:]):
-            raise RecipeError(f"step 'distill': teacher maps {teacher.input_shape[1:]} -> {teacher.output_shape[1:]}"
-                              f" but the student maps {model.input_shape[1:]} -> {model.output_shape[1:]}; "
-                              "give a teacher for the same task")
+        self._check_pair(teacher, model)
         cfg = self.config
         t_logits = logits_of(teacher.predict(ctx.train.x.astype(np.float32), batch_size=256, verbose=0),
                              uses_softmax(teacher))

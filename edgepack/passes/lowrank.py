@@ -94,6 +94,19 @@ class LowRank(Pass):
     def check_order(self, previous: list[str]) -> None:
         forbid_after(self.name, previous, quantized_blockers(self.name))
 
+    def preflight(self, model) -> None:
+        """Check layer names and explicit ranks against the input model before any step trains."""
+        cands = [lyr.name for lyr in model.layers if factorable(lyr)]
+        if not cands:
+            raise RecipeError("step 'lowrank': the model has no Dense or 1x1 Conv2D layer to factorise")
+        self.config.layers.select(model, step=self.name, candidates=cands)
+        for name, rank in self.config.ranks.items():
+            if name not in cands:
+                raise RecipeError(f"step 'lowrank': ranks names '{name}', which is not a Dense or 1x1 Conv2D "
+                                  "layer of the model; check the name with `edgepack inspect`")
+            w = model.get_layer(name).get_weights()[0]
+            self._rank(name, np.ones(1), int(np.prod(w.shape[:-1])), int(w.shape[-1]))
+
     def _rank(self, name: str, s: np.ndarray, n_in: int, n_out: int) -> int:
         cfg = self.config
         full = min(n_in, n_out)
@@ -109,14 +122,9 @@ class LowRank(Pass):
 
     def plan(self, model) -> tuple[list[Plan], list[dict]]:
         """SVD of every selected layer; returns (plans, skipped [{layer, reason}])."""
+        self.preflight(model)
         cands = [lyr.name for lyr in model.layers if factorable(lyr)]
-        if not cands:
-            raise RecipeError("step 'lowrank': the model has no Dense or 1x1 Conv2D layer to factorise")
         chosen = self.config.layers.select(model, step=self.name, candidates=cands)
-        for name in self.config.ranks:
-            if name not in cands:
-                raise RecipeError(f"step 'lowrank': ranks names '{name}', which is not a Dense or 1x1 Conv2D "
-                                  "layer of the model; check the name with `edgepack inspect`")
         plans, skipped = [], []
         for name in chosen:
             layer = model.get_layer(name)

@@ -75,6 +75,11 @@ class QAT(Pass):
         })
         self._previous = list(previous)
 
+    def preflight(self, model) -> None:
+        """Check the float_layers selector against the input model before any step trains."""
+        if not self.config.float_layers.empty:
+            self.config.float_layers.select(model, step=self.name)
+
     @property
     def preserve(self) -> str:
         if self.config.preserve != "auto":
