@@ -27,7 +27,8 @@ Format (version 1, little endian)::
     magic   b"EPK" + version byte (1)
     u64     length of the original .tflite
     32 B    SHA-256 of the original .tflite (checked by decode)
-    3x      stream: u8 codec (0 stored, 1 zlib, 2 bz2, 3 lzma2-raw), u32 length, bytes
+    3x      stream: u8 codec (0 stored, 1 zlib, 2 bz2, 3 raw LZMA2 with preset 9e and a
+            4 MiB dictionary), u32 length, bytes
 
     stream 0 (after decompression): u32 n_regions, then per region
              u64 offset, u32 length, u8 dtype (0 raw, 1 int8, 2 float32, 3 float16),
@@ -65,7 +66,8 @@ VERSION = 1
 SUFFIX = ".epk"
 _DTYPES = {1: np.dtype(np.int8), 2: np.dtype("<f4"), 3: np.dtype("<f2")}
 _TFLITE_TYPES = {9: 1, 0: 2, 1: 3}  # schema TensorType INT8, FLOAT32, FLOAT16 -> our codes
-_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 22}]
+_QUICK_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 1 << 22}]  # to rank candidates
 _REGION = struct.Struct("<QIBBBI")
 _MIN_REGION = 64
 
@@ -184,7 +186,7 @@ def _encode_region(raw: bytes, reg: _Region) -> tuple[int, int, int, bytes, byte
         options.append((transform, 0, rows, table, full.tobytes()))
         if lead > 1:
             options.append((transform, 1, rows, table, full.T.tobytes()))
-    sizes = [len(_compress(3, t[3] + t[4])) for t in options]
+    sizes = [len(lzma.compress(t[3] + t[4], format=lzma.FORMAT_RAW, filters=_QUICK_FILTERS)) for t in options]
     return options[int(np.argmin(sizes))]
 
 
