@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 from pydantic import Field
@@ -81,14 +81,13 @@ class LowRank(Pass):
     class Config(PassConfig):
         energy: float = Field(0.9, gt=0, le=1, description="fraction of squared singular values kept")
         params_ratio: Optional[float] = Field(None, gt=0, lt=1, description="max fraction of kernel params kept")
-        ranks: dict[str, int] = Field(default_factory=dict, description="explicit rank per layer name")
+        ranks: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict,
+                                                              description="explicit rank per layer name")
         layers: LayerSelector = Field(default_factory=LayerSelector)
         fine_tune: Optional[FitConfig] = None
 
     def __init__(self, config: "LowRank.Config"):
         super().__init__(config)
-        if any(r < 1 for r in config.ranks.values()):
-            raise RecipeError("step 'lowrank': ranks must be at least 1")
         self.needs = frozenset({"train"}) if config.fine_tune is not None and config.fine_tune.epochs else frozenset()
 
     def check_order(self, previous: list[str]) -> None:
