@@ -136,8 +136,9 @@ def op_units(float_tflite: bytes, layer_names: list[str]) -> list[dict]:
     for op in info.ops:
         if not op.outputs or op.op in ("QUANTIZE", "DEQUANTIZE"):
             continue
-        names = [info.tensors[op.outputs[0]].name] + [info.tensors[i].name for i in op.inputs if i >= 0
-                                                      and info.tensors[i].is_constant]
+        # Weights name the layer best (a fused conv+bn+relu output is named after all three).
+        names = [info.tensors[i].name for i in op.inputs if i >= 0 and info.tensors[i].is_constant]
+        names.append(info.tensors[op.outputs[0]].name)
         layer = next((p for n in names for part in n.split(";") for p in part.split("/") if p in layer_names), None)
         units.append({"node": info.tensors[op.outputs[0]].name, "op": op.op, "layer": layer or f"op{op.index}"})
     return units
