@@ -184,6 +184,8 @@ def package(req: PackageRequest) -> dict:
                   train=_labelled(req.train, recipe, shape), eval=_labelled(req.eval, recipe, shape),
                   progress=req.progress, log=req.log)
     _check_needs(passes, recipe, ctx)
+    for p in passes:
+        p.preflight(model)
     labels = _read_labels(req.labels, int(np.prod(model.output_shape[1:])))
     float_model = model
     verify_set = ctx.eval or calib

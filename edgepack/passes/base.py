@@ -76,6 +76,9 @@ class Pass:
     def check_order(self, previous: list[str]) -> None:
         """Raise RecipeError if this pass cannot follow the steps named in ``previous``."""
 
+    def preflight(self, model) -> None:
+        """Raise RecipeError if ``model`` cannot take this step; runs before any step trains."""
+
     def apply(self, model, ctx: Context):  # pragma: no cover - abstract
         raise NotImplementedError
 
