@@ -124,11 +124,13 @@ def test_merge_of_different_layouts_blocks_with_reason():
         assert "different channel layouts" in g.group_of(name).blocked
 
 
-def test_activation_importance_drops_dead_channels():
+@pytest.mark.parametrize("criterion", ["activation", "taylor"])
+def test_data_driven_importance_drops_dead_channels(criterion):
     m = sequential_cnn()
     _zero(m, "fc", [0, 4, 8, 12])
     x = np.random.default_rng(3).normal(size=(32, 10, 10, 3)).astype(np.float32)
-    out, rec = _prune(m, Context(calibration=x), importance="activation", ratios={"fc": 0.25})
+    y = np.arange(32) % 5
+    out, rec = _prune(m, Context(calibration=x, eval=Labeled(x, y)), importance=criterion, ratios={"fc": 0.25})
     assert out.get_layer("fc").units == 12
     np.testing.assert_allclose(out.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
@@ -211,6 +213,8 @@ def test_training_data_of_wrong_shape_is_refused():
         _prune(m, Context(train=bad), ratio=0.5)
     with pytest.raises(DataError, match="calibration data has sample shape"):
         _prune(m, Context(calibration=np.zeros((4, 3), np.float32)), importance="activation", ratio=0.5)
+    with pytest.raises(RecipeError, match="'taylor' needs labelled data"):
+        _prune(m, Context(calibration=np.zeros((4, 10, 10, 3), np.float32)), importance="taylor", ratio=0.5)
 
 
 def test_one_shot_without_training_data_warns():

@@ -7,7 +7,8 @@ model is rebuilt with fewer ``filters``/``units`` and sliced weights.
 Recipe step (exactly one of ``ratio``, ``ratios``, ``target``)::
 
     - type: prune_structured
-      importance: l1            # l1 | l2 | activation (mean |activation| on calibration data)
+      importance: l1            # l1 | l2 | activation (mean |activation|, calibration data)
+                                #  | taylor (|a * dL/da|, labelled --train or --eval data)
       scope: uniform            # uniform (each group loses the ratio) | global (least important model-wide)
       ratio: 0.5                # fraction of channels removed in every selected group
       # ratios: {conv2d_1: 0.7, "conv2d_[3-5]": 0.5}    # per layer, name or regex
@@ -33,7 +34,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import BudgetError, DataError, RecipeError
-from .base import Context, Pass, PassConfig
+from .base import Context, Labeled, Pass, PassConfig
 from .order import forbid_after, quantized_blockers
 from .pruning import plan as P
 from .pruning.cost import layer_table, totals
@@ -66,7 +67,7 @@ class PruneTarget(PassConfig):
 
 
 class StructuredPruneConfig(PassConfig):
-    importance: Literal["l1", "l2", "activation"] = "l1"
+    importance: Literal["l1", "l2", "activation", "taylor"] = "l1"
     scope: Literal["uniform", "global"] = Field(
         "uniform", description="uniform: every group loses the ratio; global: least important channels "
                                "model-wide (no group more than max_ratio)")
@@ -140,7 +141,7 @@ class StructuredPrune(Pass):
         data = self._importance_data(model, ctx)
         graph = build_graph(model)
         groups, skipped = self._select(model, graph)
-        scores = group_scores(model, graph, cfg.importance, data)
+        scores = self._scores(model, graph, data)
         ctx.log(f"{self.name}: {len(groups)} channel groups selected, {len(skipped)} skipped")
         if ctx.train is None:
             ctx.log(f"warning: {ONE_SHOT_WARNING}")
@@ -153,14 +154,28 @@ class StructuredPrune(Pass):
         self._report(model, pruned, graph, groups, skipped, ctx, search)
         return pruned
 
-    def _importance_data(self, model, ctx: Context) -> Optional[np.ndarray]:
-        if self.config.importance != "activation":
+    def _importance_data(self, model, ctx: Context) -> Optional[Labeled]:
+        """Samples for data-driven importance: calibration (activation) or labelled train/eval (taylor)."""
+        imp = self.config.importance
+        if imp == "activation":
+            data, what = Labeled(ctx.calibration), "calibration"
+        elif imp == "taylor":
+            src = ctx.train if ctx.train is not None and ctx.train.y is not None else ctx.eval
+            if src is None or src.y is None:
+                raise RecipeError(f"step '{self.name}': importance 'taylor' needs labelled data; "
+                                  "pass --train or --eval DATA (an .npz with labels y)")
+            data, what = src, "labelled"
+        else:
             return None
-        data = ctx.calibration
         want = tuple(model.input_shape[1:])
-        if tuple(data.shape[1:]) != want:
-            raise DataError(f"calibration data has sample shape {tuple(data.shape[1:])}, the model expects {want}")
-        return data[:512]
+        if tuple(data.x.shape[1:]) != want:
+            raise DataError(f"{what} data has sample shape {tuple(data.x.shape[1:])}, the model expects {want}")
+        return Labeled(data.x[:512], None if data.y is None else data.y[:512])
+
+    def _scores(self, model, graph: Graph, data: Optional[Labeled]):
+        if data is None:
+            return group_scores(model, graph, self.config.importance)
+        return group_scores(model, graph, self.config.importance, data.x, data.y)
 
     # -- which groups -----------------------------------------------------
     def _select(self, model, graph: Graph) -> tuple[list[Group], list[dict]]:
@@ -246,7 +261,7 @@ class StructuredPrune(Pass):
         for i in range(1, rounds + 1):
             step = {k: int(round(start[k] - (start[k] - n) * i / rounds)) for k, n in counts.items()}
             graph = build_graph(current)
-            scores = group_scores(current, graph, cfg.importance, data)
+            scores = self._scores(current, graph, data)
             current = prune_model(current, graph, P.keep_indices(graph, scores, step))
             if ctx.train is not None and fine_tune.epochs > 0:
                 fit(current, ctx.train, ctx, fine_tune, label=f"{label} {i}/{rounds}: fine-tune")

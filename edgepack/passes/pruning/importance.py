@@ -5,6 +5,8 @@
   coupled layers weigh the same, then summed.
 * ``activation``: mean absolute activation of each channel on calibration data,
   measured where the group enters its consumers (data-driven; dead channels score 0).
+* ``taylor``: first-order Taylor estimate of the loss change when a channel is
+  removed, mean over samples of ``|sum(a * dL/da)|`` (Molchanov et al.); needs labels.
 
 Example::
 
@@ -21,7 +23,7 @@ import numpy as np
 from ...errors import DataError
 from .graph import Graph
 
-CRITERIA = ("l1", "l2", "activation")
+CRITERIA = ("l1", "l2", "activation", "taylor")
 
 
 def _normalised(v: np.ndarray) -> np.ndarray:
@@ -73,10 +75,49 @@ def _activation_scores(model, graph: Graph, data: np.ndarray, batch: int = 64) -
     return out
 
 
-def group_scores(model, graph: Graph, criterion: str, data: Optional[np.ndarray] = None) -> dict[int, np.ndarray]:
+def _per_carrier(groups, means: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    out = {}
+    for grp in groups:
+        total = np.zeros(grp.size)
+        for name, off in grp.carriers:
+            total += _normalised(means[name][off:off + grp.size])
+        out[grp.id] = total
+    return out
+
+
+def _taylor_scores(model, graph: Graph, data: np.ndarray, labels: np.ndarray, batch: int = 64):
+    from ...keras_compat import keras, tf
+    from ..training import uses_softmax
+
+    t, k = tf(), keras()
+    groups = graph.prunable()
+    names = sorted({c for g in groups for c, _ in g.carriers})
+    probe = k.Model(model.inputs, [model.get_layer(n).output for n in names] + list(model.outputs))
+    loss_fn = k.losses.SparseCategoricalCrossentropy(from_logits=not uses_softmax(model),
+                                                     reduction=k.losses.Reduction.SUM)
+    sums = {n: 0.0 for n in names}
+    for i in range(0, len(data), batch):
+        xb = t.constant(data[i:i + batch].astype(np.float32))
+        with t.GradientTape() as tape:
+            outs = probe(xb, training=False)
+            loss = loss_fn(labels[i:i + batch], outs[-1])
+        grads = tape.gradient(loss, outs[:-1])
+        for n, a, g in zip(names, outs[:-1], grads):
+            prod = np.asarray(a * g) if g is not None else np.zeros(a.shape)
+            per_sample = np.abs(prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(axis=1))
+            sums[n] = sums[n] + per_sample.sum(axis=0)
+    return _per_carrier(groups, {n: s / float(len(data)) for n, s in sums.items()})
+
+
+def group_scores(model, graph: Graph, criterion: str, data: Optional[np.ndarray] = None,
+                 labels: Optional[np.ndarray] = None) -> dict[int, np.ndarray]:
     """Per-channel importance (higher = keep) for every prunable group, keyed by group id."""
     if criterion in ("l1", "l2"):
         return _weight_scores(model, graph, 1 if criterion == "l1" else 2)
+    if criterion == "taylor":
+        if data is None or labels is None:
+            raise DataError("importance 'taylor' needs labelled data; pass --train or --eval DATA with labels y")
+        return _taylor_scores(model, graph, data, labels)
     if criterion == "activation":
         if data is None or len(data) == 0:
             raise DataError("importance 'activation' needs calibration data; pass --calibration DATA "
