@@ -108,16 +108,20 @@ def preserving_callback(structure: list[tuple]):
     prepared = [(var, None if ids is None else t.constant(ids), n, None if mask is None else t.constant(mask))
                 for _, var, ids, n, mask in structure]
 
+    @t.function
+    def project():
+        for var, ids, n, mask in prepared:  # unrolled when traced: one graph for all kernels
+            value = var
+            if ids is not None:
+                means = t.math.unsorted_segment_mean(t.reshape(var, [-1]), ids, n)
+                value = t.reshape(t.gather(means, ids), var.shape)
+            if mask is not None:
+                value = value * mask
+            var.assign(value)
+
     class _Project(keras().callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            for var, ids, n, mask in prepared:
-                value = var
-                if ids is not None:
-                    means = t.math.unsorted_segment_mean(t.reshape(var, [-1]), ids, n)
-                    value = t.reshape(t.gather(means, ids), var.shape)
-                if mask is not None:
-                    value = value * mask
-                var.assign(value)
+            project()
 
     return _Project()
 

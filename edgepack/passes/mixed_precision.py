@@ -10,9 +10,10 @@
    weights: no size cost), then, if still needed, ops to float in the same
    order (``allow`` sets the order of fallbacks: ``[float, int16x8]`` prefers
    XNNPACK-fast float over slow int16 kernels). Once the budget is met, a
-   clean-up pass tries each promoted op back at int8 (or int16x8), least
-   sensitive first, and keeps every demotion that still meets the budget: the
-   model keeps the most int8 ops and the least float weight.
+   clean-up pass tries each promoted op back at int8 (or at a fallback earlier
+   in ``allow``), least sensitive first, and keeps every change that still
+   meets the budget: the model keeps the most int8 ops and, with the default
+   ``allow``, the least float weight.
 4. The plan goes to the converter as ``ctx.convert_hints["precision_plan"]``
    ({op output tensor name: "int8" | "int16x8" | "float"}); :func:`quantize_plan`
    applies it with ai-edge-quantizer (per-op recipes), and LiteRT runs the result.
@@ -257,10 +258,11 @@ class MixedPrecision(Pass):
         return plan, trail
 
     def _lower_levels(self, level: str) -> list[str]:
-        """Cheaper precisions to try for an op now at ``level`` (int8 first)."""
+        """What an op at ``level`` may fall back to in clean-up: int8, then fallbacks preferred over it."""
         if level == "int8":
             return []
-        return ["int8"] + [p for p in self.config.allow if p != level and level == "float" and p == "int16x8"]
+        allow = list(self.config.allow)
+        return ["int8"] + allow[: allow.index(level)]
 
 
 def validate_plan_hint(plan: dict, quant) -> None:
