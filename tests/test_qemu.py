@@ -96,11 +96,15 @@ def test_qemu_profile_is_deterministic_and_reports_sizes(tiny_int8):
     from edgepack.tflm import find_arena
 
     with open_device("qemu:mps2-an386", tflm_root=TFLM_ROOT, profile="nucleo-l4r5zi") as dev:
-        a = dev.profile(tiny_int8, Settings(runs=3, warmup=1))
-        b = dev.profile(tiny_int8, Settings(runs=2, warmup=0))
-    assert a.device.kind == "qemu" and a.latency.instructions > 0
-    assert a.latency.instructions == b.latency.instructions  # -icount: exact and repeatable
-    assert a.latency.source == "estimated" and a.latency.min_us == a.latency.max_us
+        a = dev.profile(tiny_int8, Settings(runs=1, warmup=0))  # one invoke: output CRC checked
+    # several runs: every run executes the same instructions (-icount), counted by the
+    # 25 MHz SysTick, i.e. to within 40 instructions
+    with open_device("qemu:mps2-an386", tflm_root=TFLM_ROOT, profile="nucleo-l4r5zi", check_output=False) as dev:
+        b = dev.profile(tiny_int8, Settings(runs=3, warmup=1))
+    assert a.device.kind == "qemu" and a.latency.instructions > 1000
+    assert abs(a.latency.instructions - b.latency.instructions) <= 40
+    assert (b.latency.max_us - b.latency.min_us) * 120 <= 40
+    assert a.latency.source == "estimated"
     assert a.latency.median_us == pytest.approx(a.latency.instructions / 120.0, rel=1e-6)
     assert 0 < a.memory.arena_bytes <= find_arena(tiny_int8.read_bytes()).recorded_bytes
     assert a.memory.flash_bytes > tiny_int8.stat().st_size and a.memory.ram_bytes > a.memory.arena_bytes

@@ -189,11 +189,13 @@ class QemuDevice(Device):
             raise DeviceError("qemu device: prepare(artifact) must come before run()")
         hello, session = self._session(settings)
         r = build_result(self, self._art, hello, session, settings, kind="qemu",
-                         notes=["QEMU -icount shift=0: 1 instruction = 1 ns of virtual time; instructions are "
-                                "exact, latency assumes 1 cycle per instruction"])
+                         notes=[])
         ns_per_tick = 1e9 / hello.int("clock_hz")
         instr = [c * ns_per_tick for c in session["cycles"]]
         clock = self._clock or MPS2_CLOCK_HZ
+        r.notes.insert(0, f"QEMU -icount shift=0: 1 instruction = 1 ns of virtual time, counted by SysTick "
+                          f"(resolution {ns_per_tick:g} instructions); latency = instructions / {clock / 1e6:g} MHz "
+                          "assuming 1 cycle per instruction (estimated)")
         lat = Latency.from_samples_us([i * 1e6 / clock for i in instr], source="estimated")
         lat.instructions = int(round(sorted(instr)[len(instr) // 2]))
         sizes = elf_sizes(self._tc, self._elf)

@@ -275,7 +275,7 @@ def build_result(dev, art: ResolvedArtifact, hello: hp.Message, session: dict, s
     check_model(dev.port, hello, art)
     clock = hello.int("clock_hz")
     notes = list(notes or [])
-    if dev._clock and dev._clock != clock:
+    if kind == "serial" and dev._clock and dev._clock != clock:
         notes.append(f"board reports clock_hz={clock}, profile {dev._pname} says {dev._clock}; "
                      "latency uses the board's figure")
     us = [hp.latency_us(c, clock) for c in session["cycles"]]
@@ -308,4 +308,4 @@ def estimated_energy(latency_us: Optional[float], active_mw: Optional[float], pr
         return Energy(source="not_available",
                       method="no power figure: pass a device profile with power.active_mw (--profile NAME)")
     return Energy(source="estimated", per_inference_mj=active_mw * latency_us / 1e6,
-                  method=f"profile {profile} active power {active_mw:g} mW x measured latency")
+                  method=f"profile {profile} active power {active_mw:g} mW x median latency")

@@ -153,27 +153,38 @@ def compile_one(tc: Toolchain, src: Path, obj: Path, includes, extra=()) -> None
 
 
 def build_library(tree: Tree, tc: Toolchain, jobs: Optional[int] = None) -> Library:
-    """Compile the TFLM library into a cached ``libtflm.a`` (rebuilt when the tree changes)."""
+    """Compile the TFLM library into a cached ``libtflm.a`` (rebuilt when the tree changes).
+
+    Objects are cached one by one (an interrupted build resumes where it stopped).
+    """
     srcs = library_sources(tree.root)
     out = _cache_root() / _key(tree, tc, srcs)
     archive = out / "libtflm.a"
     lib = Library(archive, tree.includes, CPU_FLAGS + COMMON_FLAGS)
     if archive.is_file():
         return lib
-    staging = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    objs = [staging / f"{i:04d}_{p.stem}.o" for i, p in enumerate(srcs)]
+    objdir = out.with_name(out.name + ".objs")
+    objdir.mkdir(parents=True, exist_ok=True)
+    objs = [objdir / f"{i:04d}_{p.stem}.o" for i, p in enumerate(srcs)]
+
+    def one(pair: tuple[Path, Path]) -> None:
+        src, obj = pair
+        if not obj.is_file():
+            part = obj.with_suffix(f".part{os.getpid()}")
+            compile_one(tc, src, part, tree.includes)
+            part.rename(obj)
+
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
-        list(pool.map(lambda so: compile_one(tc, so[0], so[1], tree.includes), zip(srcs, objs)))
+        list(pool.map(one, zip(srcs, objs)))
+    staging = out.with_name(out.name + f".tmp{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
     res = subprocess.run([tc.ar, "rcs", str(staging / "libtflm.a"), *map(str, objs)],
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise DeviceError(f"{tc.ar} failed: {res.stderr.strip()[:200]}")
-    for o in objs:
-        o.unlink()
     if out.exists():  # another process finished first
         shutil.rmtree(staging, ignore_errors=True)
     else:
         staging.rename(out)
+    shutil.rmtree(objdir, ignore_errors=True)
     return lib

@@ -1,0 +1,170 @@
+"""Latency and energy estimates for a device profile, from a per-op cost model.
+
+cycles = sum over ops of  cycles_per_mac[op] x MACs  +  cycles_per_element[op] x elements
+         + cycles_per_op
+
+where MACs and elements come from the .tflite itself (:mod:`edgepack.convert.flatbuffer`;
+elements = output elements, input elements for pooling/reductions). An op missing
+from a table uses its ``DEFAULT`` entry. Latency = cycles / clock_hz; energy = latency x
+the profile's active power. Every figure is labelled "estimated".
+
+The cost model comes from the profile's ``cost_model`` block when present, else from
+the per-core file ``device_profiles/cores/<core>.yaml`` (how it was calibrated, and
+its leave-one-out error on the MLPerf Tiny models, are written in that file; see
+bench/estimate_bench.py).
+
+Example::
+
+    with open_device("estimate:nucleo-l4r5zi") as dev:
+        r = dev.profile(Path("model.tflite"))
+    r.latency.median_us, r.energy.per_inference_mj      # both source="estimated"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import DeviceError, UsageError
+from .base import ENERGY_ESTIMATE, LATENCY, OP_PROFILE, Device, ResolvedArtifact
+from .result import DeviceInfo, Energy, Latency, OpTime, ProfileResult, Settings
+
+POOLING = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "MEAN", "SUM", "REDUCE_MAX",
+                     "REDUCE_MIN", "REDUCE_PROD"})
+DEFAULT = "DEFAULT"
+
+
+class CoreCostModel(BaseModel):
+    """``device_profiles/cores/<core>.yaml``: a per-core cost model and its provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+    core: str
+    cycles_per_mac: dict[str, float] = Field(default_factory=dict)
+    cycles_per_element: dict[str, float] = Field(default_factory=dict)
+    cycles_per_op: float = Field(0.0, ge=0)
+    sources: list[str] = Field(default_factory=list)
+    calibration: dict = Field(default_factory=dict)  # how it was fitted, leave-one-out errors
+
+
+@dataclass(frozen=True)
+class OpWork:
+    """The work of one op: its name, MACs and elements."""
+
+    op: str
+    macs: int
+    elements: int
+
+
+def op_work(info) -> list[OpWork]:
+    """MACs and elements of every op in a TfliteInfo, in execution order."""
+    out = []
+    for o in info.ops:
+        ref = o.inputs[0] if (o.op in POOLING and o.inputs) else (o.outputs[0] if o.outputs else -1)
+        shape = info.tensors[ref].shape if ref >= 0 else []
+        n = 1
+        for d in shape:
+            n *= max(int(d), 1)
+        out.append(OpWork(o.op, int(info.op_macs(o)), n if ref >= 0 else 0))
+    return out
+
+
+def op_cycles(w: OpWork, cm) -> float:
+    """Cycles of one op under cost model ``cm`` (anything with the three tables)."""
+    per_mac = cm.cycles_per_mac.get(w.op, cm.cycles_per_mac.get(DEFAULT, 0.0))
+    per_el = cm.cycles_per_element.get(w.op, cm.cycles_per_element.get(DEFAULT, 0.0))
+    return per_mac * w.macs + per_el * w.elements + cm.cycles_per_op
+
+
+def estimate_cycles(info, cm) -> tuple[float, list[tuple[OpWork, float]]]:
+    """Total cycles and (work, cycles) per op.
+
+    Example: ``total, per_op = estimate_cycles(read_tflite(data), load_cost_model("cortex-m4"))``.
+    """
+    rows = [(w, op_cycles(w, cm)) for w in op_work(info)]
+    return sum(c for _, c in rows), rows
+
+
+def cores_dir() -> Path:
+    from ..paths import data_dir
+
+    return data_dir("device_profiles") / "cores"
+
+
+def load_cost_model(core: str) -> CoreCostModel:
+    """The per-core cost model; DeviceError naming the file to add when there is none."""
+    path = cores_dir() / f"{core}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in cores_dir().glob("*.yaml"))) or "none"
+        raise DeviceError(f"no latency cost model for core {core} (cores with one: {known}); add "
+                          f"{path} or a cost_model block to the device profile")
+    try:
+        return CoreCostModel.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as e:
+        raise UsageError(f"{path}: invalid cost model ({str(e).splitlines()[0]}); fix the file") from None
+
+
+def profile_cost_model(profile):
+    """The profile's own cost_model block, else its core's file."""
+    if getattr(profile, "cost_model", None) is not None:
+        return profile.cost_model
+    return load_cost_model(profile.core)
+
+
+def _op_table(rows: list[tuple[OpWork, float]], clock_hz: int) -> list[OpTime]:
+    total = sum(c for _, c in rows) or 1.0
+    agg: dict[str, list[float]] = {}
+    for w, c in rows:
+        agg.setdefault(w.op, []).append(c)
+    return [OpTime(op=op, count=len(cs), avg_us=sum(cs) / len(cs) * 1e6 / clock_hz,
+                   percent=100.0 * sum(cs) / total) for op, cs in sorted(agg.items(), key=lambda kv: -sum(kv[1]))]
+
+
+class EstimateDevice(Device):
+    """A device profile without the device: latency and energy from the per-op cost model.
+
+    ``target`` is a profile name (``estimate:nucleo-l4r5zi``) or a profile .yaml path.
+    """
+
+    kind = "estimate"
+    capabilities = frozenset({LATENCY, ENERGY_ESTIMATE, OP_PROFILE})
+    option_names = frozenset()
+
+    def __init__(self, target: str):
+        super().__init__(target)
+        from .profiles import load_profile
+
+        self.profile_ = load_profile(target)
+        self.cost_model = profile_cost_model(self.profile_)
+        self._art: Optional[ResolvedArtifact] = None
+
+    def prepare(self, artifact: ResolvedArtifact) -> None:
+        self._art = artifact
+
+    def run(self, settings: Settings) -> ProfileResult:
+        """Estimate one inference (``settings`` are recorded; an estimate needs no runs)."""
+        from ..convert.flatbuffer import read_tflite
+
+        if self._art is None:
+            raise DeviceError("estimate device: prepare(artifact) must come before run()")
+        p, cm = self.profile_, self.cost_model
+        info = read_tflite(self._art.model, str(self._art.path))
+        cycles, rows = estimate_cycles(info, cm)
+        us = cycles * 1e6 / p.clock_hz
+        lat = Latency(source="estimated", n=0, min_us=us, median_us=us, mean_us=us, p95_us=us, max_us=us,
+                      cycles=cycles)
+        energy = Energy(source="estimated", per_inference_mj=p.power.active_mw * us / 1e6,
+                        method=f"estimated latency x profile active power {p.power.active_mw:g} mW")
+        cal = getattr(cm, "calibration", {}) or {}
+        notes = [f"estimated with the {getattr(cm, 'core', p.core)} cost model at {p.clock_hz / 1e6:g} MHz "
+                 f"({sum(w.macs for w in op_work(info))} MACs); nothing was run"]
+        if cal.get("loo_max_abs_error_pct") is not None:
+            notes.append(f"cost model leave-one-out error on MLPerf Tiny: up to {cal['loo_max_abs_error_pct']:.1f}%")
+        return ProfileResult(
+            device=DeviceInfo(kind="estimate", id=f"estimate:{p.name}", name=p.board, profile=p.name,
+                              details={"core": p.core, "clock_hz": str(p.clock_hz)}),
+            artifact=self._art.artifact(), settings=settings, latency=lat, energy=energy,
+            ops=_op_table(rows, p.clock_hz), notes=notes)
