@@ -32,7 +32,8 @@ from ..fsutil import sha256_bytes
 from ..paths import data_dir
 from .base import Build, Target
 
-PARITY_SAMPLES = 32
+PARITY_SAMPLES = 32  # calibration samples compared TFLM vs LiteRT
+RANDOM_PARITY_SAMPLES = 8  # without calibration data: random inputs over the input's quantized range
 # TFLM and LiteRT (reference kernels) are bit-exact on most int8 models, but FULLY_CONNECTED
 # requantization can round one step differently; stacked layers and SOFTMAX widen that (seen: 3 steps
 # on the MLPerf autoencoder, 10 on ResNet-8's softmax, on random full-range inputs). Differences
@@ -70,7 +71,7 @@ def _parity_inputs(build: Build, interp) -> tuple[np.ndarray, str]:
     if build.calibration is not None and len(build.calibration):
         return np.asarray(build.calibration[:PARITY_SAMPLES], dtype=np.float32), "calibration"
     rng = np.random.default_rng(0)
-    shape = [PARITY_SAMPLES] + list(interp.input["shape"][1:])
+    shape = [RANDOM_PARITY_SAMPLES] + list(interp.input["shape"][1:])
     dtype, (scale, zp) = interp.input["dtype"], interp.input["quantization"]
     if np.issubdtype(dtype, np.integer) and scale:
         info = np.iinfo(dtype)

@@ -56,6 +56,9 @@ uint32_t board_cycles(void) {
 uint32_t board_clock_hz(void) { return MPS2_SYSCLK_HZ; }
 
 /* ---- startup ---- */
+/* C++ static objects register their destructors against this handle (no crtbegin.o here). */
+void* __dso_handle = 0;
+
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 extern void (*__init_array_start[])(void);
 extern void (*__init_array_end[])(void);
