@@ -72,14 +72,17 @@ def link_harness(tc: Toolchain, lib: Library, fw: Path, work: Path) -> Path:
         raise DeviceError(f"{fw} is not a complete firmware package (missing {', '.join(missing) or 'model_data.cc'}); "
                           "regenerate it with `edgepack package --target tflm`")
     includes = (fw, harness, *lib.includes)
+    support = work / "ep_link_support.c"  # the shim's startup replaces crt0/crtbegin (-nostartfiles)
+    support.write_text("/* C++ statics register destructors against this handle; weak: a board shim may\n"
+                       " * define it. */\n__attribute__((weak)) void* __dso_handle = 0;\n")
     objs = []
-    for src in [fw / "model_data.cc", *(harness / n for n in HARNESS_SOURCES)]:
+    for src in [fw / "model_data.cc", *(harness / n for n in HARNESS_SOURCES), support]:
         obj = work / (src.name + ".o")
         compile_one(tc, src, obj, includes)
         objs.append(str(obj))
     elf = work / "harness.elf"
-    cmd = [tc.gxx, *CPU_FLAGS, "-T", str(harness / LINKER_SCRIPT), "-Wl,--gc-sections", "--specs=nano.specs",
-           "--specs=nosys.specs", *objs, str(lib.archive), "-lm", "-o", str(elf)]
+    cmd = [tc.gxx, *CPU_FLAGS, "-T", str(harness / LINKER_SCRIPT), "-Wl,--gc-sections", "-nostartfiles",
+           "--specs=nano.specs", "--specs=nosys.specs", *objs, str(lib.archive), "-lm", "-o", str(elf)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         err = next((ln for ln in out.stderr.splitlines() if "error" in ln or "undefined" in ln), out.stderr[:300])
