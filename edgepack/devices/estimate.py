@@ -164,7 +164,7 @@ class EstimateDevice(Device):
         if cal.get("loo_max_abs_error_pct") is not None:
             notes.append(f"cost model leave-one-out error on MLPerf Tiny: up to {cal['loo_max_abs_error_pct']:.1f}%")
         return ProfileResult(
-            device=DeviceInfo(kind="estimate", id=f"estimate:{p.name}", name=p.board, profile=p.name,
+            device=DeviceInfo(kind="estimate", id=p.name, name=p.board, profile=p.name,
                               details={"core": p.core, "clock_hz": str(p.clock_hz)}),
             artifact=self._art.artifact(), settings=settings, latency=lat, energy=energy,
             ops=_op_table(rows, p.clock_hz), notes=notes)

@@ -292,7 +292,7 @@ def build_result(dev, art: ResolvedArtifact, hello: hp.Message, session: dict, s
                               "check_output=False")
         notes.append("output CRC-32 matches the TFLM host interpreter on the harness input pattern")
     return ProfileResult(
-        device=DeviceInfo(kind=kind, id=dev.port, name=hello.fields.get("model", ""), profile=dev._pname,
+        device=DeviceInfo(kind=kind, id=dev.target, name=hello.fields.get("model", ""), profile=dev._pname,
                           details={"clock_hz": str(clock), "arena_configured": hello.fields["arena"],
                                    "protocol": f"v{hello.fields['v']}"}),
         artifact=art.artifact(), settings=settings, latency=lat,
