@@ -80,7 +80,7 @@ def test_layouts_plain_folder_and_arduino_library(tiny_out):
     assert {"model_data.h", "model_data.cc", "model_ops.h", "model_config.h", "ep_harness.cc", "ep_protocol.c",
             "board.h", "board_arduino.cpp", "edgepack_g_tiny.h"} <= src
     assert "board_mps2.c" not in src and "main.cc" not in src  # Arduino compiles every file in src/
-    assert (lib / "examples" / "Profile" / "Profile.ino").is_file()
+    assert "#include <edgepack_g_tiny.h>" in (lib / "examples" / "Profile" / "Profile.ino").read_text()
     for name in GOLDEN_FILES:
         assert (lib / "src" / name).read_text() == (out / name).read_text()
     assert {"main.cc", "ep_harness.cc", "board_mps2.c", "mps2_an386.ld"} <= {p.name for p in (out / "harness").iterdir()}
