@@ -96,7 +96,6 @@ class MagnitudePrune(Pass):
         forbid_after(self.name, previous, quantized_blockers(self.name))
 
     def apply(self, model, ctx: Context):
-        cfg = self.config
         if ctx.train is not None:
             check_labels(model, ctx.train)
         names, skipped = self._select(model)

@@ -14,8 +14,6 @@ Example: used by ``prune_structured`` with ``target: {max_accuracy_drop: 1.0}``.
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import plan as P
 from .surgery import prune_model
 
