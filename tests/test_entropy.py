@@ -5,7 +5,7 @@ import lzma
 import numpy as np
 import pytest
 
-from edgepack.entropy import decode, encode, report, unpack
+from edgepack.entropy import decode, encode, order0_bytes, rans_decode, rans_encode, report, stream_stats, unpack
 from edgepack.errors import ModelLoadError
 
 
@@ -96,3 +96,22 @@ def test_unpack_writes_the_exact_model(models, tmp_path):
 
     y = LiteRT(out.read_bytes()).predict(np.zeros((2, 64), np.float32))
     assert y.shape == (2, 10)
+
+
+def test_rans_round_trips_and_reaches_the_order0_bound():
+    rng = np.random.RandomState(3)
+    sparse = np.where(rng.rand(50000) < 0.93, 0, rng.randint(1, 17, 50000)).astype(np.uint8).tobytes()
+    for data in (sparse, bytes(range(256)) * 7, b"\x05" * 1000, rng.randint(0, 256, 4000).astype(np.uint8).tobytes()):
+        blob = rans_encode(data)
+        assert rans_decode(blob) == data
+    coded = len(rans_encode(sparse))
+    assert coded < 1.03 * order0_bytes(sparse) + 200  # within 3% of the entropy (+ its table)
+    assert coded < len(lzma.compress(sparse, preset=9 | lzma.PRESET_EXTREME))
+
+
+def test_stream_stats_report_every_codec(models):
+    rows = {r["name"]: r for r in stream_stats(models[2])}
+    assert set(rows) == {"skeleton", "tables", "codes"}
+    assert rows["codes"]["rans0"] <= rows["codes"]["zlib"]
+    assert len(encode(models[2])) <= sum(min(v for k, v in r.items() if k not in ("name", "order0_bound"))
+                                         for r in rows.values()) + 60
