@@ -181,3 +181,13 @@ def test_cli_nothing_written_when_the_board_refuses(run_cli, mnist, tmp_path):
                 "--out", out, "-q")
     assert r.exit_code == 1 and "runs int8 only" in r.err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_advice_flags_per_channel_dense_layers(mlperf_dir, tiny_out):
+    from edgepack.package.firmware import advice_for
+
+    _, fw = tiny_out
+    assert any("per-channel" in a for a in fw["advice"])  # the tiny model's Dense is per-channel
+    # MLPerf's own conversion of the autoencoder uses per-tensor dense weights: nothing to advise
+    data = (mlperf_dir / "ad01_int8.tflite").read_bytes()
+    assert advice_for(build_for(data)) == []

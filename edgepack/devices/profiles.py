@@ -10,7 +10,7 @@ Example::
 
     p = load_profile("nucleo-l4r5zi")
     p.clock_hz, p.flash_bytes, p.ram_bytes, p.power.active_mw
-    list_profiles()            # ['arduino-nano-33-ble-sense', 'esp32-s3-devkitc-1', ...]
+    list_profiles()            # ['alif-ensemble-e7-hp', 'arduino-nano-33-ble-sense', ...]
 """
 
 from __future__ import annotations

@@ -60,11 +60,25 @@ class FirmwarePlan:
     parity: dict
     budget: dict
     harness: dict
+    advice: list[str]
 
     def report(self) -> dict:
         return {"device": self.profile.name, "board": self.profile.board, "array_name": self.ident,
                 "op_registrations": self.calls, "arena": self.arena.as_dict(), "parity": self.parity,
-                "budget": self.budget, "harness": self.harness}
+                "budget": self.budget, "harness": self.harness, "advice": self.advice}
+
+
+def advice_for(build: Build) -> list[str]:
+    """Hints that would shrink the firmware (the report shows them; nothing is refused)."""
+    info, out = build.info, []
+    per_channel_fc = [op for op in info.ops if op.op == "FULLY_CONNECTED" and len(op.inputs) > 1
+                      and op.inputs[1] >= 0 and len(info.tensors[op.inputs[1]].scale) > 1]
+    if per_channel_fc:
+        out.append(f"{len(per_channel_fc)} FULLY_CONNECTED op(s) have per-channel weights: TFLM keeps per-channel "
+                   "multipliers in the arena and the flatbuffer carries per-channel scales; per-tensor dense weights "
+                   "(converter flag _experimental_disable_per_channel_quantization_for_dense_layers) shrink both "
+                   "(MLPerf autoencoder: arena 22,048 -> 4,640 B, model -12.5%)")
+    return out
 
 
 def _parity_inputs(build: Build, interp) -> tuple[np.ndarray, str]:
@@ -148,7 +162,7 @@ class FirmwareTarget(Target):
         harness = {"protocol": 1, "expected_crc32": exp["crc32"], "in_bytes": exp["in_bytes"],
                    "out_bytes": exp["out_bytes"], "clock_hz": profile.clock_hz}
         return FirmwarePlan(profile=profile, ident=ident, calls=calls, arena=arena, parity=par,
-                            budget=budget, harness=harness)
+                            budget=budget, harness=harness, advice=advice_for(build))
 
     def check(self, build: Build) -> None:
         self._plan = self.plan(build)
