@@ -19,7 +19,7 @@ How it works
    ``rank_rows`` (the same with one table per output channel, which suits
    per-channel quantized clustered weights). Codes of 2-D tensors may be stored
    column-major (``transposed``), which turns dead inputs into long zero runs.
-3. Three streams (skeleton + region headers, value tables, codes) are each
+3. Four streams (skeleton + region headers, value tables, codes, raw regions) are each
    compressed with the smallest of zlib, bz2, LZMA (raw LZMA2, no container) and
    a static order-0 rANS coder (the "Huffman" stage proper: on pruned and
    clustered codes it lands within 1% of the order-0 entropy, ~11% below LZMA).
@@ -29,7 +29,7 @@ Format (version 1, little endian)::
     magic   b"EPK" + version byte (1)
     u64     length of the original .tflite
     32 B    SHA-256 of the original .tflite (checked by decode)
-    3x      stream: u8 codec (0 stored, 1 zlib, 2 bz2, 3 raw LZMA2 with preset 9e and a
+    4x      stream: u8 codec (0 stored, 1 zlib, 2 bz2, 3 raw LZMA2 with preset 9e and a
             4 MiB dictionary, 4 static order-0 rANS: see :func:`rans_encode`), u32 length, bytes
 
     stream 0 (after decompression): u32 n_regions, then per region
@@ -40,7 +40,8 @@ Format (version 1, little endian)::
              then the skeleton bytes (original minus all regions).
     stream 1: value tables: per table u8 n_pos, u8 n_neg, n_pos positive values
              ascending, then n_neg negative values from nearest zero, as dtype bytes.
-    stream 2: raw region bytes and code bytes (one u8 per weight), region by region.
+    stream 2: code bytes (one u8 per weight) of the transformed regions, in order.
+    stream 3: the bytes of the regions kept raw, in order.
 
 Example::
 
@@ -66,6 +67,7 @@ from .errors import ModelLoadError
 MAGIC = b"EPK"
 VERSION = 1
 SUFFIX = ".epk"
+STREAMS = 4
 _DTYPES = {1: np.dtype(np.int8), 2: np.dtype("<f4"), 3: np.dtype("<f2")}
 _TFLITE_TYPES = {9: 1, 0: 2, 1: 3}  # schema TensorType INT8, FLOAT32, FLOAT16 -> our codes
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 22}]
@@ -259,9 +261,10 @@ def _encode_region(raw: bytes, reg: _Region) -> tuple[int, int, int, bytes, byte
 
 
 def _streams(data: bytes) -> list[bytes]:
-    """The three uncompressed streams (header+skeleton, value tables, codes) of the format."""
+    """The four uncompressed streams (header+skeleton, value tables, codes, raw regions) of the format."""
     regions = _regions(data)
     head, tables, payload, skeleton, last = [struct.pack("<I", len(regions))], [], [], [], 0
+    raws = []
     for reg in regions:
         raw = data[reg.offset : reg.offset + reg.length]
         transform, transposed, _, table, codes = _encode_region(raw, reg)
@@ -269,11 +272,11 @@ def _streams(data: bytes) -> list[bytes]:
         head.append(_REGION.pack(reg.offset, reg.length, reg.dtype if transform else 0,
                                  transform, transposed, lead))
         tables.append(table)
-        payload.append(codes)
+        (payload if transform else raws).append(codes)
         skeleton.append(data[last : reg.offset])
         last = reg.offset + reg.length
     skeleton.append(data[last:])
-    return [b"".join(head) + b"".join(skeleton), b"".join(tables), b"".join(payload)]
+    return [b"".join(head) + b"".join(skeleton), b"".join(tables), b"".join(payload), b"".join(raws)]
 
 
 def encode(data: bytes) -> bytes:
@@ -305,7 +308,7 @@ def _read_streams(blob: bytes) -> tuple[int, bytes, list[bytes]]:
     (length,) = struct.unpack_from("<Q", blob, 4)
     digest, pos, streams = blob[12:44], 44, []
     try:
-        for _ in range(3):
+        for _ in range(STREAMS):
             codec, n = struct.unpack_from("<BI", blob, pos)
             streams.append(_decompress(codec, blob[pos + 5 : pos + 5 + n]))
             pos += 5 + n
@@ -321,18 +324,18 @@ def decode(blob: bytes) -> bytes:
 
         tflite = decode(Path("model.tflite.epk").read_bytes())
     """
-    length, digest, (head, tables, payload) = _read_streams(bytes(blob))
+    length, digest, (head, tables, payload, raws) = _read_streams(bytes(blob))
     try:
         (n,) = struct.unpack_from("<I", head, 0)
         regs = [_REGION.unpack_from(head, 4 + i * _REGION.size) for i in range(n)]
         skeleton = memoryview(head)[4 + n * _REGION.size :]
-        out, last, s_pos, t_pos, p_pos, tview = [], 0, 0, 0, 0, memoryview(tables)
+        out, last, s_pos, t_pos, p_pos, r_pos, tview = [], 0, 0, 0, 0, 0, memoryview(tables)
         for offset, size, dt, transform, transposed, lead in regs:
             out.append(skeleton[s_pos : s_pos + offset - last])
             s_pos += offset - last
             if transform == 0:
-                out.append(payload[p_pos : p_pos + size])
-                p_pos += size
+                out.append(raws[r_pos : r_pos + size])
+                r_pos += size
             else:
                 dtype = _DTYPES[dt]
                 count = size // dtype.itemsize
@@ -386,7 +389,7 @@ def stream_stats(data: bytes) -> list[dict]:
 
         for s in stream_stats(tflite_bytes): print(s["name"], s["lzma2"], s["order0_bound"])
     """
-    names = ("skeleton", "tables", "codes")
+    names = ("skeleton", "tables", "codes", "raw")
     out = []
     for name, stream in zip(names, _streams(bytes(data))):
         row = {"name": name, "raw": len(stream), "order0_bound": round(order0_bytes(stream))}
