@@ -126,6 +126,26 @@ def measure_instruction_model(tflm_root: str) -> tuple[InstructionModel, dict]:
     return m, {"instructions": counts, "work": {k: [v.macs, v.elements] for k, v in work.items()}}
 
 
+def mlperf_in_qemu(tflm_root: str, m: InstructionModel, samples) -> list[dict]:
+    """Whole MLPerf models in QEMU: how close the instruction model is to the real count,
+    and the cycles per instruction each published latency implies."""
+    from edgepack.devices.base import open_device
+    from edgepack.devices.estimate import estimate_cycles
+    from edgepack.devices.result import Settings
+
+    rows = []
+    with open_device("qemu:mps2-an386", tflm_root=tflm_root) as dev:
+        for s in samples:
+            r = dev.profile(MODELS / s.name, Settings(runs=1, warmup=0))
+            pred = estimate_cycles(s.info, m.scaled(1.0))[0]
+            rows.append({"model": s.name, "qemu_instructions": r.latency.instructions,
+                         "instruction_model": round(pred), "model_vs_qemu_pct": 100 * (pred / r.latency.instructions - 1),
+                         "published_cycles_per_qemu_instruction": s.measured_cycles / r.latency.instructions,
+                         "arena_bytes_32bit": r.memory.arena_bytes, "flash_bytes": r.memory.flash_bytes,
+                         "ram_bytes": r.memory.ram_bytes})
+    return rows
+
+
 def stored_instruction_model() -> InstructionModel:
     ins = load_cost_model("cortex-m4").calibration.get("instructions")
     if not ins:
@@ -137,7 +157,7 @@ def stored_instruction_model() -> InstructionModel:
 def core_yaml(m: InstructionModel, cpi: float, loo: list[dict], raw: dict) -> dict:
     s = m.scaled(cpi)
     r = lambda d: {k: round(v, 4) for k, v in sorted(d.items())}  # noqa: E731
-    return {
+    out = {
         "core": "cortex-m4",
         "cycles_per_mac": r(s.cycles_per_mac),
         "cycles_per_element": r(s.cycles_per_element),
@@ -155,8 +175,16 @@ def core_yaml(m: InstructionModel, cpi: float, loo: list[dict], raw: dict) -> di
             "synthetic_runs": raw,
             "loo": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()} for row in loo],
             "loo_max_abs_error_pct": round(max(abs(row["error_pct"]) for row in loo), 2),
+            "goal": "leave-one-out error within 20% on each MLPerf Tiny model",
+            "goal_met": bool(max(abs(row["error_pct"]) for row in loo) <= 20),
         },
     }
+    if not out["calibration"]["goal_met"]:
+        out["calibration"]["why_not"] = (
+            "today's TFLM reference kernels (GCC 12) weigh ops differently from the MLPerf v0.5 reference build: "
+            "the published cycles per QEMU-counted instruction differ per model (synthetic_runs.mlperf_qemu), "
+            "so no single CPI fits all three within 20%")
+    return out
 
 
 def main() -> None:
@@ -182,6 +210,14 @@ def main() -> None:
     for row in loo:
         print(f"  {row['model']:32s} {row['measured_ms']:12.2f} {row['predicted_ms']:13.2f} "
               f"{row['cpi_fitted_on_others']:13.3f} {row['error_pct']:+7.1f}%")
+    if args.tflm_root:
+        print("\nwhole MLPerf models in QEMU (exact instruction counts, 32-bit arena, ELF sizes)")
+        raw["mlperf_qemu"] = mlperf_in_qemu(args.tflm_root, m, samples)
+        for row in raw["mlperf_qemu"]:
+            print(f"  {row['model']:32s} instructions {row['qemu_instructions']:>11,d}  instruction model "
+                  f"{row['model_vs_qemu_pct']:+6.1f}%  published cycles/instruction "
+                  f"{row['published_cycles_per_qemu_instruction']:.3f}  arena {row['arena_bytes_32bit']:,d} B  "
+                  f"flash {row['flash_bytes']:,d} B  RAM {row['ram_bytes']:,d} B")
     worst = max(abs(r["error_pct"]) for r in loo)
     print(f"  max |error| {worst:.1f}%  (goal: within 20%) -> {'MET' if worst <= 20 else 'NOT MET'}")
     RESULTS.mkdir(parents=True, exist_ok=True)
