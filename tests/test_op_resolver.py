@@ -121,3 +121,11 @@ def test_layer_of_reads_converter_tensor_names():
     assert layer_of("functional_1/activation/Relu;functional_1/conv2d/BiasAdd") == "activation"
     assert layer_of("model/tf.math.top_k/TopKV2") == "tf.math.top_k"
     assert layer_of("Identity") == "Identity"
+
+
+def test_float16_weights_are_refused_with_the_layer_named():
+    from tflm_helpers import convert_tiny
+
+    info = read_tflite(convert_tiny(mode="float16"))
+    with pytest.raises(UnsupportedOpError, match=r"cannot dequantize float16 weights \(DEQUANTIZE at op #\d+ \(layer"):
+        check_tflm_ops(info)

@@ -102,8 +102,18 @@ def check_tflm_ops(info: TfliteInfo) -> list[str]:
             raise UnsupportedOpError(
                 f"TFLite-Micro has no kernel for {kind} at {_where(info, op)}; replace that layer with "
                 "TFLM-supported ops (see edgepack.convert.op_resolver.TFLM_BUILTINS) or use --target android")
+        _check_dtypes(info, op)
         calls.add(m)
     return sorted(calls)
+
+
+def _check_dtypes(info: TfliteInfo, op: OpInfo) -> None:
+    """Type combinations TFLM's kernels reject at Prepare, named before the interpreter is built."""
+    ins = [info.tensors[i].dtype for i in op.inputs if i >= 0]
+    if op.op == "DEQUANTIZE" and ins and ins[0] == "float16":
+        raise UnsupportedOpError(
+            f"TFLite-Micro cannot dequantize float16 weights ({op.op} at {_where(info, op)}); "
+            "package with --quantize int8 (or none) for --target tflm")
 
 
 def float_ops(info: TfliteInfo) -> list[OpInfo]:
