@@ -182,7 +182,8 @@ def package(req: PackageRequest) -> dict:
     calib = _labelled(req.calibration, recipe, shape, recipe.data.calibration_limit)
     ctx = Context(seed=req.seed, calibration=None if calib is None else calib.x,
                   train=_labelled(req.train, recipe, shape), eval=_labelled(req.eval, recipe, shape),
-                  progress=req.progress, log=req.log)
+                  progress=req.progress, log=req.log, teacher=model,
+                  max_accuracy_drop=recipe.verify.max_accuracy_drop)
     _check_needs(passes, recipe, ctx)
     for p in passes:
         p.preflight(model)

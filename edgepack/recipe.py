@@ -130,6 +130,7 @@ class Recipe(BaseModel):
                 raise RecipeError(f"{source}: steps[{i}] ({step.type}): {where + ': ' if where else ''}{err['msg']}") from None
             p = cls(cfg)
             p.check_order(list(names))
+            p.check_quantize(self.quantize)
             passes.append(p)
             names.append(step.type)
         return passes

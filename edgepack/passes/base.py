@@ -54,6 +54,9 @@ class Context:
     records: list[dict[str, Any]] = field(default_factory=list)
     # Hints for the converter set by passes (e.g. mixed precision: layers kept in float).
     convert_hints: dict[str, Any] = field(default_factory=dict)
+    # The uncompressed float model (the distillation teacher) and the recipe's accuracy budget.
+    teacher: Any = None
+    max_accuracy_drop: Optional[float] = None
 
     def record(self, **items: Any) -> None:
         """Add items to the current step's record (shown in report.json/.md)."""
@@ -75,6 +78,9 @@ class Pass:
 
     def check_order(self, previous: list[str]) -> None:
         """Raise RecipeError if this pass cannot follow the steps named in ``previous``."""
+
+    def check_quantize(self, quant) -> None:
+        """Raise RecipeError if this step cannot work with the recipe's ``quantize`` block."""
 
     def preflight(self, model) -> None:
         """Raise RecipeError if ``model`` cannot take this step; runs before any step trains."""

@@ -163,7 +163,7 @@ class Distill(Pass):
             from ..model_io import load_model
 
             return load_model(self.config.teacher, unsafe=False)
-        teacher = getattr(ctx, "teacher", None)
+        teacher = ctx.teacher
         if teacher is None:
             raise RecipeError("step 'distill' has no teacher: give teacher: path/to/model.h5 in the step "
                               "(the pipeline did not provide the input model)")

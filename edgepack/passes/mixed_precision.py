@@ -191,10 +191,13 @@ class MixedPrecision(Pass):
             "mixed_precision": "remove the second 'mixed_precision' step",
         })
 
+    def check_quantize(self, quant) -> None:
+        validate_plan_hint({}, quant)
+
     def budget(self, ctx: Context) -> float:
         if self.config.max_accuracy_drop is not None:
             return self.config.max_accuracy_drop
-        limit = getattr(ctx, "max_accuracy_drop", None)
+        limit = ctx.max_accuracy_drop
         return 1.0 if limit is None else float(limit)
 
     def apply(self, model, ctx: Context):

@@ -59,8 +59,12 @@ def uses_softmax(model) -> bool:
 
 def fit(model, data: Labeled, ctx: Context, cfg: FitConfig, label: str = "fine-tune",
         loss: Any = None, callbacks: Optional[list] = None, metrics: Optional[list] = None,
-        targets: Optional[np.ndarray] = None):
-    """Compile and fit ``model`` on ``data`` with early stopping; returns the Keras History.
+        targets: Optional[np.ndarray] = None, restore_best_weights: bool = True):
+    """Compile and fit ``model`` on ``data`` with early stopping; returns the Keras History
+    (None for ``epochs: 0``, which leaves the model as it is).
+
+    ``restore_best_weights=False`` keeps the last epoch's weights: a schedule that
+    changes the model each epoch (gradual pruning) must not return to an earlier one.
 
     ``targets`` replaces ``data.y`` as the fit target (e.g. labels packed with a
     teacher's outputs for distillation, with a matching ``loss``); ``data.y`` is
@@ -70,6 +74,8 @@ def fit(model, data: Labeled, ctx: Context, cfg: FitConfig, label: str = "fine-t
 
     k = keras()
     check_labels(model, data)
+    if cfg.epochs == 0:
+        return None
     set_seed(ctx.seed)
     if loss is None:
         loss = k.losses.SparseCategoricalCrossentropy(from_logits=not uses_softmax(model))
@@ -78,7 +84,7 @@ def fit(model, data: Labeled, ctx: Context, cfg: FitConfig, label: str = "fine-t
     cbs = [_progress_callback(ctx, label, cfg.epochs)] + list(callbacks or [])
     if cfg.validation_split > 0:
         cbs.append(k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                             restore_best_weights=True))
+                                             restore_best_weights=restore_best_weights))
     y = data.y if targets is None else targets
     return model.fit(data.x.astype(np.float32), y, epochs=cfg.epochs, batch_size=cfg.batch_size,
                      validation_split=cfg.validation_split, shuffle=True, verbose=0, callbacks=cbs)
