@@ -193,6 +193,11 @@ def package(req: PackageRequest) -> dict:
     float_pred = keras_predict(float_model, verify_set.x) if verify_set is not None else None
     compressed = compress(model, passes, ctx, measure=recipe.verify.step_metrics and bool(passes))
     req.progress("convert", 0, 1)
+    dense_pc = recipe.quantize.dense_per_channel
+    if dense_pc is None:
+        dense_pc = target.dense_per_channel
+    if not dense_pc and recipe.quantize.per_channel:
+        ctx.convert_hints.setdefault("_experimental_disable_per_channel_quantization_for_dense_layers", True)
     tflite = convert(compressed, recipe.quantize, ctx.calibration, ctx.convert_hints)
     req.progress("convert", 1, 1)
     info = read_tflite(tflite)

@@ -44,6 +44,9 @@ class QuantizeConfig(BaseModel):
     mode: QuantMode = "int8"
     io: Literal["float", "int8", "uint8", "int16"] = "float"
     per_channel: bool = True
+    # FULLY_CONNECTED weights per channel? None = the target's default: per channel for
+    # android, per tensor for tflm (smaller flatbuffer and arena on microcontrollers).
+    dense_per_channel: Optional[bool] = None
 
     @property
     def needs_calibration(self) -> bool:

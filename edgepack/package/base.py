@@ -39,6 +39,8 @@ class Target:
     name: ClassVar[str] = ""
     # Options this target accepts in Build.options (others are an error).
     option_names: ClassVar[frozenset[str]] = frozenset()
+    # Default of the recipe's quantize.dense_per_channel for this target.
+    dense_per_channel: ClassVar[bool] = True
 
     def check(self, build: Build) -> None:
         """Raise (UnsupportedOpError, BudgetError, ...) before anything is written."""
