@@ -156,7 +156,7 @@ def resnet8(quick: bool) -> dict:
         # every group loses half its channels (multiples of 8)
         "uniform_r8": dict(ratio=0.5, round_to=8),
     }
-    ft = {"epochs": 2 if quick else 6, "batch_size": 64, "patience": 3}
+    ft = {"epochs": 2 if quick else 8, "batch_size": 64, "learning_rate": 5e-4, "patience": 3}
     tfls = {"int8": convert(base, INT8, calib)}
     recs, cfgs, keras_acc, seconds = {}, {}, {"int8": round(evaluate_accuracy(base, ev), 2)}, {"base": round(base_s, 1)}
     for name, v in variants.items():
@@ -275,8 +275,12 @@ def main() -> None:
             fn = {"resnet8": lambda q: resnet8(q), "lenet": lambda q: lenet(q, shared),
                   "sparse_vs_structured": lambda q: sparse_vs_structured(q, shared)}[name]
             results[name] = fn(args.quick)
+            results[name]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results["seconds"] = round(time.time() - t0, 1)
     OUT.parent.mkdir(parents=True, exist_ok=True)
+    if OUT.exists() and set(only) != {"resnet8", "lenet", "sparse_vs_structured"}:
+        # a partial run updates its sections and keeps the others (each carries measured_at)
+        results = {**json.loads(OUT.read_text()), **results}
     OUT.write_text(json.dumps(results, indent=2, default=str))
     print(summary(results))
     print(f"wrote {OUT}")
