@@ -113,3 +113,24 @@ def test_qemu_profile_is_deterministic_and_reports_sizes(tiny_int8):
     assert a.memory.flash_bytes > tiny_int8.stat().st_size and a.memory.ram_bytes > a.memory.arena_bytes
     assert any("matches the TFLM host interpreter" in n for n in a.notes)
     assert a.energy.source == "estimated" and a.energy.per_inference_mj > 0
+
+
+@needs_tree
+def test_cmsis_nn_kernels_are_bit_exact_and_run_fewer_instructions(tiny_int8):
+    from edgepack.devices.tflm_build import find_tree
+
+    if find_tree(Path(TFLM_ROOT)).cmsis_nn is None:
+        pytest.skip("the TFLM tree has no third_party/cmsis_nn (CMSIS-NN sources)")
+    results = {}
+    for kernels in ("reference", "cmsis_nn"):
+        with open_device("qemu:mps2-an386", tflm_root=TFLM_ROOT, kernels=kernels) as dev:
+            results[kernels] = dev.profile(tiny_int8, Settings(runs=1, warmup=0))
+    ref, opt = results["reference"], results["cmsis_nn"]
+    assert opt.output_checksum == ref.output_checksum  # both checked against the host TFLM too
+    assert opt.device.details["kernels"] == "cmsis_nn"
+    assert opt.latency.instructions < ref.latency.instructions
+
+
+def test_unknown_kernel_set_is_a_usage_error():
+    with pytest.raises(UsageError, match="--kernels fast: use one of reference, cmsis_nn"):
+        open_device("qemu:mps2-an386", kernels="fast")

@@ -37,7 +37,7 @@ from .base import ARENA, ENERGY_ESTIMATE, FLASH_RAM, INSTRUCTIONS, LATENCY, OUTP
     ResolvedArtifact
 from .result import Latency, ProfileResult, Settings
 from .serial import LineReader, _profile_power, build_result, estimated_energy, handshake, read_session
-from .tflm_build import CPU_FLAGS, Library, Toolchain, build_library, compile_one, find_tree
+from .tflm_build import CPU_FLAGS, KERNEL_SETS, Library, Toolchain, build_library, compile_one, find_tree
 
 MACHINES = ("mps2-an386",)
 MPS2_CLOCK_HZ = 25_000_000
@@ -78,7 +78,7 @@ def link_harness(tc: Toolchain, lib: Library, fw: Path, work: Path) -> Path:
     objs = []
     for src in [fw / "model_data.cc", *(harness / n for n in HARNESS_SOURCES), support]:
         obj = work / (src.name + ".o")
-        compile_one(tc, src, obj, includes)
+        compile_one(tc, src, obj, includes, lib.defines)
         objs.append(str(obj))
     elf = work / "harness.elf"
     cmd = [tc.gxx, *CPU_FLAGS, "-T", str(harness / LINKER_SCRIPT), "-Wl,--gc-sections", "-nostartfiles",
@@ -113,7 +113,8 @@ class QemuDevice(Device):
     ``profile`` (device profile for clock and power: latency and energy estimates;
     also the profile used to generate firmware from a bare .tflite), ``timeout``
     (seconds per protocol line), ``check_output`` (compare the output CRC with the
-    TFLM host interpreter).
+    TFLM host interpreter), ``kernels`` ("reference", or "cmsis_nn" when the tree
+    has CMSIS-NN under third_party/cmsis_nn).
 
     Lifecycle: connect (find the toolchain and TFLM tree, build/cached libtflm.a) ->
     prepare (compile and link the harness with the model) -> run (boot QEMU, run the
@@ -122,10 +123,10 @@ class QemuDevice(Device):
 
     kind = "qemu"
     capabilities = frozenset({LATENCY, INSTRUCTIONS, ARENA, FLASH_RAM, OUTPUT_CHECKSUM, ENERGY_ESTIMATE})
-    option_names = frozenset({"tflm_root", "profile", "timeout", "check_output"})
+    option_names = frozenset({"tflm_root", "profile", "timeout", "check_output", "kernels"})
 
     def __init__(self, target: str, tflm_root: Optional[str] = None, profile: Optional[str] = None,
-                 timeout: float = 120.0, check_output: bool = True):
+                 timeout: float = 120.0, check_output: bool = True, kernels: str = "reference"):
         super().__init__(target)
         if target not in MACHINES:
             raise UsageError(f"qemu:{target} is not supported; use qemu:{' or qemu:'.join(MACHINES)}")
@@ -134,6 +135,9 @@ class QemuDevice(Device):
         self.profile_arg = profile
         self.timeout = float(timeout)
         self.check_output = check_output
+        if kernels not in KERNEL_SETS:
+            raise UsageError(f"--kernels {kernels}: use one of {', '.join(KERNEL_SETS)}")
+        self.kernels = kernels
         self._clock, self._active_mw, self._pname = _profile_power(profile)
         self._tc: Optional[Toolchain] = None
         self._lib: Optional[Library] = None
@@ -145,7 +149,7 @@ class QemuDevice(Device):
         """Find the TFLM tree and the toolchain; build (or reuse the cached) TFLM library."""
         tree = find_tree(Path(self.tflm_root) if self.tflm_root else None)
         self._tc = Toolchain.find(need_qemu=True)
-        self._lib = build_library(tree, self._tc)
+        self._lib = build_library(tree, self._tc, self.kernels)
 
     def prepare(self, artifact: ResolvedArtifact) -> None:
         """Build ``harness.elf`` for the artifact in a temporary folder."""
@@ -205,7 +209,7 @@ class QemuDevice(Device):
         r.latency = lat
         r.memory.flash_bytes, r.memory.ram_bytes = sizes["flash"], sizes["ram"]
         r.energy = estimated_energy(lat.median_us, self._active_mw, self._pname)
-        r.device.details.update({"machine": self.target, "latency_clock_hz": str(clock),
+        r.device.details.update({"machine": self.target, "kernels": self.kernels, "latency_clock_hz": str(clock),
                                  "elf_text": str(sizes["text"]), "elf_data": str(sizes["data"]),
                                  "elf_bss": str(sizes["bss"])})
         r.tool_versions["arm-none-eabi-gcc"] = self._tc.version()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..errors import DeviceError
+from ..errors import DeviceError, UsageError
 
 CPU_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 COMMON_FLAGS = ("-fno-unwind-tables", "-fno-asynchronous-unwind-tables", "-ffunction-sections",
@@ -73,10 +73,11 @@ class Toolchain:
 
 @dataclass(frozen=True)
 class Tree:
-    """A TFLM source tree and the include folders it needs."""
+    """A TFLM source tree, the include folders it needs, and CMSIS-NN if the tree has it."""
 
     root: Path
     includes: tuple[Path, ...]
+    cmsis_nn: Optional[Path] = None
 
 
 def find_tree(root: Optional[Path]) -> Tree:
@@ -87,19 +88,32 @@ def find_tree(root: Optional[Path]) -> Tree:
     if not (root / "tensorflow/lite/micro/micro_interpreter.h").is_file():
         raise DeviceError(f"--tflm-root {root} holds no tensorflow/lite/micro/micro_interpreter.h; {TREE_HELP}")
     includes = [root]
+    bases = (root / "third_party", root / "tensorflow/lite/micro/tools/make/downloads")
     for name, header in _HEADERS.items():
-        for base in (root / "third_party", root / "tensorflow/lite/micro/tools/make/downloads"):
+        for base in bases:
             if (base / header).is_file():
                 includes.append(base / header.split("/")[0] / ("include" if name == "flatbuffers" else ""))
                 break
         else:
             raise DeviceError(f"--tflm-root {root}: the {name} headers ({header}) are missing under "
                               f"third_party/ or tensorflow/lite/micro/tools/make/downloads/; {TREE_HELP}")
-    return Tree(root, tuple(p.resolve() for p in includes))
+    cmsis = next((b / "cmsis_nn" for b in bases if (b / "cmsis_nn/Include/arm_nnfunctions.h").is_file()), None)
+    return Tree(root, tuple(p.resolve() for p in includes), cmsis.resolve() if cmsis else None)
 
 
-def library_sources(root: Path) -> list[Path]:
-    """The TFLM library sources, as TFLM's Makefile picks them (reference kernels, no tests)."""
+KERNEL_SETS = ("reference", "cmsis_nn")
+CMSIS_DEFINES = ("-DCMSIS_NN", "-DARM_NN_ENABLE_F16=0", "-DARM_NN_ENABLE_F32=0")
+
+
+def library_sources(tree: Tree, kernels: str = "reference") -> list[tuple[Path, tuple[str, ...]]]:
+    """(source, extra flags) of the TFLM library, as TFLM's Makefile picks them (no tests).
+
+    ``kernels="cmsis_nn"`` swaps in tensorflow/lite/micro/kernels/cmsis_nn/*.cc and the
+    CMSIS-NN sources (like ``OPTIMIZED_KERNEL_DIR=cmsis_nn``); other kernels stay reference.
+    """
+    if kernels not in KERNEL_SETS:
+        raise UsageError(f"unknown kernel set '{kernels}'; use one of {', '.join(KERNEL_SETS)}")
+    root = tree.root
     micro = root / "tensorflow/lite/micro"
     srcs = []
     for sub in ("", "arena_allocator", "memory_planner", "tflite_bridge", "kernels"):
@@ -113,7 +127,20 @@ def library_sources(root: Path) -> list[Path]:
     srcs = [generic_log if p == micro / "debug_log.cc" and generic_log.is_file() else p for p in srcs]
     skip = ("_test.cc", "test_helpers.cc", "test_helper_custom_ops.cc", "fake_micro_context.cc",
             "mock_micro_graph.cc", "tensorflow/lite/array.cc")
-    return [p for p in srcs if not p.as_posix().endswith(skip) and "/testdata/" not in p.as_posix()]
+    srcs = [p for p in srcs if not p.as_posix().endswith(skip) and "/testdata/" not in p.as_posix()]
+    out = [(p, ()) for p in srcs]
+    if kernels == "cmsis_nn":
+        if tree.cmsis_nn is None:
+            raise DeviceError(f"--tflm-root {root} has no CMSIS-NN (third_party/cmsis_nn/Include/arm_nnfunctions.h); "
+                              "run TFLM's `make ... OPTIMIZED_KERNEL_DIR=cmsis_nn third_party_downloads` or use "
+                              "the reference kernels")
+        flags = CMSIS_DEFINES + (f"-I{tree.cmsis_nn}", f"-I{tree.cmsis_nn / 'Include'}")
+        special = {p.name: p for p in (micro / "kernels/cmsis_nn").glob("*.cc")}
+        out = [((special[p.name], flags) if p.parent == micro / "kernels" and p.name in special else (p, f))
+               for p, f in out]
+        out += [(c, flags) for c in sorted((tree.cmsis_nn / "Source").rglob("*.c"))
+                if not c.name.endswith(("_f16.c", "_f32.c", "arm_nntables_flt.c"))]
+    return out
 
 
 @dataclass(frozen=True)
@@ -121,6 +148,7 @@ class Library:
     archive: Path
     includes: tuple[Path, ...]
     flags: tuple[str, ...]
+    defines: tuple[str, ...] = ()  # for the harness: the kernel set's declarations
 
 
 def _cache_root() -> Path:
@@ -129,20 +157,19 @@ def _cache_root() -> Path:
     return Path(base) / "tflm"
 
 
-def _key(tree: Tree, tc: Toolchain, srcs: list[Path]) -> str:
+def object_key(src: Path, extra: tuple[str, ...], includes, compiler: str) -> str:
+    """Cache key of one object: source identity, every flag, include folders, compiler."""
+    st = src.stat()
     h = hashlib.sha256()
-    h.update("\0".join(CPU_FLAGS + COMMON_FLAGS + CXX_FLAGS).encode())
-    h.update(tc.version().encode())
-    for p in srcs:
-        st = p.stat()
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
+    h.update("\0".join((str(src), str(st.st_size), str(st.st_mtime_ns), compiler, *CPU_FLAGS, *COMMON_FLAGS,
+                        *CXX_FLAGS, *extra, *map(str, includes))).encode())
+    return h.hexdigest()[:20]
 
 
 def compile_one(tc: Toolchain, src: Path, obj: Path, includes, extra=()) -> None:
     """Compile one C/C++ file for the Cortex-M4 (DeviceError with the compiler's first error)."""
     cxx = src.suffix in (".cc", ".cpp")
-    opt = "-O2" if "/kernels/" in src.as_posix() else "-Os"
+    opt = "-O2" if ("/kernels/" in src.as_posix() or "/cmsis_nn/" in src.as_posix()) else "-Os"
     cmd = [tc.gxx if cxx else tc.gcc, *CPU_FLAGS, *COMMON_FLAGS, *(CXX_FLAGS if cxx else ("-std=c11",)),
            opt, *extra, *(f"-I{i}" for i in includes), "-c", str(src), "-o", str(obj)]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -152,39 +179,34 @@ def compile_one(tc: Toolchain, src: Path, obj: Path, includes, extra=()) -> None
                           "matches its third-party headers")
 
 
-def build_library(tree: Tree, tc: Toolchain, jobs: Optional[int] = None) -> Library:
-    """Compile the TFLM library into a cached ``libtflm.a`` (rebuilt when the tree changes).
-
-    Objects are cached one by one (an interrupted build resumes where it stopped).
-    """
-    srcs = library_sources(tree.root)
-    out = _cache_root() / _key(tree, tc, srcs)
-    archive = out / "libtflm.a"
-    lib = Library(archive, tree.includes, CPU_FLAGS + COMMON_FLAGS)
+def build_library(tree: Tree, tc: Toolchain, kernels: str = "reference", jobs: Optional[int] = None) -> Library:
+    """Compile TFLM into a cached ``libtflm.a``; objects are cached one by one, so a changed
+    file, another kernel set or an interrupted build recompiles only what it must."""
+    srcs = library_sources(tree, kernels)
+    version = tc.version()
+    objdir = _cache_root() / "objects"
+    objdir.mkdir(parents=True, exist_ok=True)
+    objs = [objdir / f"{object_key(src, extra, tree.includes, version)}_{src.stem}.o" for src, extra in srcs]
+    h = hashlib.sha256("\n".join(o.name for o in objs).encode()).hexdigest()[:16]
+    archive = _cache_root() / "lib" / f"libtflm-{kernels}-{h}.a"
+    lib = Library(archive, tree.includes, CPU_FLAGS + COMMON_FLAGS,
+                  CMSIS_DEFINES if kernels == "cmsis_nn" else ())
     if archive.is_file():
         return lib
-    objdir = out.with_name(out.name + ".objs")
-    objdir.mkdir(parents=True, exist_ok=True)
-    objs = [objdir / f"{i:04d}_{p.stem}.o" for i, p in enumerate(srcs)]
 
-    def one(pair: tuple[Path, Path]) -> None:
-        src, obj = pair
+    def one(item) -> None:
+        (src, extra), obj = item
         if not obj.is_file():
             part = obj.with_suffix(f".part{os.getpid()}")
-            compile_one(tc, src, part, tree.includes)
+            compile_one(tc, src, part, tree.includes, extra)
             part.rename(obj)
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
         list(pool.map(one, zip(srcs, objs)))
-    staging = out.with_name(out.name + f".tmp{os.getpid()}")
-    staging.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run([tc.ar, "rcs", str(staging / "libtflm.a"), *map(str, objs)],
-                         capture_output=True, text=True)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    part = archive.with_suffix(f".part{os.getpid()}")
+    res = subprocess.run([tc.ar, "rcs", str(part), *map(str, objs)], capture_output=True, text=True)
     if res.returncode != 0:
         raise DeviceError(f"{tc.ar} failed: {res.stderr.strip()[:200]}")
-    if out.exists():  # another process finished first
-        shutil.rmtree(staging, ignore_errors=True)
-    else:
-        staging.rename(out)
-    shutil.rmtree(objdir, ignore_errors=True)
+    part.rename(archive)
     return lib
