@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 import sys
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -129,39 +130,72 @@ class Tflm:
         return int(m.group(1))
 
 
-def _fits_here(model: bytes, size: int) -> bool:
-    try:
-        Tflm(model, arena_size=size)
-        return True
-    except (ArenaTooSmall, UnsupportedOpError):  # a too-small arena shows up as many Prepare errors
-        return False
+def _in_child(fn: Callable[[], None]) -> tuple[str, object]:
+    """Run ``fn`` in a forked child: ("ok", None), ("error", exception) or ("crash", signal).
+
+    The host TFLM interpreter can abort or segfault (e.g. after "All temp buffers
+    must be freed"); a child keeps such a crash from taking edgepack down with it.
+    """
+    if not hasattr(os, "fork"):  # pragma: no cover - non-POSIX hosts run in-process
+        try:
+            fn()
+            return "ok", None
+        except EdgepackError as e:
+            return "error", e
+    sys.stdout.flush()
+    sys.stderr.flush()
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        code = 0
+        try:
+            import faulthandler
+
+            os.close(rfd)
+            faulthandler.disable()  # a crash here is an answer, not a bug report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+            fn()
+        except EdgepackError as e:
+            code = 1
+            with os.fdopen(wfd, "wb") as fh:
+                fh.write(pickle.dumps(e))
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as fh:
+        payload = fh.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return "crash", os.WTERMSIG(status)
+    if os.WEXITSTATUS(status) == 0:
+        return "ok", None
+    return "error", pickle.loads(payload) if payload else VerificationError("TFLM probe failed")
+
+
+def _full_run(model: bytes, size: Optional[int]) -> None:
+    interp = Tflm(model, arena_size=size)
+    interp.invoke_raw(np.zeros(interp.input["shape"], interp.input["dtype"]))
+
+
+def check_runs(model: bytes, size: Optional[int]) -> None:
+    """Raise the real error (missing op, dtype, arena) or a clear one if host TFLM crashes."""
+    status, detail = _in_child(lambda: _full_run(model, size))
+    if status == "error":
+        raise detail  # type: ignore[misc]
+    if status == "crash":
+        raise VerificationError(
+            f"the TFLM host interpreter crashed (signal {detail}) running this model with a {size} byte arena; "
+            "nothing written: inspect its ops with 'edgepack inspect' and report the model to edgepack")
 
 
 def arena_fits(model: bytes, size: int) -> bool:
     """Whether TFLM allocates the model in ``size`` bytes, probed in a forked child.
 
-    The host interpreter can crash (SIGSEGV, after "All temp buffers must be freed")
-    on some arenas just below the smallest working one; a crash counts as "does not fit".
+    A crash of the host interpreter counts as "does not fit".
     """
     if size < MIN_ARENA_BYTES:
         return False
-    if not hasattr(os, "fork"):  # pragma: no cover - non-POSIX hosts probe in-process
-        return _fits_here(model, size)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # child: probe, report through the exit status, never return
-        code = 1
-        try:
-            import faulthandler
-
-            faulthandler.disable()  # a crash here is an answer, not a bug report
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-            code = 0 if _fits_here(model, size) else 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    return _in_child(lambda: Tflm(model, arena_size=size))[0] == "ok"
 
 
 @dataclass
@@ -186,7 +220,7 @@ def _align(n: int) -> int:
 
 def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: int = 16 << 20) -> ArenaSize:
     """Bisect the smallest working arena (to 16 bytes), check it runs, add the margin."""
-    Tflm(model, arena_size=limit)  # raises the real error (missing op, dtype) if it cannot run at all
+    check_runs(model, limit)  # the real error (missing op, dtype) or a crash, before bisecting
     hi = _align(max(4096, len(model) * 2))
     while not arena_fits(model, hi):
         if hi >= limit:

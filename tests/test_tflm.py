@@ -116,3 +116,21 @@ def test_probe_survives_sizes_that_crash_the_host_interpreter(tiny):
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status)
     assert not arena_fits(tiny, 300) and arena_fits(tiny, 1 << 20)
+
+
+def test_a_crash_in_host_tflm_is_an_error_not_a_dead_process(tiny, monkeypatch):
+    import os
+
+    import edgepack.tflm as tflm
+
+    assert tflm._in_child(os.abort)[0] == "crash"  # a real SIGABRT in a real child
+    monkeypatch.setattr(tflm, "_full_run", lambda model, size: os.abort())
+    with pytest.raises(VerificationError, match="crashed"):
+        tflm.check_runs(tiny, 4096)
+
+
+def test_child_probe_returns_the_real_error_type(tiny):
+    import edgepack.tflm as tflm
+
+    status, err = tflm._in_child(lambda: tflm.Tflm(tiny, arena_size=600))
+    assert status == "error" and isinstance(err, ArenaTooSmall)

@@ -94,12 +94,12 @@ def _parity_inputs(build: Build, interp) -> tuple[np.ndarray, str]:
     return rng.standard_normal(shape).astype(np.float32), "random"
 
 
-def _check_parity(build: Build) -> dict:
+def _check_parity(build: Build, arena_bytes: int) -> dict:
     from ..tflm import Tflm, parity
 
-    interp = Tflm(build.tflite)
+    interp = Tflm(build.tflite, arena_size=arena_bytes)
     x, source = _parity_inputs(build, interp)
-    p = parity(build.tflite, x)
+    p = parity(build.tflite, x, arena_size=arena_bytes)
     out = {**p.as_dict(), "data": source}
     integer = np.issubdtype(np.dtype(p.output_dtype), np.integer)
     if (integer and p.max_raw_diff > INT_PARITY_STEPS) or (not integer and p.max_abs_diff > FLOAT_PARITY_ABS):
@@ -158,8 +158,8 @@ class FirmwareTarget(Target):
             check_int8_only(build.info, profile.name)
         arena = find_arena(build.tflite)
         budget = _check_budget(build, profile, arena.recommended_bytes)
-        par = _check_parity(build)
-        exp = harness_expectation(build.tflite)
+        par = _check_parity(build, arena.recommended_bytes)
+        exp = harness_expectation(build.tflite, arena_size=arena.recommended_bytes)
         harness = {"protocol": 1, "expected_crc32": exp["crc32"], "in_bytes": exp["in_bytes"],
                    "out_bytes": exp["out_bytes"], "clock_hz": profile.clock_hz}
         return FirmwarePlan(profile=profile, ident=ident, calls=calls, arena=arena, parity=par,
