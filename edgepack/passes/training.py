@@ -51,9 +51,14 @@ def _progress_callback(ctx: Context, label: str, epochs: int):
 
 
 def uses_softmax(model) -> bool:
-    """True when the model's last layer already applies softmax (probabilities out)."""
+    """True when the model's last layer already applies softmax (probabilities out).
+
+    Sees through tfmot wrappers (pruning, clustering, QAT) and QAT's activation wrapper.
+    """
     last = model.layers[-1]
+    last = getattr(last, "layer", last)  # PruneLowMagnitude / ClusterWeights / QuantizeWrapper
     act = getattr(last, "activation", None)
+    act = getattr(act, "activation", act)  # QuantizeAwareActivation
     return getattr(act, "__name__", "") == "softmax" or last.__class__.__name__ == "Softmax"
 
 
