@@ -30,6 +30,8 @@ def _device_options(f):
         click.option("--current-sign", type=click.Choice(SIGNS), help="adb: sign of a discharging current."),
         click.option("--profile", "device_profile", help="serial/qemu: device profile for clock and power."),
         click.option("--tflm-root", type=click.Path(path_type=Path), help="qemu: a TensorFlow Lite Micro source tree."),
+        click.option("--kernels", type=click.Choice(["reference", "cmsis_nn"]),
+                     help="qemu: TFLM kernel set to build (default reference)."),
         click.option("--baud", type=int, help="serial: baud rate (default 115200)."),
         click.option("--handshake-timeout", type=float, help="serial: seconds to wait for the board's HELLO."),
         click.option("--no-check-output", "no_check_output", is_flag=True,
