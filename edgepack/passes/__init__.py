@@ -13,8 +13,6 @@ from ..errors import RecipeError
 from .base import Context, Labeled, Pass, PassConfig
 
 REGISTRY: dict[str, str] = {
-    # filled by the pass modules' authors, one line each, e.g.
-    # "prune_structured": "edgepack.passes.prune_structured:StructuredPrune",
     "prune_structured": "edgepack.passes.prune_structured:StructuredPrune",
     "prune_magnitude": "edgepack.passes.prune_magnitude:MagnitudePrune",
     "qat": "edgepack.passes.qat:QAT",
