@@ -127,9 +127,16 @@ def main(argv):
         t = loop(interp, runs, float(f.get("min_secs", "1")))
         log(stats_line(t))
         log()
+        report(f, t, w, init_us, init_mb, rss0, xnnpack)
     finally:
+        # The load ends with the process, as on a phone: the report lines above are part of
+        # the run, and the caller exits at once (no interpreter teardown) after this.
         if os.path.exists(marker):
             os.remove(marker)
+    return 0
+
+
+def report(f, t, w, init_us, init_mb, rss0, xnnpack):
     avg = float(np.mean(t))
     log(f"Inference timings in us: Init: {int(init_us)}, First inference: {int(w[0])}, "
         f"Warmup (avg): {float(np.mean(w)):g}, Inference (avg): {avg:g}")
@@ -141,8 +148,9 @@ def main(argv):
         log(f"Overall peak memory footprint (MB) via periodic monitoring: {status_mb('VmHWM'):g}")
     if f.get("enable_op_profiling", "false").lower() in ("1", "true"):
         op_tables(avg, xnnpack)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    os._exit(code)  # a native tool exits in microseconds; Python's teardown would not
