@@ -28,6 +28,9 @@ def _ensure_legacy() -> None:
         )
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # oneDNN kernels crashed (heap corruption in model.fit) fine-tuning pruned conv models,
+    # and make float results depend on the CPU; the plain kernels are exact and stable.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def tf() -> ModuleType:
