@@ -31,9 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-# TF 2.21's oneDNN kernels crashed here (SIGSEGV / heap corruption) fine-tuning the pruned ResNet-8;
-# the plain Eigen kernels do not. Must be set before TensorFlow is imported.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# (oneDNN, which crashed fine-tuning the pruned ResNet-8, is turned off by edgepack.keras_compat.)
 
 from edgepack.convert.flatbuffer import read_tflite  # noqa: E402
 from edgepack.convert.tflite import convert  # noqa: E402
