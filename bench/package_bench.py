@@ -83,7 +83,6 @@ def bench_model(name: str, model: Path, calib: Path, eval_data: Path | None, sca
                                               if v["metric"] == "accuracy" else {})
     # wall time: edgepack (load+convert+verify+write) vs plain converter script (load+convert+write)
     cal = load_dataset(calib, limit=200)
-    shape = reports["int8"]["tflite"]  # noqa: F841 - keep the report alive for clarity
     xcal = (cal.x.astype(np.float32) * scale)
     if xcal.ndim == 3:
         xcal = xcal[..., None]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compress_helpers import cnn, context, copy_model, digits, magnitude_prune, mlp, tflite_accuracy
+from compress_helpers import cnn, context, copy_model, magnitude_prune, mlp, tflite_accuracy
 from edgepack.errors import RecipeError
 from edgepack.passes.cluster import Cluster, kernel_of
 from edgepack.passes.training import FitConfig, evaluate_accuracy

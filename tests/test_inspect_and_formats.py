@@ -11,7 +11,6 @@ import pytest
 
 from edgepack.data import Preprocess, load_dataset
 from edgepack.errors import RecipeError
-from edgepack.keras_compat import keras
 from edgepack.recipe import Recipe
 
 

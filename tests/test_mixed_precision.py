@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compress_helpers import context, copy_model, mlp, tflite_accuracy
+from compress_helpers import context, mlp, tflite_accuracy
 from edgepack.convert.flatbuffer import read_tflite
 from edgepack.convert.tflite import convert
 from edgepack.errors import RecipeError

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from compress_helpers import context, copy_model, digits, magnitude_prune, mlp, tflite_accuracy
+from compress_helpers import context, copy_model, magnitude_prune, mlp, tflite_accuracy
 from edgepack.convert.flatbuffer import read_tflite
 from edgepack.convert.tflite import convert
 from edgepack.errors import RecipeError
 from edgepack.passes.cluster import Cluster
 from edgepack.passes.qat import QAT
-from edgepack.passes.training import FitConfig, evaluate_accuracy
+from edgepack.passes.training import evaluate_accuracy
 from edgepack.recipe import QuantizeConfig, Recipe
 
 FT = {"epochs": 1, "learning_rate": 1e-4, "validation_split": 0}
