@@ -51,3 +51,10 @@ class OutputExistsError(EdgepackError):
 
 class DeviceError(EdgepackError):
     """A device that is unreachable, timed out, disconnected or answered badly."""
+
+
+def validation_message(err) -> str:
+    """One line from a pydantic ValidationError: ``where: what`` of its first error."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]

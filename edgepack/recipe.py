@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .data import DataSpec
-from .errors import RecipeError
+from .errors import RecipeError, validation_message
 
 QuantMode = Literal["none", "dynamic", "float16", "int8", "int16x8"]
 
@@ -96,9 +96,7 @@ class Recipe(BaseModel):
         try:
             recipe = cls.model_validate(raw)
         except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "(top)"
-            raise RecipeError(f"{source}: {where}: {err['msg']}") from None
+            raise RecipeError(f"{source}: {validation_message(e)}") from None
         recipe.build_passes(source)  # validates every step's own config now
         return recipe
 
@@ -128,9 +126,7 @@ class Recipe(BaseModel):
             try:
                 cfg = cls.Config.model_validate(step.params())
             except ValidationError as e:
-                err = e.errors()[0]
-                where = ".".join(str(p) for p in err["loc"])
-                raise RecipeError(f"{source}: steps[{i}] ({step.type}): {where + ': ' if where else ''}{err['msg']}") from None
+                raise RecipeError(f"{source}: steps[{i}] ({step.type}): {validation_message(e)}") from None
             p = cls(cfg)
             p.check_order(list(names))
             p.check_quantize(self.quantize)

@@ -22,7 +22,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import UsageError
+from ..errors import UsageError, validation_message
 from ..paths import data_dir
 
 Core = Literal["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
@@ -124,9 +124,7 @@ def load_profile_file(path: Path) -> DeviceProfile:
     try:
         prof = DeviceProfile.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top)"
-        raise UsageError(f"{path}: {where}: {err['msg']}; fix the profile") from None
+        raise UsageError(f"{path}: {validation_message(e)}; fix the profile") from None
     if prof.name != path.stem:
         raise UsageError(f"{path}: name '{prof.name}' differs from the file name; rename one of them")
     return prof

@@ -65,14 +65,7 @@ def _activation_scores(model, graph: Graph, data: np.ndarray, batch: int = 64) -
             o = np.abs(np.asarray(o))
             s = o.reshape(-1, o.shape[-1]).sum(axis=0)
             sums[n] = s if sums[n] is None else sums[n] + s
-    means = {n: s / float(len(data)) for n, s in sums.items()}
-    out = {}
-    for grp in groups:
-        total = np.zeros(grp.size)
-        for name, off in grp.carriers:
-            total += _normalised(means[name][off:off + grp.size])
-        out[grp.id] = total
-    return out
+    return _per_carrier(groups, {n: s / float(len(data)) for n, s in sums.items()})
 
 
 def _per_carrier(groups, means: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
