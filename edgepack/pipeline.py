@@ -141,14 +141,15 @@ def _step_record(model, ctx: Context, name: str, measure: bool) -> dict:
 
 
 def compress(model, passes, ctx: Context, measure: bool = False) -> Any:
-    """Apply passes in order, one report record per step."""
-    ctx.records.append(_step_record(model, ctx, "input", measure))
-    if passes:  # passes work on a copy: the float model stays the reference
-        from .keras_compat import keras
+    """Apply passes in order, one report record per step (none without passes)."""
+    if not passes:
+        return model
+    from .keras_compat import keras
 
-        copy = keras().models.clone_model(model)
-        copy.set_weights(model.get_weights())
-        model = copy
+    ctx.records.append(_step_record(model, ctx, "input", measure))
+    copy = keras().models.clone_model(model)  # passes work on a copy: the float model stays the reference
+    copy.set_weights(model.get_weights())
+    model = copy
     for p in passes:
         ctx.records.append({})
         ctx.log(f"step {p.name}")
@@ -191,7 +192,7 @@ def package(req: PackageRequest) -> dict:
     float_model = model
     verify_set = ctx.eval or calib
     float_pred = keras_predict(float_model, verify_set.x) if verify_set is not None else None
-    compressed = compress(model, passes, ctx, measure=recipe.verify.step_metrics and bool(passes))
+    compressed = compress(model, passes, ctx, measure=recipe.verify.step_metrics)
     req.progress("convert", 0, 1)
     dense_pc = recipe.quantize.dense_per_channel
     if dense_pc is None:
