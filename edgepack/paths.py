@@ -1,7 +1,7 @@
 """Where edgepack's data folders live (targets/, device_profiles/, calibration_data/).
 
 In a source checkout (and an editable install) they are the repo-level folders
-beside the ``edgepack`` package.
+beside the ``edgepack`` package; a wheel installs them under ``<prefix>/share/edgepack``.
 
 Example::
 
@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .errors import EdgepackError
@@ -22,7 +23,7 @@ def data_dir(name: str) -> Path:
     if name not in DATA_FOLDERS:
         raise ValueError(f"unknown data folder {name!r}; one of {DATA_FOLDERS}")
     here = Path(__file__).resolve().parent
-    for base in (here.parent, here / "_data"):
+    for base in (here.parent, Path(sys.prefix) / "share" / "edgepack"):
         if (base / name).is_dir():
             return base / name
     raise EdgepackError(f"edgepack data folder '{name}' is missing; reinstall edgepack from its source tree")
