@@ -91,15 +91,22 @@ def serial_entries(profiles: list[str] = ()) -> list[Entry]:
 
 
 def profile_entries() -> list[Entry]:
-    """Device profiles: each can be estimated, and names --profile for serial/QEMU."""
+    """Device profiles: each names --profile for serial/QEMU; those with a cost model can be estimated."""
+    from ..errors import DeviceError
+    from .estimate import profile_cost_model
     from .profiles import list_profiles, load_profile
 
     out = []
     for name in list_profiles():
         p = load_profile(name)
+        try:
+            profile_cost_model(p)
+            state = "available"
+        except DeviceError:
+            state = f"no cost model for {p.core}"
         out.append(Entry(f"estimate:{name}", "estimate",
                          f"{p.board} ({p.core}, {p.clock_hz / 1e6:g} MHz): estimated, no device needed",
-                         "available", [name]))
+                         state, [name]))
     return out
 
 
