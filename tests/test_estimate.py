@@ -102,3 +102,11 @@ def test_estimates_order_models_by_work():
     cm = load_cost_model("cortex-m4")
     cyc = {n: estimate_cycles(read_tflite((MLPERF / n).read_bytes()), cm)[0] for n in MLPERF_TINY_TFLM_REFERENCE_MS}
     assert cyc["ad01_int8.tflite"] < cyc["kws_ref_model.tflite"] < cyc["pretrainedResnet_quant.tflite"]
+
+
+def test_devices_listing_says_which_profiles_can_be_estimated():
+    from edgepack.devices.discover import profile_entries
+
+    status = {e.spec: e.status for e in profile_entries()}
+    assert status["estimate:nucleo-l4r5zi"] == "available"  # Cortex-M4: cost model shipped
+    assert status["estimate:raspberry-pi-pico"] == "no cost model for cortex-m0plus"
