@@ -38,6 +38,7 @@ class PackageRequest:
     labels: Optional[Path] = None
     max_accuracy_drop: Optional[float] = None
     seed: int = 0
+    compact: bool = False  # short tensor names, no signature defs/metadata (edgepack.convert.compact)
     force: bool = False
     unsafe: bool = False
     target_options: dict[str, Any] = field(default_factory=dict)
@@ -200,11 +201,17 @@ def package(req: PackageRequest) -> dict:
     if not dense_pc and recipe.quantize.per_channel:
         ctx.convert_hints.setdefault("_experimental_disable_per_channel_quantization_for_dense_layers", True)
     tflite = convert(compressed, recipe.quantize, ctx.calibration, ctx.convert_hints)
+    converted_bytes = len(tflite)
+    if req.compact:
+        from .convert.compact import compact as compact_model
+
+        tflite = compact_model(tflite)
     req.progress("convert", 1, 1)
     info = read_tflite(tflite)
     report: dict[str, Any] = {"model": req.model.name, "target": req.target,
                               "quantize": recipe.quantize.model_dump(), "steps": ctx.records,
-                              "tflite": {"size_bytes": len(tflite), "ops": info.op_names(),
+                              "tflite": {"size_bytes": len(tflite), "converter_bytes": converted_bytes,
+                                         "compacted": req.compact, "ops": info.op_names(),
                                          "params": info.params(), "macs": info.macs()}}
     if verify_set is not None:
         req.progress("verify", 0, 1)

@@ -27,13 +27,15 @@ _path = click.Path(path_type=Path)
 @click.option("--max-accuracy-drop", type=float, help="Fail (nothing written) if accuracy drops more (points).")
 @click.option("--device", help="tflm: device profile name (see device_profiles/).")
 @click.option("--array-name", help="tflm: C identifier of the model array.")
+@click.option("--compact", is_flag=True,
+              help="Shorter flatbuffer: short tensor names, no signature defs/metadata (4-byte aligned weights).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--unsafe", is_flag=True, help="Allow Lambda layers and custom classes (runs code from the file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @verbosity_options
 def package(model, target, out, quantize, io_type, recipe, calibration, eval_data, train, labels,
-            max_accuracy_drop, device, array_name, seed, force, unsafe, as_json, verbose, quiet):
+            max_accuracy_drop, device, array_name, compact, seed, force, unsafe, as_json, verbose, quiet):
     """Package MODEL (tf_keras .keras/.h5 or SavedModel folder) for a target.
 
     \b
@@ -49,7 +51,7 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
         report = run(PackageRequest(
             model=model, out=out, target=target, recipe_path=recipe, quantize=quantize, io=io_type,
             calibration=calibration, eval=eval_data, train=train, labels=labels,
-            max_accuracy_drop=max_accuracy_drop, seed=seed, force=force, unsafe=unsafe,
+            max_accuracy_drop=max_accuracy_drop, seed=seed, compact=compact, force=force, unsafe=unsafe,
             target_options=options, progress=prog.update, log=prog.log))
     if as_json:
         echo_json(report)
