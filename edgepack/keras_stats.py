@@ -16,29 +16,54 @@ def _shape(s) -> list:
     return [None if d is None else int(d) for d in s]
 
 
+def _spatial(layer) -> int:
+    shape = layer.output_shape
+    return int(np.prod([d for d in shape[1:-1]])) if len(shape) > 2 else 1
+
+
+def layer_cost(layer, cin: int, cout: int) -> tuple[int, int]:
+    """(params, MACs per sample) of ``layer`` with ``cin`` input and ``cout`` output channels.
+
+    Computed from the kernel geometry and output shape, so a pruning plan's cost is
+    known without rebuilding the model; layers without MAC-heavy kernels give 0 MACs.
+
+    Example::
+
+        params, macs = layer_cost(model.get_layer("conv1"), cin=3, cout=8)
+    """
+    cls = type(layer).__name__
+    bias = int(bool(getattr(layer, "use_bias", False)))
+    if cls in ("Conv1D", "Conv2D", "Conv3D"):
+        k, g = int(np.prod(layer.kernel_size)), int(getattr(layer, "groups", 1) or 1)
+        return k * cin * cout // g + bias * cout, _spatial(layer) * k * cin * cout // g
+    if cls == "Dense":
+        return cin * cout + bias * cout, _spatial(layer) * cin * cout
+    if cls in ("DepthwiseConv1D", "DepthwiseConv2D"):
+        k, dm = int(np.prod(layer.kernel_size)), int(layer.depth_multiplier)
+        return k * cin * dm + bias * cin * dm, _spatial(layer) * k * cin * dm
+    if cls in ("SeparableConv1D", "SeparableConv2D"):
+        k, dm = int(np.prod(layer.kernel_size)), int(layer.depth_multiplier)
+        return (k * cin * dm + cin * dm * cout + bias * cout,
+                _spatial(layer) * (k * cin * dm + cin * dm * cout))
+    if cls == "BatchNormalization":
+        return cin * len(layer.weights), 0
+    return int(layer.count_params()), 0
+
+
+def full_channels(layer) -> tuple[int, int]:
+    """(input channels, output channels) of a layer as built (0 where not a single tensor)."""
+    ins, outs = layer.input_shape, layer.output_shape
+    cin = int(ins[-1]) if isinstance(ins, tuple) and ins[-1] is not None else 0
+    cout = int(outs[-1]) if isinstance(outs, tuple) and outs[-1] is not None else 0
+    return cin, cout
+
+
 def layer_macs(layer) -> int:
     """Multiply-accumulates per sample of one layer (0 where none are significant)."""
-    cls = layer.__class__.__name__
     try:
-        out = _shape(layer.output_shape)
-    except AttributeError:
+        return layer_cost(layer, *full_channels(layer))[1]
+    except AttributeError:  # a layer called on several inputs has no single shape
         return 0
-    spatial = int(np.prod([d for d in out[1:-1] if d])) if len(out) > 2 else 1
-    if cls == "Conv2D":
-        kh, kw = layer.kernel_size
-        cin = int(layer.kernel.shape[2])
-        return spatial * int(out[-1]) * kh * kw * cin // max(1, layer.groups if hasattr(layer, "groups") else 1)
-    if cls == "DepthwiseConv2D":
-        kh, kw = layer.kernel_size
-        return spatial * int(out[-1]) * kh * kw
-    if cls == "SeparableConv2D":
-        kh, kw = layer.kernel_size
-        cin = int(layer.depthwise_kernel.shape[2])
-        mult = int(layer.depthwise_kernel.shape[3])
-        return spatial * (cin * mult * kh * kw + cin * mult * int(out[-1]))
-    if cls == "Dense":
-        return spatial * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
-    return 0
 
 
 def layer_stats(model) -> list[dict]:

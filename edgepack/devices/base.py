@@ -30,7 +30,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import re
 from dataclasses import dataclass
@@ -117,8 +116,7 @@ class ResolvedArtifact:
 
     def artifact(self) -> Artifact:
         """The result schema's Artifact for these bytes."""
-        return Artifact(path=str(self.path), sha256=hashlib.sha256(self.model).hexdigest(),
-                        size_bytes=len(self.model))
+        return Artifact.of_bytes(self.path, self.model)
 
 
 _TFLITE_MAGIC = b"TFL3"

@@ -12,12 +12,13 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..fsutil import sha256_bytes
 
 SCHEMA_VERSION = "1"
 Source = Literal["measured", "estimated", "not_available"]
@@ -42,8 +43,11 @@ class Artifact(_Strict):
 
     @classmethod
     def of(cls, path: Path) -> "Artifact":
-        data = Path(path).read_bytes()
-        return cls(path=str(path), sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+        return cls.of_bytes(path, Path(path).read_bytes())
+
+    @classmethod
+    def of_bytes(cls, path: Path, data: bytes) -> "Artifact":
+        return cls(path=str(path), sha256=sha256_bytes(data), size_bytes=len(data))
 
 
 class Settings(_Strict):

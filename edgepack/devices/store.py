@@ -12,12 +12,11 @@ Example::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UsageError
+from ..fsutil import atomic_write_text
 from .result import ProfileResult
 
 
@@ -31,15 +30,7 @@ def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temp file + rename."""
     path = Path(path)
     check_out(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_report(report_dir: Path) -> dict:
@@ -68,16 +59,6 @@ def append_profiles(report_dir: Path, results: Iterable[ProfileResult]) -> Path:
     if (Path(report_dir) / "report.md").is_file():
         from ..report import render_markdown
 
-        _write_text(Path(report_dir) / "report.md", render_markdown(data) + "\n")
+        atomic_write_text(Path(report_dir) / "report.md", render_markdown(data) + "\n")
     return report
 
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

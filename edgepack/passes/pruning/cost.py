@@ -1,50 +1,13 @@
-"""Parameters and multiply-accumulates per layer, for any channel counts.
-
-Costs are computed from the layer's kernel geometry and output shape, so the
-cost of a pruning plan is known without rebuilding the model.
+"""Per-layer cost tables of a pruning (before/after), on edgepack.keras_stats' cost formulas.
 
 Example::
 
-    params, macs = layer_cost(model.get_layer("conv1"), cin=3, cout=8)
+    rows = layer_table(model, pruned)
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-
-def _spatial(layer) -> int:
-    shape = layer.output_shape
-    return int(np.prod([d for d in shape[1:-1]])) if len(shape) > 2 else 1
-
-
-def layer_cost(layer, cin: int, cout: int) -> tuple[int, int]:
-    """(params, MACs) of ``layer`` with ``cin`` input and ``cout`` output channels."""
-    cls = type(layer).__name__
-    bias = int(bool(getattr(layer, "use_bias", False)))
-    if cls in ("Conv1D", "Conv2D", "Conv3D"):
-        k = int(np.prod(layer.kernel_size))
-        return k * cin * cout + bias * cout, _spatial(layer) * k * cin * cout
-    if cls == "Dense":
-        return cin * cout + bias * cout, _spatial(layer) * cin * cout
-    if cls in ("DepthwiseConv1D", "DepthwiseConv2D"):
-        k, dm = int(np.prod(layer.kernel_size)), int(layer.depth_multiplier)
-        return k * cin * dm + bias * cin * dm, _spatial(layer) * k * cin * dm
-    if cls in ("SeparableConv1D", "SeparableConv2D"):
-        k, dm = int(np.prod(layer.kernel_size)), int(layer.depth_multiplier)
-        return (k * cin * dm + cin * dm * cout + bias * cout,
-                _spatial(layer) * (k * cin * dm + cin * dm * cout))
-    if cls == "BatchNormalization":
-        return cin * len(layer.weights), 0
-    return int(layer.count_params()), 0
-
-
-def full_channels(layer) -> tuple[int, int]:
-    """(input channels, output channels) of an unpruned layer."""
-    ins, outs = layer.input_shape, layer.output_shape
-    cin = int(ins[-1]) if isinstance(ins, tuple) and ins[-1] is not None else 0
-    cout = int(outs[-1]) if isinstance(outs, tuple) and outs[-1] is not None else 0
-    return cin, cout
+from ...keras_stats import full_channels, layer_cost
 
 
 def _sparsity(layer) -> float:

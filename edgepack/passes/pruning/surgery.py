@@ -18,7 +18,7 @@ import copy
 import numpy as np
 
 from ...errors import RecipeError
-from .cost import full_channels, layer_cost
+from ...keras_stats import full_channels, layer_cost
 from .graph import Graph
 
 
