@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgepack.convert.tflite import convert  # noqa: E402
+from edgepack.quantize.apply import quantize_model  # noqa: E402
 from edgepack.data import Preprocess, load_dataset  # noqa: E402
 from edgepack.entropy import decode, encode, stream_stats  # noqa: E402
 from edgepack.passes.base import Context, Labeled  # noqa: E402
@@ -126,8 +127,8 @@ def deep_compression(tmp: Path) -> dict:
     student = keras().models.clone_model(model)
     student.set_weights(model.get_weights())
     t0 = time.time()
-    compressed = compress(student, recipe.build_passes(str(RECIPE)), ctx, measure=True)
-    final = convert(compressed, recipe.quantize, ctx.calibration, ctx.convert_hints)
+    compressed, plan = compress(student, recipe.build_passes(str(RECIPE)), ctx, recipe.quantize, measure=True)
+    final = quantize_model(compressed, recipe.quantize, ctx.calibration, plan=plan)
     t_compress = time.time() - t0
     blob = encode(final)
     assert decode(blob) == final
@@ -175,21 +176,22 @@ def outlier(model, layer: str, nxt: str, x: np.ndarray, scale: float = 3000.0):
 
 
 def mixed_precision(tmp: Path) -> dict:
-    from edgepack.passes.mixed_precision import MixedPrecision
+    from edgepack.quantize.mixed_precision import MixedPrecision
 
     train, ev, cal = mnist((28, 28, 1))
     model = outlier(lenet(train, seed=1), "fc1", "fc2", cal)
     ctx = Context(seed=0, calibration=cal, eval=ev)
     t0 = time.time()
-    MixedPrecision(MixedPrecision.Config(max_accuracy_drop=0.5)).apply(model, ctx)
+    plan = MixedPrecision(MixedPrecision.Config(max_accuracy_drop=0.5)).plan(model, ctx, QuantizeConfig(mode="int8"))
     search_s = time.time() - t0
     rec = ctx.records[-1]
     variants = {"float": convert(model, FLOAT), "int8": convert(model, QuantizeConfig(mode="int8"), cal),
                 "int16x8": convert(model, QuantizeConfig(mode="int16x8"), cal),
-                "mixed": convert(model, QuantizeConfig(mode="int8"), cal, ctx.convert_hints)}
+                "mixed": quantize_model(model, QuantizeConfig(mode="int8"), cal, plan=plan)}
     fast = Context(seed=0, calibration=cal, eval=ev)  # prefer float fallbacks (XNNPACK-fast) over int16x8
-    MixedPrecision(MixedPrecision.Config(max_accuracy_drop=0.5, allow=["float", "int16x8"])).apply(model, fast)
-    variants["mixed_float_first"] = convert(model, QuantizeConfig(mode="int8"), cal, fast.convert_hints)
+    fast_plan = MixedPrecision(MixedPrecision.Config(max_accuracy_drop=0.5, allow=["float", "int16x8"])).plan(
+        model, fast, QuantizeConfig(mode="int8"))
+    variants["mixed_float_first"] = quantize_model(model, QuantizeConfig(mode="int8"), cal, plan=fast_plan)
     return {"model": "LeNet-300-100 on MNIST-5k with one fc1 neuron scaled x3000 (wide-range activation; "
                      "same float function)", "search_seconds": round(search_s, 1),
             "variants": {k: {"bytes": len(v), "accuracy_pct": accuracy(v, ev), "latency_us": latency_us(v)}

@@ -54,7 +54,7 @@ def package_one(model: Path, calib: Path, device: str, out: Path, compact: bool 
 
 def reference_figures(data: bytes, device: str) -> dict:
     from edgepack.convert.flatbuffer import read_tflite
-    from edgepack.package import Build
+    from edgepack.build import Build
     from edgepack.package.firmware import FirmwareTarget
     from edgepack.recipe import Recipe
 

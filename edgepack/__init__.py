@@ -16,7 +16,6 @@ does not import TensorFlow)::
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -39,8 +38,8 @@ __all__ = sorted(_API) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    try:
-        module, attr = _API[name].split(":")
-    except KeyError:
-        raise AttributeError(f"module 'edgepack' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), attr)
+    if name not in _API:
+        raise AttributeError(f"module 'edgepack' has no attribute {name!r}")
+    from .registry import import_entry
+
+    return import_entry(_API[name])

@@ -26,42 +26,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .data import DataSpec
+from .quantize.config import QuantizeConfig, QuantRule  # noqa: F401 - part of the recipe API
 from .errors import RecipeError, validation_message
-
-QuantMode = Literal["none", "dynamic", "float16", "int8", "int16x8"]
-
-
-class QuantizeConfig(BaseModel):
-    """Post-training conversion settings.
-
-    ``mode``: none (float32), dynamic (int8 weights), float16, int8 (full integer),
-    int16x8 (16-bit activations, 8-bit weights). ``io``: the model's input/output
-    dtype for full-integer modes ("float" keeps float I/O with quantize ops at
-    the ends; "int8"/"int16" makes the interface integer too).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    mode: QuantMode = "int8"
-    io: Literal["float", "int8", "uint8", "int16"] = "float"
-    per_channel: bool = True
-    # FULLY_CONNECTED weights per channel? None = the target's default: per channel for
-    # android, per tensor for tflm (smaller flatbuffer and arena on microcontrollers).
-    dense_per_channel: Optional[bool] = None
-
-    @property
-    def needs_calibration(self) -> bool:
-        return self.mode in ("int8", "int16x8")
-
-    @model_validator(mode="after")
-    def _io_fits_mode(self) -> "QuantizeConfig":
-        if self.io != "float" and self.mode not in ("int8", "int16x8"):
-            raise ValueError(f"io '{self.io}' needs a full-integer mode (int8 or int16x8), not '{self.mode}'")
-        if self.mode == "int16x8" and self.io in ("int8", "uint8"):
-            raise ValueError("int16x8 models take float or int16 I/O, not int8")
-        if self.mode == "int8" and self.io == "int16":
-            raise ValueError("int8 models take float, int8 or uint8 I/O, not int16")
-        return self
-
 
 class VerifyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")

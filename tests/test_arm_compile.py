@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgepack.convert.c_array import model_array_files
-from edgepack.devices import harness_protocol as hp
+from edgepack.tflm import protocol as hp
 from edgepack.paths import data_dir
 
 GCC = shutil.which("arm-none-eabi-gcc")

@@ -12,7 +12,7 @@ from edgepack.devices.base import open_device
 from edgepack.devices.estimate import estimate_cycles, load_cost_model, op_work
 from edgepack.devices.estimate_fit import (MLPERF_CLOCK_HZ, MLPERF_TINY_TFLM_REFERENCE_MS, InstructionModel,
                                            leave_one_out, load_mlperf_reference)
-from edgepack.devices.profiles import load_profile
+from edgepack.boards import load_profile
 from edgepack.devices.result import Settings
 from edgepack.errors import DeviceError
 

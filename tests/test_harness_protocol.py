@@ -5,7 +5,7 @@ import zlib
 import numpy as np
 import pytest
 
-from edgepack.devices import harness_protocol as hp
+from edgepack.tflm import protocol as hp
 from edgepack.errors import DeviceError
 
 

@@ -15,7 +15,7 @@ from edgepack.devices.base import (
     parse_spec,
     resolve_artifact,
 )
-from edgepack.devices.harness_protocol import input_pattern_array
+from edgepack.tflm.protocol import input_pattern_array
 from edgepack.devices.result import ProfileResult, Settings
 from edgepack.errors import DeviceError, UsageError
 from edgepack.runtime import LiteRT

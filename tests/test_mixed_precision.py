@@ -6,8 +6,9 @@ import pytest
 from compress_helpers import context, mlp, tflite_accuracy
 from edgepack.convert.flatbuffer import read_tflite
 from edgepack.convert.tflite import convert
+from edgepack.quantize.apply import quantize_model
 from edgepack.errors import RecipeError
-from edgepack.passes.mixed_precision import MixedPrecision
+from edgepack.quantize.mixed_precision import MixedPrecision
 from edgepack.recipe import QuantizeConfig, Recipe
 
 INT8 = QuantizeConfig(mode="int8", io="float")
@@ -45,14 +46,14 @@ def test_mixed_precision_recovers_what_int8_loses(model):
     assert acc_int8 < acc_float - 20  # plain int8 really breaks this model
     step = MixedPrecision(MixedPrecision.Config(max_accuracy_drop=1.0))
     step.check_order(["cluster"])
-    step.apply(model, ctx)
+    plan = step.plan(model, ctx, INT8)
     rec = ctx.records[-1]
     assert rec["met"] and rec["drop_pt"] <= 1.0 and rec["metric"] == "accuracy"
     by_layer = {u["layer"]: u for u in rec["ops"]}
     assert by_layer["fc1"]["drop_pt"] > 20  # sensitivity measured with only fc1 quantized
     assert by_layer["flatten"]["choice"] == "int8"
     assert by_layer["fc1"]["choice"] != "int8"
-    mixed = convert(model, INT8, ctx.calibration, ctx.convert_hints)
+    mixed = quantize_model(model, INT8, ctx.calibration, plan=plan)
     assert tflite_accuracy(mixed, ctx.eval) > acc_float - 2.0
     assert len(mixed) < 0.6 * len(float_tfl)  # int8 weights everywhere (int16x8 keeps int8 weights)
     dtypes = {read_tflite(mixed).tensors[o.outputs[0]].dtype for o in read_tflite(mixed).ops}
@@ -63,12 +64,12 @@ def test_well_behaved_model_stays_all_int8_and_float_only_fallback():
     ctx = context(train=False)
     ctx.eval = None  # no labels: scored by top-1 agreement with the float model
     m = mlp()
-    MixedPrecision(MixedPrecision.Config(max_accuracy_drop=3.0)).apply(m, ctx)
+    MixedPrecision(MixedPrecision.Config(max_accuracy_drop=3.0)).plan(m, ctx, INT8)
     rec = ctx.records[-1]
     assert rec["metric"] == "agreement" and rec["counts"]["int16x8"] == rec["counts"]["float"] == 0
     assert len(rec["search"]) == 1
     ctx = context()
-    MixedPrecision(MixedPrecision.Config(max_accuracy_drop=1.0, allow=["float"])).apply(outlier_model(), ctx)
+    MixedPrecision(MixedPrecision.Config(max_accuracy_drop=1.0, allow=["float"])).plan(outlier_model(), ctx, INT8)
     rec = ctx.records[-1]
     assert rec["met"] and rec["counts"]["int16x8"] == 0 and rec["counts"]["float"] >= 1
 
@@ -81,7 +82,7 @@ def test_order_and_conversion_errors(model):
     with pytest.raises(RecipeError, match="cannot follow 'mixed_precision'"):
         Recipe.from_dict({"steps": [{"type": "mixed_precision"}, {"type": "cluster"}]})
     with pytest.raises(RecipeError, match="needs calibration"):
-        MixedPrecision(MixedPrecision.Config()).apply(model, context().__class__())
-    hints = {"precision_plan": {"sequential/fc1/MatMul": "int16x8"}}
+        MixedPrecision(MixedPrecision.Config()).plan(model, context().__class__(), INT8)
     with pytest.raises(RecipeError, match="io float"):
-        convert(model, QuantizeConfig(mode="int8", io="int8"), context().calibration, hints)
+        quantize_model(model, QuantizeConfig(mode="int8", io="int8"), context().calibration,
+                       plan={"sequential/fc1/MatMul": "int16x8"})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.devices import harness_protocol as hp
+from edgepack.tflm import protocol as hp
 from edgepack.devices.base import open_device
 from edgepack.devices.result import Settings
 from edgepack.errors import DeviceError, UsageError

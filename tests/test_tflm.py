@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.devices.harness_protocol import input_pattern_array
+from edgepack.tflm.protocol import input_pattern_array
 from edgepack.errors import VerificationError
 from edgepack.tflm import ARENA_ALIGN, ArenaTooSmall, Tflm, arena_fits, find_arena, harness_expectation, parity
 
@@ -75,7 +75,7 @@ def test_float_parity_and_predict_agree_with_litert():
 
 
 def test_harness_expectation_matches_an_independent_litert_run(tiny):
-    from edgepack.tflm import _reference_litert
+    from edgepack.tflm.parity import _reference_litert
 
     exp = harness_expectation(tiny)
     lite = _reference_litert(tiny)
@@ -121,7 +121,7 @@ def test_probe_survives_sizes_that_crash_the_host_interpreter(tiny):
 def test_a_crash_in_host_tflm_is_an_error_not_a_dead_process(tiny, monkeypatch):
     import os
 
-    import edgepack.tflm as tflm
+    import edgepack.tflm.interpreter as tflm
 
     assert tflm._in_child(os.abort)[0] == "crash"  # a real SIGABRT in a real child
     monkeypatch.setattr(tflm, "_full_run", lambda model, size: os.abort())
@@ -130,7 +130,7 @@ def test_a_crash_in_host_tflm_is_an_error_not_a_dead_process(tiny, monkeypatch):
 
 
 def test_child_probe_returns_the_real_error_type(tiny):
-    import edgepack.tflm as tflm
+    import edgepack.tflm.interpreter as tflm
 
     status, err = tflm._in_child(lambda: tflm.Tflm(tiny, arena_size=600))
     assert status == "error" and isinstance(err, ArenaTooSmall)

@@ -37,7 +37,7 @@ def convert_tiny(mode: str = "int8", io: str = "int8", seed: int = 0) -> bytes:
 def build_for(data: bytes, name: str = "tiny", options: dict | None = None, calibration=None, mode: str = "int8"):
     """A packaging Build over ``data`` (what the pipeline hands a target)."""
     from edgepack.convert.flatbuffer import read_tflite
-    from edgepack.package import Build
+    from edgepack.build import Build
 
     recipe = Recipe.from_dict({"quantize": {"mode": mode, "io": "int8" if mode == "int8" else "float"}})
     return Build(tflite=data, info=read_tflite(data), recipe=recipe, model_name=name,

@@ -7,7 +7,6 @@ command bodies, so ``edgepack --help`` is fast.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
@@ -34,9 +33,10 @@ class _Group(click.Group):
     def _load(self) -> dict[str, click.Command]:
         if not hasattr(self, "_cmds"):
             self._cmds = {}
-            for target in COMMANDS:
-                module, attr = target.split(":")
-                cmd = getattr(importlib.import_module(module), attr)
+            from ..registry import import_entry
+
+            for ref in COMMANDS:
+                cmd = import_entry(ref)
                 self._cmds[cmd.name] = cmd
         return self._cmds
 

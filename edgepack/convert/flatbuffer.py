@@ -184,3 +184,12 @@ def read_tflite(data: bytes, source: str = "model") -> TfliteInfo:
                           outputs=[int(v) for v in sub.OutputsAsNumpy()], size=len(data), description=desc)
     except (IndexError, ValueError, TypeError, AttributeError) as e:
         raise ModelLoadError(f"{source}: corrupt TFLite flatbuffer ({e}); rebuild the model") from e
+
+
+def layer_of(tensor_name: str) -> str:
+    """The Keras layer a converter tensor name points at: 'model/conv2d/Relu;...' -> 'conv2d'."""
+    first = tensor_name.split(";")[0]
+    parts = [p for p in first.split("/") if p]
+    if len(parts) >= 2:
+        return parts[1]
+    return parts[0] if parts else tensor_name

@@ -1,4 +1,7 @@
-"""Keras model -> TFLite flatbuffer bytes with the converter's quantization modes.
+"""Keras model -> TFLite flatbuffer bytes with the TFLite converter's quantization modes.
+
+Per-op precision (plans, recipe rules) is the quantize stage's:
+:func:`edgepack.quantize.apply.quantize_model` routes there or here.
 
 Example::
 
@@ -7,13 +10,12 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
 from ..errors import ConversionError, DataError
 from ..fdcapture import capture_fd2
-from ..recipe import QuantizeConfig
 
 _IO_TYPES = {"int8": "int8", "uint8": "uint8", "int16": "int16"}
 
@@ -28,37 +30,24 @@ def representative_dataset(x: np.ndarray):
     return gen
 
 
-def _convert_plan(model, quant: QuantizeConfig, calibration, hints: dict[str, Any]) -> bytes:
-    """Float conversion, then the mixed-precision plan applied per op."""
-    from ..passes.mixed_precision import quantize_plan, validate_plan_hint
-
-    validate_plan_hint(hints["precision_plan"], quant)
-    if calibration is None or len(calibration) == 0:
-        raise DataError("the mixed-precision plan needs calibration data; pass --calibration DATA")
-    rest = {k: v for k, v in hints.items() if k != "precision_plan"}
-    float_model = convert(model, QuantizeConfig(mode="none"), None, rest)
-    return quantize_plan(float_model, hints["precision_plan"], calibration, quant.per_channel)
-
-
 def convert(
     model,
-    quant: QuantizeConfig,
+    quant,
     calibration: Optional[np.ndarray] = None,
-    hints: Optional[dict[str, Any]] = None,
+    dense_per_channel: bool = True,
 ) -> bytes:
-    """Convert a tf_keras model with the quantization in ``quant``.
+    """Convert a tf_keras model with the quantization in ``quant`` (a QuantizeConfig).
 
-    ``hints`` may carry ``precision_plan`` ({op output tensor: int8 | int16x8 |
-    float}, set by the mixed_precision step and applied with ai-edge-quantizer),
-    ``debug_options`` and ``experimental_new_quantizer``.
+    ``dense_per_channel`` is the target's default for FULLY_CONNECTED weights
+    (``quant.dense_per_channel`` wins when set).
     """
     from ..keras_compat import tf
 
-    if (hints or {}).get("precision_plan"):
-        return _convert_plan(model, quant, calibration, hints)
+    if getattr(quant, "rules", None):
+        raise ConversionError("per-op quantize rules are applied by edgepack.quantize.apply.quantize_model, "
+                              "not by the plain converter")
 
     t = tf()
-    hints = hints or {}
     conv = t.lite.TFLiteConverter.from_keras_model(model)
     ops = t.lite.OpsSet
     if quant.mode != "none":
@@ -78,12 +67,9 @@ def convert(
             conv.inference_output_type = getattr(t, _IO_TYPES[quant.io])
         if not quant.per_channel:
             conv._experimental_disable_per_channel = True  # noqa: SLF001 - documented converter flag
-    debug = hints.get("debug_options")
-    if debug is not None:
-        conv._experimental_debug_options = debug  # noqa: SLF001
-    for key in ("experimental_new_quantizer", "_experimental_disable_per_channel_quantization_for_dense_layers"):
-        if key in hints:
-            setattr(conv, key, hints[key])
+    dense_pc = dense_per_channel if quant.dense_per_channel is None else quant.dense_per_channel
+    if quant.per_channel and not dense_pc:
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001
     try:
         with capture_fd2():
             data = conv.convert()

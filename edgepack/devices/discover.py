@@ -94,7 +94,7 @@ def profile_entries() -> list[Entry]:
     """Device profiles: each names --profile for serial/QEMU; those with a cost model can be estimated."""
     from ..errors import DeviceError
     from .estimate import profile_cost_model
-    from .profiles import list_profiles, load_profile
+    from ..boards import list_profiles, load_profile
 
     out = []
     for name in list_profiles():
@@ -114,7 +114,7 @@ def discover(adb_tcp: Iterable[str] = (), usb: bool = True) -> list[Entry]:
     """Everything reachable, host first; then ADB, serial ports, QEMU and estimates."""
     import shutil
 
-    from .profiles import list_profiles, load_profile
+    from ..boards import list_profiles, load_profile
 
     names = list_profiles()
     m4 = [n for n in names if load_profile(n).core == "cortex-m4"]

@@ -135,7 +135,7 @@ class EstimateDevice(Device):
 
     def __init__(self, target: str):
         super().__init__(target)
-        from .profiles import load_profile
+        from ..boards import load_profile
 
         self.profile_ = load_profile(target)
         self.cost_model = profile_cost_model(self.profile_)

@@ -45,7 +45,7 @@ def reference_input(detail: dict) -> tuple[np.ndarray, str]:
     the output checksum is comparable with a board's; float inputs get a
     seeded standard normal sample (raw pattern bytes would be NaN/denormal floats).
     """
-    from .harness_protocol import input_pattern_array
+    from ..tflm.protocol import input_pattern_array
 
     shape, dtype = tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"])
     if np.issubdtype(dtype, np.integer):

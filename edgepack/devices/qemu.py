@@ -52,7 +52,7 @@ def _firmware_dir(art: ResolvedArtifact, work: Path, profile: Optional[str]) -> 
     if art.kind == "firmware" and (art.path / "model_data.cc").is_file() and (art.path / "harness").is_dir():
         return art.path
     from ..convert.flatbuffer import read_tflite
-    from ..package.base import Build
+    from ..build import Build
     from ..package.firmware import FirmwareTarget
     from ..recipe import Recipe
 

@@ -2,7 +2,7 @@
 
 Flashing is the user's (or pyocd's) job. edgepack opens the port, sends the start
 byte ``S`` until the board answers HELLO, asks for ``R <runs> <warmup>``, reads the
-RUN/RESULT/DONE lines (harness protocol v1, :mod:`edgepack.devices.harness_protocol`)
+RUN/RESULT/DONE lines (harness protocol v1, :mod:`edgepack.tflm.protocol`)
 with timeouts and checksums, and reports latency from cycles and the board clock,
 the TFLM arena used, and - when a device profile gives the active power - energy as
 latency x power, labelled "estimated". The output CRC-32 the board reports can be
@@ -21,7 +21,7 @@ import time
 from typing import Callable, Optional
 
 from ..errors import DeviceError
-from . import harness_protocol as hp
+from ..tflm import protocol as hp
 from .base import ARENA, CYCLES, ENERGY_ESTIMATE, LATENCY, OUTPUT_CHECKSUM, Device, ResolvedArtifact
 from .result import DeviceInfo, Energy, Latency, Memory, ProfileResult, Settings
 
@@ -179,7 +179,7 @@ def _profile_power(profile: Optional[str]):
     """(clock_hz, active_mw, profile name) from a device profile, or Nones without one."""
     if not profile:
         return None, None, None
-    from .profiles import load_profile
+    from ..boards import load_profile
 
     p = load_profile(profile)
     power = getattr(p, "power", None)

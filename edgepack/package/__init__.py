@@ -6,10 +6,9 @@ its files into a staging folder that the pipeline renames into place.
 
 from __future__ import annotations
 
-import importlib
-
-from ..errors import UsageError
-from .base import Build, Target
+from ..registry import load_entry
+from ..build import Build
+from .base import Target
 
 TARGETS: dict[str, str] = {
     "android": "edgepack.package.android:AndroidTarget",
@@ -18,11 +17,7 @@ TARGETS: dict[str, str] = {
 
 
 def target_class(name: str) -> type[Target]:
-    try:
-        module, cls = TARGETS[name].split(":")
-    except KeyError:
-        raise UsageError(f"unknown target '{name}'; known targets: {', '.join(sorted(TARGETS))}") from None
-    return getattr(importlib.import_module(module), cls)
+    return load_entry(TARGETS, name, what="target", plural="targets")
 
 
 __all__ = ["TARGETS", "target_class", "Build", "Target"]

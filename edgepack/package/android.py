@@ -10,7 +10,8 @@ import numpy as np
 
 from ..convert.flatbuffer import TensorInfo
 from ..paths import data_dir
-from .base import Build, Target
+from ..build import Build
+from .base import Target
 
 _DTYPE_BYTES = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2, "float16": 2, "int32": 4}
 

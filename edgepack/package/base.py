@@ -1,36 +1,23 @@
-"""What a packaging target receives (Build) and must implement (Target)."""
+"""What a packaging target must implement: its spec (the checks it needs and the device
+they run against) and the rendering of its files. Targets check nothing themselves:
+:func:`edgepack.verify.run_checks` runs the declared checks before anything is written.
+
+Example::
+
+    class Folder(Target):
+        name = "folder"
+        def write(self, build, out):
+            (out / "model.tflite").write_bytes(build.tflite)
+            return ["model.tflite"]
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
-import numpy as np
-
-from ..convert.flatbuffer import TfliteInfo
-from ..recipe import Recipe
-
-
-@dataclass
-class Build:
-    """Everything known about one build when the target runs.
-
-    ``report`` is the report.json dict under construction; targets add their own
-    section (e.g. ``report["firmware"] = {...}``). ``options`` carries
-    target-specific CLI options (e.g. ``device``, ``array_name``).
-    """
-
-    tflite: bytes
-    info: TfliteInfo
-    recipe: Recipe
-    model_name: str
-    float_model: Any = None  # the tf_keras model before compression (None for .tflite input)
-    calibration: Optional[np.ndarray] = None  # preprocessed float samples
-    labels: Optional[list[str]] = None
-    report: dict[str, Any] = field(default_factory=dict)
-    download_package: Optional[bytes] = None  # entropy-coded .tflite (edgepack.entropy), for OTA
-    options: dict[str, Any] = field(default_factory=dict)
+from ..build import Build
+from ..verify import TargetSpec
 
 
 class Target:
@@ -42,8 +29,16 @@ class Target:
     # Default of the recipe's quantize.dense_per_channel for this target.
     dense_per_channel: ClassVar[bool] = True
 
+    def spec(self, options: dict[str, Any]) -> TargetSpec:
+        """The checks this target needs (edgepack.verify.CHECKS names) and what they run against;
+        raises UsageError for bad options before any work starts."""
+        return TargetSpec(name=self.name)
+
     def check(self, build: Build) -> None:
-        """Raise (UnsupportedOpError, BudgetError, ...) before anything is written."""
+        """Run this target's declared checks on ``build`` (sets ``build.checks``; raises on failure)."""
+        from ..verify import run_checks
+
+        build.checks = run_checks(build, self.spec(build.options))
 
     def write(self, build: Build, out: Path) -> list[str]:  # pragma: no cover - abstract
         """Write the target's files into ``out`` (a staging folder); return their names."""

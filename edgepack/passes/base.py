@@ -42,7 +42,7 @@ class Labeled:
 
 @dataclass
 class Context:
-    """What a pass may read (data, seed) and write (records, conversion hints)."""
+    """What a pass may read (data, seed) and write (its report record)."""
 
     seed: int = 0
     calibration: Optional[np.ndarray] = None
@@ -52,8 +52,6 @@ class Context:
     log: Callable[[str], None] = lambda msg: None
     # Per-step records for the report; the pipeline opens one dict per step.
     records: list[dict[str, Any]] = field(default_factory=list)
-    # Hints for the converter set by passes (e.g. mixed precision: layers kept in float).
-    convert_hints: dict[str, Any] = field(default_factory=dict)
     # The uncompressed float model (the distillation teacher) and the recipe's accuracy budget.
     teacher: Any = None
     max_accuracy_drop: Optional[float] = None
@@ -69,6 +67,9 @@ class Pass:
     """Base class. Subclasses set ``name``, ``Config``, ``needs`` and implement ``apply``."""
 
     name: ClassVar[str] = ""
+    # "compress" steps change the Keras model (apply); "quantize" steps plan the conversion
+    # (edgepack.quantize.mixed_precision) and run after every compress step.
+    stage: ClassVar[str] = "compress"
     Config: ClassVar[type[PassConfig]] = PassConfig
     # Any of "calibration", "train" (labelled training data), "eval".
     needs: ClassVar[frozenset[str]] = frozenset()

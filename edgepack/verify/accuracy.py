@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import VerificationError
 from ..runtime import LiteRT
 
 
@@ -52,3 +53,11 @@ def compare(float_model, tflite: bytes, x: np.ndarray, y: Optional[np.ndarray] =
 def tflite_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy (points) of a .tflite model in LiteRT."""
     return float(100.0 * np.mean(_top1(LiteRT(tflite).predict(x)) == y))
+
+
+def gate(ver: dict, limit: Optional[float]) -> None:
+    """The accuracy gate: VerificationError (nothing written) when the drop exceeds ``limit``."""
+    if limit is not None and ver["drop_pt"] > limit:
+        raise VerificationError(
+            f"{ver['metric']} dropped {ver['drop_pt']:.2f} pt (limit {limit:.2f} pt) on {ver['data']} data; "
+            "nothing written: relax --max-accuracy-drop or use a gentler recipe (e.g. --quantize int16x8)")

@@ -20,4 +20,4 @@ def tiny_tflite(quantized: bool = True) -> bytes:
                           k.layers.Flatten(), k.layers.Dense(4)])
     calib = np.random.default_rng(0).standard_normal((16, 8, 8, 1)).astype(np.float32)
     q = QuantizeConfig(mode="int8", io="int8") if quantized else QuantizeConfig(mode="none")
-    return convert(model, q, calib if quantized else None, {})
+    return convert(model, q, calib if quantized else None)

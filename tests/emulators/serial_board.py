@@ -37,7 +37,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgepack.devices import harness_protocol as hp
+from edgepack.tflm import protocol as hp
 
 
 def recorded_arena(interp) -> int:

@@ -22,8 +22,8 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import UsageError, validation_message
-from ..paths import data_dir
+from .errors import UsageError, validation_message
+from .paths import data_dir
 
 Core = Literal["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
                "cortex-m85", "xtensa-lx6", "xtensa-lx7", "riscv32"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.convert.flatbuffer import read_tflite
-from edgepack.convert.op_resolver import (TFLM_BUILTINS, TFLM_CUSTOM, check_int8_only, check_tflm_ops, float_ops,
-                                          layer_of, model_ops_header)
+from edgepack.convert.flatbuffer import layer_of, read_tflite
+from edgepack.tflm.ops import TFLM_BUILTINS, TFLM_CUSTOM, model_ops_header
+from edgepack.verify.ops import check_int8_only, check_tflm_ops, float_ops
 from edgepack.errors import UnsupportedOpError
 
 GOLDEN = Path(__file__).parent / "golden" / "tflm"

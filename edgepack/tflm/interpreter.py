@@ -1,37 +1,30 @@
-"""The TFLite-Micro host interpreter (``tflite-micro`` package): run, arena size, parity.
+"""The TFLite-Micro host interpreter (``tflite-micro`` package) and a crash-proof probe.
 
-The host build is 64-bit, so its arena figures are an upper bound of a 32-bit
-board's. TFLM's RecordingMicroAllocator total misses some Prepare-time buffers
-(tflite-micro #2738), so the smallest arena is found by bisection on real
-allocations instead, and a stated margin is added for the board.
+The host build is 64-bit, so its arena figures are an upper bound of a 32-bit board's.
+The host interpreter can abort or segfault on bad input; :func:`check_runs` and
+:func:`arena_fits` probe in a forked child so a crash becomes an answer.
 
 Example::
 
     tf = Tflm(model_bytes)                 # raises UnsupportedOpError naming a missing op
     y = tf.predict(x)                      # float in, float out (quantizes int I/O)
-    arena = find_arena(model_bytes)        # ArenaSize(min_bytes=..., recommended_bytes=...)
-    p = parity(model_bytes, x)             # Parity(max_abs_diff=..., bit_exact=True, ...)
+    check_runs(model_bytes, 1 << 20)       # the real error, or a clear one on a crash
 """
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import re
 import sys
-from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
-from .fdcapture import capture_fd2
-from .errors import EdgepackError, UnsupportedOpError, VerificationError
-from .runtime import dequantize_output, quantize_input
+from ..errors import EdgepackError, UnsupportedOpError, VerificationError
+from ..fdcapture import capture_fd2
+from ..runtime import dequantize_output, quantize_input
 
-ARENA_ALIGN = 16
-MARGIN_FRACTION = 0.10  # optimized kernels (CMSIS-NN, ESP-NN) request scratch the reference kernels do not
-MARGIN_MIN_BYTES = 1024
 # The host interpreter crashes (SIGSEGV) on arenas below ~464 B, too small for its own
 # allocator objects; never probe below this floor.
 MIN_ARENA_BYTES = 1024
@@ -196,124 +189,3 @@ def arena_fits(model: bytes, size: int) -> bool:
     if size < MIN_ARENA_BYTES:
         return False
     return _in_child(lambda: Tflm(model, arena_size=size))[0] == "ok"
-
-
-@dataclass
-class ArenaSize:
-    """Arena figures in bytes; ``recommended_bytes`` is what the firmware is built with."""
-
-    min_bytes: int  # smallest arena that allocates and runs on the 64-bit host (bisection)
-    recorded_bytes: int  # TFLM's RecordingMicroAllocator total at a generous arena
-    margin_bytes: int
-    recommended_bytes: int
-    note: str = ("host build is 64-bit: an upper bound of a 32-bit board's need; margin covers scratch "
-                 "buffers of optimized kernels (CMSIS-NN) and Prepare-time buffers TFLM's recorded total "
-                 "misses (tflite-micro #2738)")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _align(n: int) -> int:
-    return (n + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
-
-
-def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: int = 16 << 20) -> ArenaSize:
-    """Bisect the smallest working arena (to 16 bytes), check it runs, add the margin."""
-    check_runs(model, limit)  # the real error (missing op, dtype) or a crash, before bisecting
-    hi = _align(max(4096, len(model) * 2))
-    while not arena_fits(model, hi):
-        if hi >= limit:
-            raise VerificationError(f"TFLM could not allocate the model even with a {limit} byte arena")
-        hi = min(hi * 2, limit)
-    lo = MIN_ARENA_BYTES - ARENA_ALIGN  # lo is never probed (treated as not fitting), hi always fits
-    while hi - lo > ARENA_ALIGN:
-        mid = _align((lo + hi) // 2)
-        if mid >= hi:
-            break
-        if arena_fits(model, mid):
-            hi = mid
-        else:
-            lo = mid
-    interp = Tflm(model, arena_size=hi)
-    interp.invoke_raw(np.zeros(interp.input["shape"], interp.input["dtype"]))  # a real run, not only Prepare
-    recorded = Tflm(model, arena_size=hi * 2)
-    recorded.invoke_raw(np.zeros(recorded.input["shape"], recorded.input["dtype"]))
-    margin = _align(max(MARGIN_MIN_BYTES, int(math.ceil(hi * margin_fraction))))
-    return ArenaSize(min_bytes=hi, recorded_bytes=recorded.recorded_arena(), margin_bytes=margin,
-                     recommended_bytes=hi + margin)
-
-
-@dataclass
-class Parity:
-    """TFLM host vs LiteRT on the same quantized inputs."""
-
-    samples: int
-    max_abs_diff: float  # in dequantized (float) output units
-    max_raw_diff: float  # in the output tensor's own units (int8 steps for int8 outputs)
-    bit_exact: bool
-    output_dtype: str
-    mismatch_pct: float = 0.0  # share of output values that differ at all
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _reference_litert(model: bytes):
-    """LiteRT with TFLite's reference kernels (no XNNPACK), the arithmetic TFLM also follows."""
-    from .runtime import interpreter_class
-
-    cls = interpreter_class()
-    try:
-        from ai_edge_litert.interpreter import OpResolverType
-
-        kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF}
-    except ImportError:  # tflite-runtime fallback: default kernels
-        kwargs = {}
-    with capture_fd2():
-        interp = cls(model_content=model, num_threads=1, **kwargs)
-        interp.allocate_tensors()
-    return interp
-
-
-def parity(model: bytes, x: np.ndarray, arena_size: Optional[int] = None) -> Parity:
-    """Run each float sample of ``x`` in TFLM (host) and LiteRT (reference kernels) and compare.
-
-    Both sides get the same quantized input. Integer models are usually bit-exact;
-    rounding in a requantization can differ by one step (seen in FULLY_CONNECTED),
-    which a following SOFTMAX may widen: read ``max_raw_diff``.
-    """
-    if x is None or len(x) == 0:
-        raise VerificationError("TFLM parity needs calibration samples; pass --calibration DATA")
-    micro = Tflm(model, arena_size=arena_size)
-    lite = _reference_litert(model)
-    d_in, d_out = lite.get_input_details()[0], lite.get_output_details()[0]
-    raw_diff, diff, exact, mismatched, total = 0.0, 0.0, True, 0, 0
-    for i in range(x.shape[0]):
-        xi = quantize_input(x[i : i + 1], d_in)
-        a = micro.invoke_raw(xi)
-        lite.set_tensor(d_in["index"], xi.reshape(d_in["shape"]))
-        lite.invoke()
-        b = lite.get_tensor(d_out["index"])
-        exact &= bool(a.dtype == b.dtype and np.array_equal(a, b))
-        mismatched += int(np.count_nonzero(a != b))
-        total += int(a.size)
-        raw_diff = max(raw_diff, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))))
-        fa, fb = dequantize_output(a, micro.output), dequantize_output(b, d_out)
-        diff = max(diff, float(np.max(np.abs(fa.astype(np.float64) - fb.astype(np.float64)))))
-    return Parity(samples=int(x.shape[0]), max_abs_diff=diff, max_raw_diff=raw_diff, bit_exact=exact,
-                  output_dtype=str(micro.output["dtype"]), mismatch_pct=round(100.0 * mismatched / max(total, 1), 4))
-
-
-def harness_expectation(model: bytes, arena_size: Optional[int] = None) -> dict:
-    """What a correct board harness reports for this model: the crc32 of the raw output
-    for the protocol's input fill pattern, and the I/O byte counts.
-
-    Example: ``harness_expectation(data)["crc32"]`` -> ``'1c291ca3'``.
-    """
-    from .devices.harness_protocol import crc32_hex, input_pattern_array
-
-    interp = Tflm(model, arena_size=arena_size)
-    x = input_pattern_array(interp.input["shape"], interp.input["dtype"])
-    y = interp.invoke_raw(x)
-    return {"crc32": crc32_hex(y), "in_bytes": int(x.nbytes), "out_bytes": int(y.nbytes), "output": y}

@@ -1,21 +1,20 @@
-"""TFLite ops -> TFLM ``MicroMutableOpResolver`` registrations, and the op checks firmware needs.
+"""TFLite-Micro's op table and the ``MicroMutableOpResolver`` a model needs.
 
 The tables follow tensorflow/lite/micro/micro_mutable_op_resolver.h (tflite-micro,
 2025-2026): each builtin the resolver can register and the ``Add*`` method that
-does it; custom ops TFLM ships are keyed by their custom code.
+does it; custom ops TFLM ships are keyed by their custom code. Whether a model's ops
+are all supported is a check: :func:`edgepack.verify.ops.check_tflm_ops`.
 
 Example::
 
     info = read_tflite(data)
-    check_tflm_ops(info)                  # UnsupportedOpError naming op, index and layer
-    check_int8_only(info, "raspberry-pi-pico")
-    text = model_ops_header(info, "g_model")   # model_ops.h
+    add_method(info.ops[0])                       # 'AddConv2D' (None: TFLM lacks the op)
+    text = model_ops_header(info, "g_model")      # model_ops.h
 """
 
 from __future__ import annotations
 
-from .flatbuffer import OpInfo, TfliteInfo
-from ..errors import UnsupportedOpError
+from ..convert.flatbuffer import OpInfo, TfliteInfo
 
 TFLM_BUILTINS: dict[str, str] = {
     "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax", "ARG_MIN": "AddArgMin",
@@ -60,29 +59,6 @@ TFLM_CUSTOM: dict[str, str] = {
     "SignalRfft": "AddRfft", "SignalStacker": "AddStacker", "SignalWindow": "AddWindow",
 }
 
-# Ops that carry no arithmetic of their own: float tensors through them still mean float work elsewhere.
-_FLOAT_TYPES = ("float32", "float16", "float64")
-
-
-def layer_of(tensor_name: str) -> str:
-    """The Keras layer a converter tensor name points at: 'model/conv2d/Relu;...' -> 'conv2d'."""
-    first = tensor_name.split(";")[0]
-    parts = [p for p in first.split("/") if p]
-    if len(parts) >= 2:
-        return parts[1]
-    return parts[0] if parts else tensor_name
-
-
-def _where(info: TfliteInfo, op: OpInfo) -> str:
-    if not op.outputs or op.outputs[0] < 0:
-        return f"op #{op.index}"
-    name = info.tensors[op.outputs[0]].name.split(";")[0]
-    if "/" in name:
-        return f"op #{op.index} (layer '{layer_of(name)}', tensor '{name}')"
-    feeds = [info.tensors[i].name for i in op.inputs if i >= 0 and "/" in info.tensors[i].name]
-    after = f", right after layer '{layer_of(feeds[0])}'" if feeds else ""
-    return f"op #{op.index} (output tensor '{name}'{after})"
-
 
 def add_method(op: OpInfo) -> str | None:
     """The MicroMutableOpResolver method that registers ``op``, or None if TFLM lacks it."""
@@ -91,55 +67,14 @@ def add_method(op: OpInfo) -> str | None:
     return TFLM_BUILTINS.get(op.op)
 
 
-def check_tflm_ops(info: TfliteInfo) -> list[str]:
-    """The sorted, distinct ``Add*`` calls the model needs; UnsupportedOpError for the first op TFLM lacks."""
-    calls: set[str] = set()
-    for op in info.ops:
-        m = add_method(op)
-        if m is None:
-            kind = (f"custom op '{op.custom_code}'" + (" (a TensorFlow Flex op)" if op.custom_code.startswith("Flex")
-                                                       else "")) if op.custom_code is not None else f"op {op.op}"
-            raise UnsupportedOpError(
-                f"TFLite-Micro has no kernel for {kind} at {_where(info, op)}; replace that layer with "
-                "TFLM-supported ops (see edgepack.convert.op_resolver.TFLM_BUILTINS) or use --target android")
-        _check_dtypes(info, op)
-        calls.add(m)
-    return sorted(calls)
-
-
-def _check_dtypes(info: TfliteInfo, op: OpInfo) -> None:
-    """Type combinations TFLM's kernels reject at Prepare, named before the interpreter is built."""
-    ins = [info.tensors[i].dtype for i in op.inputs if i >= 0]
-    if op.op == "DEQUANTIZE" and ins and ins[0] == "float16":
-        raise UnsupportedOpError(
-            f"TFLite-Micro cannot dequantize float16 weights ({op.op} at {_where(info, op)}); "
-            "package with --quantize int8 (or none) for --target tflm")
-
-
-def float_ops(info: TfliteInfo) -> list[OpInfo]:
-    """Ops that read or write a float tensor (they run float arithmetic on the core)."""
-    out = []
-    for op in info.ops:
-        idx = [i for i in op.inputs + op.outputs if i >= 0]
-        if any(info.tensors[i].dtype in _FLOAT_TYPES for i in idx):
-            out.append(op)
-    return out
-
-
-def check_int8_only(info: TfliteInfo, device: str) -> None:
-    """UnsupportedOpError when a model for an int8-only device has float ops (names the first)."""
-    bad = float_ops(info)
-    if bad:
-        op = bad[0]
-        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-        raise UnsupportedOpError(
-            f"device '{device}' runs int8 only, but {op.op} at {_where(info, op)}{more} computes in float; "
-            "package with --quantize int8 and integer I/O (recipe quantize: {mode: int8, io: int8})")
+def registrations(info: TfliteInfo) -> list[str]:
+    """The sorted, distinct ``Add*`` calls for the model's ops (those TFLM has)."""
+    return sorted({m for m in (add_method(op) for op in info.ops) if m is not None})
 
 
 def model_ops_header(info: TfliteInfo, ident: str) -> str:
     """``model_ops.h``: a MicroMutableOpResolver sized to and registering exactly the model's ops."""
-    calls = check_tflm_ops(info)
+    calls = registrations(info)
     counts = info.op_counts()
     used = ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
     ns = f"{ident}_ops"

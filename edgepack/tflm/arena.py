@@ -1,0 +1,70 @@
+"""The tensor arena a model needs under TFLM: smallest working size by bisection, plus a margin.
+
+TFLM's RecordingMicroAllocator total misses some Prepare-time buffers
+(tflite-micro #2738), so the smallest arena is found by bisection on real
+allocations instead, and a stated margin is added for the board.
+
+Example::
+
+    arena = find_arena(model_bytes)        # ArenaSize(min_bytes=..., recommended_bytes=...)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import VerificationError
+from .interpreter import MIN_ARENA_BYTES, Tflm, arena_fits, check_runs
+
+ARENA_ALIGN = 16
+MARGIN_FRACTION = 0.10  # optimized kernels (CMSIS-NN, ESP-NN) request scratch the reference kernels do not
+MARGIN_MIN_BYTES = 1024
+
+
+@dataclass
+class ArenaSize:
+    """Arena figures in bytes; ``recommended_bytes`` is what the firmware is built with."""
+
+    min_bytes: int  # smallest arena that allocates and runs on the 64-bit host (bisection)
+    recorded_bytes: int  # TFLM's RecordingMicroAllocator total at a generous arena
+    margin_bytes: int
+    recommended_bytes: int
+    note: str = ("host build is 64-bit: an upper bound of a 32-bit board's need; margin covers scratch "
+                 "buffers of optimized kernels (CMSIS-NN) and Prepare-time buffers TFLM's recorded total "
+                 "misses (tflite-micro #2738)")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _align(n: int) -> int:
+    return (n + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
+
+
+def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: int = 16 << 20) -> ArenaSize:
+    """Bisect the smallest working arena (to 16 bytes), check it runs, add the margin."""
+    check_runs(model, limit)  # the real error (missing op, dtype) or a crash, before bisecting
+    hi = _align(max(4096, len(model) * 2))
+    while not arena_fits(model, hi):
+        if hi >= limit:
+            raise VerificationError(f"TFLM could not allocate the model even with a {limit} byte arena")
+        hi = min(hi * 2, limit)
+    lo = MIN_ARENA_BYTES - ARENA_ALIGN  # lo is never probed (treated as not fitting), hi always fits
+    while hi - lo > ARENA_ALIGN:
+        mid = _align((lo + hi) // 2)
+        if mid >= hi:
+            break
+        if arena_fits(model, mid):
+            hi = mid
+        else:
+            lo = mid
+    interp = Tflm(model, arena_size=hi)
+    interp.invoke_raw(np.zeros(interp.input["shape"], interp.input["dtype"]))  # a real run, not only Prepare
+    recorded = Tflm(model, arena_size=hi * 2)
+    recorded.invoke_raw(np.zeros(recorded.input["shape"], recorded.input["dtype"]))
+    margin = _align(max(MARGIN_MIN_BYTES, int(math.ceil(hi * margin_fraction))))
+    return ArenaSize(min_bytes=hi, recorded_bytes=recorded.recorded_arena(), margin_bytes=margin,
+                     recommended_bytes=hi + margin)

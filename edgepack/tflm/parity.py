@@ -1,0 +1,94 @@
+"""TFLM (host) vs LiteRT (reference kernels) on the same quantized inputs, and the
+output a correct board harness reports.
+
+Example::
+
+    p = parity(model_bytes, x)             # Parity(max_abs_diff=..., bit_exact=True, ...)
+    harness_expectation(model_bytes)["crc32"]
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..errors import VerificationError
+from ..fdcapture import capture_fd2
+from ..runtime import dequantize_output, quantize_input
+from .interpreter import Tflm
+from .protocol import crc32_hex, input_pattern_array
+
+
+@dataclass
+class Parity:
+    """TFLM host vs LiteRT on the same quantized inputs."""
+
+    samples: int
+    max_abs_diff: float  # in dequantized (float) output units
+    max_raw_diff: float  # in the output tensor's own units (int8 steps for int8 outputs)
+    bit_exact: bool
+    output_dtype: str
+    mismatch_pct: float = 0.0  # share of output values that differ at all
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _reference_litert(model: bytes):
+    """LiteRT with TFLite's reference kernels (no XNNPACK), the arithmetic TFLM also follows."""
+    from ..runtime import interpreter_class
+
+    cls = interpreter_class()
+    try:
+        from ai_edge_litert.interpreter import OpResolverType
+
+        kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF}
+    except ImportError:  # tflite-runtime fallback: default kernels
+        kwargs = {}
+    with capture_fd2():
+        interp = cls(model_content=model, num_threads=1, **kwargs)
+        interp.allocate_tensors()
+    return interp
+
+
+def parity(model: bytes, x: np.ndarray, arena_size: Optional[int] = None) -> Parity:
+    """Run each float sample of ``x`` in TFLM (host) and LiteRT (reference kernels) and compare.
+
+    Both sides get the same quantized input. Integer models are usually bit-exact;
+    rounding in a requantization can differ by one step (seen in FULLY_CONNECTED),
+    which a following SOFTMAX may widen: read ``max_raw_diff``.
+    """
+    if x is None or len(x) == 0:
+        raise VerificationError("TFLM parity needs calibration samples; pass --calibration DATA")
+    micro = Tflm(model, arena_size=arena_size)
+    lite = _reference_litert(model)
+    d_in, d_out = lite.get_input_details()[0], lite.get_output_details()[0]
+    raw_diff, diff, exact, mismatched, total = 0.0, 0.0, True, 0, 0
+    for i in range(x.shape[0]):
+        xi = quantize_input(x[i : i + 1], d_in)
+        a = micro.invoke_raw(xi)
+        lite.set_tensor(d_in["index"], xi.reshape(d_in["shape"]))
+        lite.invoke()
+        b = lite.get_tensor(d_out["index"])
+        exact &= bool(a.dtype == b.dtype and np.array_equal(a, b))
+        mismatched += int(np.count_nonzero(a != b))
+        total += int(a.size)
+        raw_diff = max(raw_diff, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))))
+        fa, fb = dequantize_output(a, micro.output), dequantize_output(b, d_out)
+        diff = max(diff, float(np.max(np.abs(fa.astype(np.float64) - fb.astype(np.float64)))))
+    return Parity(samples=int(x.shape[0]), max_abs_diff=diff, max_raw_diff=raw_diff, bit_exact=exact,
+                  output_dtype=str(micro.output["dtype"]), mismatch_pct=round(100.0 * mismatched / max(total, 1), 4))
+
+
+def harness_expectation(model: bytes, arena_size: Optional[int] = None) -> dict:
+    """What a correct board harness reports for this model: the crc32 of the raw output
+    for the protocol's input fill pattern, and the I/O byte counts.
+
+    Example: ``harness_expectation(data)["crc32"]`` -> ``'1c291ca3'``.
+    """
+    interp = Tflm(model, arena_size=arena_size)
+    x = input_pattern_array(interp.input["shape"], interp.input["dtype"])
+    y = interp.invoke_raw(x)
+    return {"crc32": crc32_hex(y), "in_bytes": int(x.nbytes), "out_bytes": int(y.nbytes), "output": y}

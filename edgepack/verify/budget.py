@@ -1,0 +1,51 @@
+"""Does the model fit the board? Flash (model + TFLM runtime) and RAM (arena + runtime) against
+the device profile, with the overshoot named when it does not.
+
+Example::
+
+    section = check_budget(len(tflite), profile, arena_bytes=61_584, model_name="resnet8")
+    section["ram"]["headroom"]
+"""
+
+from __future__ import annotations
+
+from ..boards import DeviceProfile
+from ..errors import BudgetError
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def check_budget(model_bytes: int, profile: DeviceProfile, arena_bytes: int, model_name: str) -> dict:
+    """The flash/RAM budget section; BudgetError when either does not fit."""
+    flash = model_bytes + profile.runtime_flash_bytes
+    ram = arena_bytes + profile.runtime_ram_bytes
+    budget = {"flash": {"needed": flash, "available": profile.flash_bytes, "model": model_bytes,
+                        "runtime_estimate": profile.runtime_flash_bytes},
+              "ram": {"needed": ram, "available": profile.ram_bytes, "arena": arena_bytes,
+                      "runtime_estimate": profile.runtime_ram_bytes}}
+    for kind, parts in (("flash", f"model {_kib(model_bytes)} + TFLM runtime estimate "
+                                  f"{_kib(profile.runtime_flash_bytes)}"),
+                        ("RAM", f"tensor arena {_kib(arena_bytes)} + runtime estimate {_kib(profile.runtime_ram_bytes)}")):
+        b = budget[kind.lower()]
+        if b["needed"] > b["available"]:
+            over = b["needed"] - b["available"]
+            raise BudgetError(
+                f"{model_name} does not fit {profile.name} {kind}: needs {_kib(b['needed'])} ({parts}) "
+                f"but the board has {_kib(b['available'])}; over by {_kib(over)} ({100 * over / b['available']:.0f}%). "
+                "Shrink the model (int8, prune/cluster steps) or pick a bigger device profile")
+        b["headroom"] = b["available"] - b["needed"]
+    return budget
+
+
+def arena(build, spec, done):
+    """Check ``arena``: the model allocates and runs under host TFLM; its arena size (tflm.ArenaSize)."""
+    from ..tflm import find_arena
+
+    return find_arena(build.tflite)
+
+
+def budget(build, spec, done) -> dict:
+    """Check ``budget``: flash and RAM fit ``spec.profile`` with the arena from check ``arena``."""
+    return check_budget(len(build.tflite), spec.profile, done["arena"].recommended_bytes, build.model_name)
