@@ -116,6 +116,13 @@ PUBLISHED = {
         "points": {"EK-RA8D1": _mlperf(V12, "closed/Renesas/results/EK-RA8D1",
                                        {"kws": "288.611", "ic": "117.948", "ad": "1884.138", "vww": "74.665"})},
     },
+    "cortex-m85": {
+        "stack": "TensorFlow Lite for Microcontrollers with CMSIS(-NN) kernels (Renesas submission)",
+        "boards": {"EK-RA8D1": (480_000_000, f"{V12}:closed/Renesas/systems/EK-RA8D1.json (Cortex-M85, 480 MHz, "
+                                "Inference Framework: TensorFlow Lite for micro, Software Libraries: CMSIS)")},
+        "points": {"EK-RA8D1": _mlperf(V12, "closed/Renesas/results/EK-RA8D1",
+                                       {"kws": "288.611", "ic": "117.948", "ad": "1884.138", "vww": "74.665"})},
+    },
     "xtensa-lx7": {
         "stack": "esp-tflite-micro (TFLM) with ESP-NN optimised kernels",
         "proxy": ("no MLPerf Tiny result exists for any Espressif chip: calibrated on the one figure Espressif publishes "
