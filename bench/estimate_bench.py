@@ -399,6 +399,14 @@ def core_yaml(core: str, ins: InstructionModel, pts: list[Point], cal: dict, ext
     }
     if spec.get("proxy"):
         calib["proxy"] = spec["proxy"]
+    zero = [g for g, v in t["scales"].items() if v <= 0]
+    if zero:
+        what = {"rest": "per-element and per-op overhead", "dw": "depthwise per-MAC cost (its work is carried by "
+                "the per-element term: a 3x3 depthwise does 9 MACs per output element)", "dense": "dense per-MAC cost",
+                "mac": "per-MAC cost", "all": "everything"}
+        calib["zero_scales"] = (f"the fit puts {', '.join(what[g] for g in zero)} at zero: the published models "
+                                "cannot separate it from the other terms, so models dominated by such ops are "
+                                "underestimated")
     calib.update(extra or {})
     return {
         "core": core,

@@ -222,6 +222,8 @@ class EstimateDevice(Device):
             notes.append(f"cost model leave-one-out error on MLPerf Tiny: up to {cal['loo_max_abs_error_pct']:.1f}%")
         elif cal:
             notes.append("cost model has no leave-one-out check (too few published points)")
+        if cal.get("zero_scales"):
+            notes.append(f"cost model limit: {cal['zero_scales']}")
         if cal.get("proxy"):
             notes.append(f"proxy calibration: {cal['proxy']}")
         memory, mem_note = report_memory(self._fw)

@@ -30,7 +30,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from .estimate import DEFAULT, estimate_cycles, op_work
+from .estimate import DEFAULT, op_work
 
 DEPTHWISE = "DEPTHWISE_CONV_2D"
 # form -> {scale name: the work terms it multiplies}
@@ -183,7 +183,3 @@ def mlperf_work(models_dir: Path, ins: InstructionModel) -> dict[str, tuple[dict
         out[key] = (ins.work(info), int(sum(w.macs for w in op_work(info))))
     return out
 
-
-def check_cycles(info, tables: ScaledModel) -> float:
-    """Total cycles of a model under stored tables (what the estimator computes)."""
-    return estimate_cycles(info, tables)[0]
