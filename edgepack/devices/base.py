@@ -66,7 +66,7 @@ DEVICES: dict[str, str] = {
 }
 
 SPEC_HELP = ("host, adb:SERIAL, adb-tcp:HOST:PORT, serial:PORT, qemu:mps2-an386 "
-             "or estimate:PROFILE")
+             "or estimate[:PROFILE]")
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def parse_spec(spec: str) -> Spec:
         raise UsageError(f"unknown device '{spec}'; use {SPEC_HELP}")
     if prefix == "host" and target:
         raise UsageError(f"device '{spec}': 'host' takes no argument; use --device host")
-    if prefix != "host" and not target:
+    if prefix not in ("host", "estimate") and not target:  # bare "estimate": the package's own profile
         raise UsageError(f"device '{spec}' needs a target after '{prefix}:'; use {SPEC_HELP}")
     if prefix == "adb-tcp" and not re.fullmatch(r"[^:\s]+:\d{1,5}", target):
         raise UsageError(f"device '{spec}': expected adb-tcp:HOST:PORT, e.g. adb-tcp:192.168.1.7:5555")

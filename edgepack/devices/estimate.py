@@ -6,7 +6,10 @@ cycles = sum over ops of  cycles_per_mac[op] x MACs  +  cycles_per_element[op] x
 where MACs and elements come from the .tflite itself (:mod:`edgepack.convert.flatbuffer`;
 elements = output elements, input elements for pooling/reductions). An op missing
 from a table uses its ``DEFAULT`` entry. Latency = cycles / clock_hz; energy = latency x
-the profile's active power. Every figure is labelled "estimated".
+the profile's active power. Every figure is labelled "estimated". For a firmware folder
+written by ``edgepack package``, memory (tensor arena, flash and RAM needed) is carried
+from its report.json (computed when packaging, not measured), and ``estimate`` without a
+profile uses the device profile that folder was packaged for.
 
 The cost model comes from the profile's ``cost_model`` block when present, else from
 the per-core file ``device_profiles/cores/<core>.yaml`` (how it was calibrated, and
@@ -18,6 +21,9 @@ Example::
     with open_device("estimate:nucleo-l4r5zi") as dev:
         r = dev.profile(Path("model.tflite"))
     r.latency.median_us, r.energy.per_inference_mj      # both source="estimated"
+    with open_device("estimate") as dev:                # the profile of build/firmware/report.json
+        r = dev.profile(Path("build/firmware"))
+    r.memory.arena_bytes                                # from that report, source="estimated"
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import DeviceError, UsageError
 from .base import ENERGY_ESTIMATE, LATENCY, OP_PROFILE, Device, ResolvedArtifact
-from .result import DeviceInfo, Energy, Latency, OpTime, ProfileResult, Settings
+from .result import DeviceInfo, Energy, Latency, Memory, OpTime, ProfileResult, Settings
 
 POOLING = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "MEAN", "SUM", "REDUCE_MAX",
                      "REDUCE_MIN", "REDUCE_PROD"})
@@ -43,6 +49,7 @@ class CoreCostModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     core: str
+    stack: str = ""  # the software stack the published figures were measured with
     cycles_per_mac: dict[str, float] = Field(default_factory=dict)
     cycles_per_element: dict[str, float] = Field(default_factory=dict)
     cycles_per_op: float = Field(0.0, ge=0)
@@ -123,10 +130,45 @@ def _op_table(rows: list[tuple[OpWork, float]], clock_hz: int) -> list[OpTime]:
                    percent=100.0 * sum(cs) / total) for op, cs in sorted(agg.items(), key=lambda kv: -sum(kv[1]))]
 
 
+def firmware_report(folder: Path) -> Optional[dict]:
+    """The ``firmware`` block of ``folder/report.json`` (None when the folder has none).
+
+    Example: ``firmware_report(Path("build/firmware"))["device"]  # "nucleo-l4r5zi"``.
+    """
+    import json
+
+    path = Path(folder) / "report.json"
+    if not Path(folder).is_dir() or not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DeviceError(f"{path}: not readable JSON ({e}); re-run `edgepack package` for that folder") from None
+    fw = report.get("firmware") if isinstance(report, dict) else None
+    return fw if isinstance(fw, dict) else None
+
+
+def report_memory(fw: Optional[dict]) -> tuple[Memory, Optional[str]]:
+    """Memory block from a firmware report: arena, flash and RAM needed, labelled estimated."""
+    budget = (fw or {}).get("budget") or {}
+    flash, ram = budget.get("flash") or {}, budget.get("ram") or {}
+    arena = ram.get("arena", ((fw or {}).get("arena") or {}).get("recommended_bytes"))
+    if arena is None:
+        return Memory(), None
+    mem = Memory(source="estimated", arena_bytes=int(arena), flash_bytes=flash.get("needed"),
+                 ram_bytes=ram.get("needed"))
+    note = (f"memory from the firmware report (packaged for {fw.get('device', '?')}): arena {int(arena):,d} B "
+            f"(bisected on the host TFLM plus margin), flash {flash.get('needed', 0):,d} B = model "
+            f"{flash.get('model', 0):,d} B + runtime estimate, RAM {ram.get('needed', 0):,d} B = arena + runtime "
+            "estimate; computed from the package, not measured")
+    return mem, note
+
+
 class EstimateDevice(Device):
     """A device profile without the device: latency and energy from the per-op cost model.
 
-    ``target`` is a profile name (``estimate:nucleo-l4r5zi``) or a profile .yaml path.
+    ``target`` is a profile name (``estimate:nucleo-l4r5zi``) or a profile .yaml path; empty
+    (``estimate``) means the profile recorded in the firmware folder's report.json.
     """
 
     kind = "estimate"
@@ -135,14 +177,27 @@ class EstimateDevice(Device):
 
     def __init__(self, target: str):
         super().__init__(target)
+        self.profile_ = self.cost_model = None
+        if target:
+            self._load(target)
+        self._art: Optional[ResolvedArtifact] = None
+        self._fw: Optional[dict] = None
+
+    def _load(self, name: str) -> None:
         from ..boards import load_profile
 
-        self.profile_ = load_profile(target)
+        self.profile_ = load_profile(name)
         self.cost_model = profile_cost_model(self.profile_)
-        self._art: Optional[ResolvedArtifact] = None
 
     def prepare(self, artifact: ResolvedArtifact) -> None:
         self._art = artifact
+        self._fw = firmware_report(artifact.path)
+        if self.profile_ is None:
+            device = (self._fw or {}).get("device")
+            if not device:
+                raise DeviceError(f"--device estimate: {artifact.path} is not a firmware folder whose report.json "
+                                  "names a device profile; use --device estimate:PROFILE (see `edgepack devices`)")
+            self._load(device)
 
     def run(self, settings: Settings) -> ProfileResult:
         """Estimate one inference (``settings`` are recorded; an estimate needs no runs)."""
@@ -161,10 +216,21 @@ class EstimateDevice(Device):
         cal = getattr(cm, "calibration", {}) or {}
         notes = [f"estimated with the {getattr(cm, 'core', p.core)} cost model at {p.clock_hz / 1e6:g} MHz "
                  f"({sum(w.macs for w in op_work(info))} MACs); nothing was run"]
+        if getattr(cm, "stack", ""):
+            notes.append(f"cost model calibrated on published figures of: {cm.stack}")
         if cal.get("loo_max_abs_error_pct") is not None:
             notes.append(f"cost model leave-one-out error on MLPerf Tiny: up to {cal['loo_max_abs_error_pct']:.1f}%")
+        elif cal:
+            notes.append("cost model has no leave-one-out check (too few published points)")
+        if cal.get("zero_scales"):
+            notes.append(f"cost model limit: {cal['zero_scales']}")
+        if cal.get("proxy"):
+            notes.append(f"proxy calibration: {cal['proxy']}")
+        memory, mem_note = report_memory(self._fw)
+        if mem_note:
+            notes.append(mem_note)
         return ProfileResult(
             device=DeviceInfo(kind="estimate", id=p.name, name=p.board, profile=p.name,
                               details={"core": p.core, "clock_hz": str(p.clock_hz)}),
-            artifact=self._art.artifact(), settings=settings, latency=lat, energy=energy,
+            artifact=self._art.artifact(), settings=settings, latency=lat, energy=energy, memory=memory,
             ops=_op_table(rows, p.clock_hz), notes=notes)

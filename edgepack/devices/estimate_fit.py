@@ -1,38 +1,46 @@
-"""Calibrating the per-op cost model on published MLPerf Tiny latencies, with leave-one-out.
+"""Calibrating per-core cost models on published MLPerf Tiny latencies, with leave-one-out.
 
-With three models that have a .tflite (KWS, IC, AD; VWW has none), only very few
-parameters may be fitted or leave-one-out says nothing. So the *shape* of the
-cost model - the relative cost of each op class per MAC and per element - is not
-fitted on the published latencies at all: it is the instruction count of TFLM's
-reference kernels compiled for Cortex-M4, measured per op class on synthetic
-single-op models in QEMU (``-icount shift=0``, exact counts; see
-bench/estimate_bench.py). The published latencies fit **one** parameter, the cycles
-per instruction (CPI) of the real core, by least squares on relative error.
+The *shape* of every cost model - the relative cost of each op class per MAC, per
+element and per op - is the instruction count of TFLM's reference kernels compiled for
+Cortex-M4, measured per op class on synthetic single-op models in QEMU
+(``-icount shift=0``; bench/estimate_bench.py; stored in
+``device_profiles/cores/cortex-m4.yaml`` under ``calibration.instructions``). The
+published latencies of one core fit only a few non-negative **scales** on that shape
+(:data:`FORMS`): one scale for everything, a MAC scale and an overhead scale, or
+separate dense-MAC / depthwise-MAC / overhead scales. The fit is
+``scipy.optimize.nnls`` on relative error (each row divided by its measured cycles).
+
+Leave-one-out holds out one *model* (on every board of the core at once) and predicts
+it from the others: it says how well the cost model carries to a model it never saw.
 
 Example::
 
-    base = InstructionModel(per_mac={"CONV_2D": 5.1}, per_element={"ADD": 30.0}, per_op=900.0)
-    cpi, rows = leave_one_out(base, load_mlperf_reference(models_dir))
+    ins = InstructionModel.from_calibration(load_cost_model("cortex-m4").calibration)
+    pts = [Point(**p) for p in load_cost_model("cortex-m7").calibration["data"]]
+    scales = fit(pts, "mac_rest")
+    rows = leave_one_out(pts, "mac_rest")
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
-from .estimate import estimate_cycles
+from pydantic import BaseModel, ConfigDict
 
-# Published MLPerf Tiny v0.5 results, TFLM reference implementation on the STM32
-# NUCLEO-L4R5ZI (Cortex-M4 @ 120 MHz): latency per inference in ms
-# (../shared/models/mlperf_tiny/README.md; mlcommons/tiny_results_v0.5).
-MLPERF_TINY_TFLM_REFERENCE_MS = {
-    "kws_ref_model.tflite": 181.9,
-    "pretrainedResnet_quant.tflite": 704.2,
-    "ad01_int8.tflite": 10.05,
+from .estimate import DEFAULT, op_work
+
+DEPTHWISE = "DEPTHWISE_CONV_2D"
+# form -> {scale name: the work terms it multiplies}
+FORMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "one_scale": {"all": ("dense", "dw", "rest")},
+    "mac_rest": {"mac": ("dense", "dw"), "rest": ("rest",)},
+    "dense_dw_rest": {"dense": ("dense",), "dw": ("dw",), "rest": ("rest",)},
 }
-MLPERF_CLOCK_HZ = 120_000_000
-SOURCE = ("MLPerf Tiny v0.5 closed division, reference (TFLM) on NUCLEO-L4R5ZI @ 120 MHz: "
-          "KWS 181.9 ms, IC 704.2 ms, AD 10.05 ms (mlcommons/tiny_results_v0.5)")
+MLPERF_FILES = {"kws": "kws_ref_model.tflite", "ic": "pretrainedResnet_quant.tflite", "ad": "ad01_int8.tflite"}
+_FIGURE_RE = re.compile(r"Median throughput is\s+([\d.]+)\s*inf\./sec|([\d.]+)\s*ms")
 
 
 @dataclass
@@ -43,9 +51,35 @@ class InstructionModel:
     per_element: dict[str, float] = field(default_factory=dict)
     per_op: float = 0.0
 
+    @classmethod
+    def from_calibration(cls, calibration: dict) -> "InstructionModel":
+        ins = calibration["instructions"]
+        return cls(per_mac=dict(ins["per_mac"]), per_element=dict(ins["per_element"]), per_op=float(ins["per_op"]))
+
     def scaled(self, cpi: float) -> "ScaledModel":
-        return ScaledModel({k: v * cpi for k, v in self.per_mac.items()},
-                           {k: v * cpi for k, v in self.per_element.items()}, self.per_op * cpi)
+        return self.tables("one_scale", {"all": cpi})
+
+    def tables(self, form: str, scales: dict[str, float]) -> "ScaledModel":
+        """Cycles per MAC / element / op: this shape times the form's scales."""
+        groups = FORMS[form]
+
+        def scale_of(term: str) -> float:
+            return next(scales[g] for g, terms in groups.items() if term in terms)
+
+        mac = {op: v * scale_of("dw" if op == DEPTHWISE else "dense") for op, v in self.per_mac.items()}
+        rest = scale_of("rest")
+        return ScaledModel(mac, {op: v * rest for op, v in self.per_element.items()}, self.per_op * rest)
+
+    def work(self, info) -> dict[str, float]:
+        """The instruction count of a model split into the terms the forms scale."""
+        one = self.scaled(1.0)
+        out = {"dense": 0.0, "dw": 0.0, "rest": 0.0}
+        for w in op_work(info):
+            per_mac = one.cycles_per_mac.get(w.op, one.cycles_per_mac.get(DEFAULT, 0.0))
+            per_el = one.cycles_per_element.get(w.op, one.cycles_per_element.get(DEFAULT, 0.0))
+            out["dw" if w.op == DEPTHWISE else "dense"] += per_mac * w.macs
+            out["rest"] += per_el * w.elements + one.cycles_per_op
+        return out
 
 
 @dataclass
@@ -57,37 +91,95 @@ class ScaledModel:
     cycles_per_op: float
 
 
-@dataclass
-class Sample:
-    name: str
-    info: object  # TfliteInfo
-    measured_cycles: float
+class Point(BaseModel):
+    """One published figure: a model on a board, and exactly where it was published."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str  # kws | ic | ad | vww | other name
+    board: str
+    clock_hz: int
+    stack: str
+    latency_ms: float
+    published: str  # the figure as printed, e.g. "Median throughput is 19.774 inf./sec."
+    source: str  # repository@commit:path line N
+    work: dict[str, float]  # instruction counts of the model under the shape: dense, dw, rest
+    macs: int
+    energy_uj: Optional[float] = None
+    energy_source: Optional[str] = None
+
+    @property
+    def cycles(self) -> float:
+        return self.latency_ms * 1e-3 * self.clock_hz
 
 
-def load_mlperf_reference(models_dir: Path) -> list[Sample]:
-    """The MLPerf Tiny .tflite files with their published TFLM-reference cycles at 120 MHz."""
+def latency_from_published(text: str) -> float:
+    """Milliseconds per inference from the figure as published (throughput or ms)."""
+    m = _FIGURE_RE.search(text)
+    if not m:
+        raise ValueError(f"no latency figure in {text!r}")
+    return 1000.0 / float(m.group(1)) if m.group(1) else float(m.group(2))
+
+
+def _row(p: Point, form: str) -> list[float]:
+    return [sum(p.work[t] for t in terms) / p.cycles for terms in FORMS[form].values()]
+
+
+def fit(points: list[Point], form: str) -> dict[str, float]:
+    """Non-negative scales minimising the squared relative errors (scipy.optimize.nnls)."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    A = np.array([_row(p, form) for p in points], dtype=np.float64)
+    x, _ = nnls(A, np.ones(len(points)))
+    return {g: float(v) for g, v in zip(FORMS[form], x)}
+
+
+def predict_cycles(work: dict[str, float], form: str, scales: dict[str, float]) -> float:
+    return sum(scales[g] * sum(work[t] for t in terms) for g, terms in FORMS[form].items())
+
+
+def leave_one_out(points: list[Point], form: str) -> list[dict]:
+    """For each model: fit on the other models (all boards), predict this one on each board."""
+    rows = []
+    for model in dict.fromkeys(p.model for p in points):
+        train = [p for p in points if p.model != model]
+        usable = len({p.model for p in train}) >= len(FORMS[form])
+        scales = fit(train, form) if train else {}
+        for p in (q for q in points if q.model == model):
+            pred = predict_cycles(p.work, form, scales) / p.clock_hz * 1e3 if usable else None
+            rows.append({"model": model, "board": p.board, "measured_ms": p.latency_ms, "predicted_ms": pred,
+                         "error_pct": None if pred is None else 100.0 * (pred / p.latency_ms - 1.0)})
+    return rows
+
+
+def max_abs_error(rows: list[dict]) -> Optional[float]:
+    errs = [abs(r["error_pct"]) for r in rows if r["error_pct"] is not None]
+    return max(errs) if len(errs) == len(rows) and errs else None
+
+
+def energy_leave_one_out(points: list[Point], form: str) -> list[dict]:
+    """Energy = leave-one-out latency x the board's mean power on the other models (energy / latency)."""
+    lat = {(r["model"], r["board"]): r["predicted_ms"] for r in leave_one_out(points, form)}
+    rows = []
+    for p in (q for q in points if q.energy_uj is not None):
+        others = [q for q in points if q.board == p.board and q.model != p.model and q.energy_uj is not None]
+        if not others or lat[(p.model, p.board)] is None:
+            continue
+        mw = sum(q.energy_uj / q.latency_ms for q in others) / len(others)  # uJ/ms = mW
+        pred = mw * lat[(p.model, p.board)]
+        rows.append({"model": p.model, "board": p.board, "measured_uj": p.energy_uj, "predicted_uj": pred,
+                     "mean_power_mw_others": mw, "error_pct": 100.0 * (pred / p.energy_uj - 1.0)})
+    return rows
+
+
+def mlperf_work(models_dir: Path, ins: InstructionModel) -> dict[str, tuple[dict[str, float], int]]:
+    """Work terms and MACs of the MLPerf Tiny .tflite files in ``models_dir`` (kws, ic, ad)."""
     from ..convert.flatbuffer import read_tflite
 
-    out = []
-    for name, ms in MLPERF_TINY_TFLM_REFERENCE_MS.items():
+    out = {}
+    for key, name in MLPERF_FILES.items():
         path = Path(models_dir) / name
-        out.append(Sample(name, read_tflite(path.read_bytes(), str(path)), ms * 1e-3 * MLPERF_CLOCK_HZ))
+        info = read_tflite(path.read_bytes(), str(path))
+        out[key] = (ins.work(info), int(sum(w.macs for w in op_work(info))))
     return out
 
-
-def fit_cpi(base: InstructionModel, samples: list[Sample]) -> float:
-    """The CPI minimising the sum of squared relative errors: closed form."""
-    r = [estimate_cycles(s.info, base.scaled(1.0))[0] / s.measured_cycles for s in samples]
-    return sum(r) / sum(x * x for x in r)
-
-
-def leave_one_out(base: InstructionModel, samples: list[Sample]) -> tuple[float, list[dict]]:
-    """CPI fitted on all samples, and for each sample its error when fitted on the others."""
-    rows = []
-    for i, s in enumerate(samples):
-        cpi = fit_cpi(base, samples[:i] + samples[i + 1:])
-        pred = estimate_cycles(s.info, base.scaled(cpi))[0]
-        rows.append({"model": s.name, "measured_ms": s.measured_cycles / MLPERF_CLOCK_HZ * 1e3,
-                     "predicted_ms": pred / MLPERF_CLOCK_HZ * 1e3, "cpi_fitted_on_others": cpi,
-                     "error_pct": 100.0 * (pred - s.measured_cycles) / s.measured_cycles})
-    return fit_cpi(base, samples), rows
