@@ -36,7 +36,7 @@ class PackageRequest:
     eval: Optional[Path] = None
     train: Optional[Path] = None
     labels: Optional[Path] = None
-    max_accuracy_drop: Optional[float] = None
+    max_accuracy_drop: Optional[float | str] = None  # points, or "none" (no gate); None: the recipe's
     seed: int = 0
     compact: bool = False  # short tensor names, no signature defs/metadata (edgepack.convert.compact)
     force: bool = False
@@ -180,12 +180,13 @@ def _convert(model, recipe: Recipe, target, ctx: Context, plan: Optional[dict], 
     return tflite, converted
 
 
-def _verify_accuracy(float_model, tflite: bytes, verify_set: Labeled, float_pred, data: str, recipe: Recipe) -> dict:
+def _verify_accuracy(float_model, tflite: bytes, verify_set: Labeled, float_pred, data: str, recipe: Recipe,
+                     steps: list[dict]) -> dict:
     from .verify.accuracy import compare, gate
 
     ver = compare(float_model, tflite, verify_set.x, verify_set.y, float_pred=float_pred)
     ver["data"] = data
-    gate(ver, recipe.verify.max_accuracy_drop)
+    ver["gate"] = gate(ver, recipe.verify.limit(), steps)
     return ver
 
 
@@ -217,7 +218,7 @@ def package(req: PackageRequest) -> dict:
     ctx = Context(seed=req.seed, calibration=None if calib is None else calib.x,
                   train=_labelled(req.train, recipe, shape), eval=_labelled(req.eval, recipe, shape),
                   progress=req.progress, log=req.log, teacher=model,
-                  max_accuracy_drop=recipe.verify.max_accuracy_drop)
+                  max_accuracy_drop=recipe.verify.limit())
     _check_needs(steps, recipe, ctx)
     for p in steps:
         p.preflight(model)
@@ -238,7 +239,7 @@ def package(req: PackageRequest) -> dict:
     if verify_set is not None:
         req.progress("verify", 0, 1)
         report["verification"] = _verify_accuracy(float_model, tflite, verify_set, float_pred,
-                                                  "eval" if ctx.eval is not None else "calibration", recipe)
+                                                  "eval" if ctx.eval is not None else "calibration", recipe, ctx.records)
         req.progress("verify", 1, 1)
     from .entropy import encode
 

@@ -20,7 +20,7 @@ Python::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -29,12 +29,27 @@ from .data import DataSpec
 from .quantize.config import QuantizeConfig, QuantRule  # noqa: F401 - part of the recipe API
 from .errors import RecipeError, validation_message
 
+#: The accuracy gate's limit when the recipe sets none (points of accuracy with labels, of
+#: top-1 disagreement without): a build that loses more fails unless the user says otherwise.
+DEFAULT_MAX_DROP = 1.0
+
+
 class VerifyConfig(BaseModel):
+    """The accuracy gate: ``max_accuracy_drop`` in points (unset: the default limit, see
+    :mod:`edgepack.verify.accuracy`; ``none``: no gate)."""
+
     model_config = ConfigDict(extra="forbid")
-    max_accuracy_drop: Optional[float] = Field(None, ge=0, description="percentage points")
+    max_accuracy_drop: Union[Annotated[float, Field(ge=0)], Literal["none"], None] = Field(
+        None, description="percentage points; unset = default limit; 'none' = no gate")
     # After each compression step, also record the float .tflite size, the entropy-coded
     # size and host LiteRT latency. Latency is measured, so report.json then varies run to run.
     step_metrics: bool = True
+
+    def limit(self) -> Optional[float]:
+        """The gate's limit in points: the recipe's, the default when unset, None when 'none'."""
+        if self.max_accuracy_drop == "none":
+            return None
+        return DEFAULT_MAX_DROP if self.max_accuracy_drop is None else float(self.max_accuracy_drop)
 
 
 class StepSpec(BaseModel):

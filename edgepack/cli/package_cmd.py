@@ -12,6 +12,23 @@ QUANT_MODES = ["none", "dynamic", "float16", "int8", "int16x8"]
 _path = click.Path(path_type=Path)
 
 
+class AccuracyLimit(click.ParamType):
+    """Points (a non-negative number) or 'none'."""
+
+    name = "PT|none"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) or value == "none":
+            return value
+        try:
+            pt = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number of points nor 'none'", param, ctx)
+        if pt < 0:
+            self.fail(f"{value!r}: the limit cannot be negative", param, ctx)
+        return pt
+
+
 @click.command("package")
 @click.argument("model", type=_path)
 @click.option("--target", "-t", default="android", show_default=True, help="android or tflm.")
@@ -24,7 +41,8 @@ _path = click.Path(path_type=Path)
 @click.option("--eval", "eval_data", type=_path, help="Evaluation data: .npz with x and integer labels y.")
 @click.option("--train", type=_path, help="Training data for fine-tuning steps: .npz with x and y.")
 @click.option("--labels", type=_path, help="Class names, one per line (written as labels.txt).")
-@click.option("--max-accuracy-drop", type=float, help="Fail (nothing written) if accuracy drops more (points).")
+@click.option("--max-accuracy-drop", type=AccuracyLimit(),
+              help="Fail (nothing written) if accuracy drops more (points; default 1.0; 'none' turns the gate off).")
 @click.option("--device", help="tflm: device profile name (see device_profiles/).")
 @click.option("--array-name", help="tflm: C identifier of the model array.")
 @click.option("--compact", is_flag=True,
