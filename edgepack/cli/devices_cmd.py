@@ -33,6 +33,14 @@ def devices(adb_tcp, no_usb, as_json):
     t = Table()
     for col in ("SPEC", "kind", "status", "description", "profiles"):
         t.add_column(col)
+    fixes = []
     for e in entries:
-        t.add_row(e.spec, e.kind, e.status, e.description, ", ".join(e.profiles))
-    Console(highlight=False, soft_wrap=True).print(t)
+        state, sep, fix = e.status.partition(": ")
+        if sep and len(e.status) > 32:  # long "state: what to do" goes under the table, unwrapped
+            fixes.append(f"{e.spec}: {e.status}")
+        t.add_row(e.spec, e.kind, state if sep and len(e.status) > 32 else e.status, e.description,
+                  ", ".join(e.profiles))
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(t)
+    for line in fixes:
+        console.print(line)

@@ -108,7 +108,7 @@ class ServerDevice:
 
     @property
     def model(self) -> str:
-        return self.props.get("model", "").replace("_", " ")
+        return self.props.get("model", "")  # adb writes non-alphanumerics as "_"
 
     @property
     def ready(self) -> bool:
