@@ -19,7 +19,8 @@ from edgepack.devices.parsers import parse_benchmark_output
 from edgepack.devices.result import Latency, Settings
 from edgepack.devices.store import write_json
 from edgepack.errors import DeviceError
-from emulators.adb_device import AdbEmulator, install_benchmark_model
+from emulators.adb_device import AdbEmulator
+from test_adb import bench_bin, emulator, key, model  # noqa: F401 - shared fixtures
 
 
 class Listener:
@@ -46,25 +47,6 @@ class Listener:
         for c in self.conns:
             c.close()
         self.server.close()
-
-
-@pytest.fixture
-def key(tmp_path) -> Path:
-    return ensure_key(tmp_path / "keys" / "adbkey")
-
-
-@pytest.fixture
-def bench_bin(tmp_path) -> Path:
-    return install_benchmark_model(tmp_path / "benchmark_model", sys.executable)
-
-
-@pytest.fixture
-def model(mlperf_dir) -> Path:
-    return mlperf_dir / "kws_ref_model.tflite"
-
-
-def emulator(tmp_path, key, **kw) -> AdbEmulator:
-    return AdbEmulator(tmp_path / "device", authorized_keys=[Path(str(key) + ".pub").read_text()], **kw)
 
 
 def folders(emu: AdbEmulator) -> list[str]:

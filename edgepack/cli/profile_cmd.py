@@ -118,7 +118,6 @@ def _options(opts: dict) -> dict:
 
 def _emit(results, comparing, as_json, out, append_report) -> None:
     from ..devices.compare import compare
-    from ..devices.store import append_profiles, write_json
 
     if comparing:
         rows = compare(*results)
@@ -126,13 +125,7 @@ def _emit(results, comparing, as_json, out, append_report) -> None:
                 "comparison": [r.as_dict() for r in rows]}
     else:
         data = results[0].model_dump(mode="json")
-    if out:
-        write_json(out, data)
-    if append_report:
-        append_profiles(append_report, results)
-    if as_json:
-        echo_json(data)
-    else:
+    if _save(data, results, out, append_report, as_json):
         from .profile_view import render_comparison, render_result
 
         if comparing:
@@ -141,11 +134,23 @@ def _emit(results, comparing, as_json, out, append_report) -> None:
             render_result(results[0])
 
 
+def _save(data, results, out, append_report, as_json) -> bool:
+    """Write --out and --append-report, print JSON if asked; True when a table is wanted instead."""
+    from ..devices.store import append_profiles, write_json
+
+    if out:
+        write_json(out, data)
+    if append_report:
+        append_profiles(append_report, results)
+    if as_json:
+        echo_json(data)
+    return not as_json
+
+
 def _profile_many(artifact, specs, options, settings, quiet, as_json, out, append_report) -> None:
     """The same build on each device in turn; a device that fails is reported, the rest still run."""
     from ..devices.base import open_device
     from ..devices.compare import spread
-    from ..devices.store import append_profiles, write_json
     from ..errors import DeviceError
 
     results, failed = [], []
@@ -165,13 +170,7 @@ def _profile_many(artifact, specs, options, settings, quiet, as_json, out, appen
     rows = spread(results)
     data = {"results": [r.model_dump(mode="json") for r in results], "failed": failed,
             "comparison": [r.as_dict() for r in rows]}
-    if out:
-        write_json(out, data)
-    if append_report:
-        append_profiles(append_report, results)
-    if as_json:
-        echo_json(data)
-    else:
+    if _save(data, results, out, append_report, as_json):
         from .profile_view import render_spread
 
         render_spread(results, rows, failed)

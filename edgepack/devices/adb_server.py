@@ -30,8 +30,9 @@ import os
 import socket
 import struct
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Iterator, Mapping, Optional
 
 from ..errors import DeviceError
 
@@ -217,9 +218,9 @@ class AdbServer:
         command. On timeout the socket is closed, which closes the shell on the device.
         """
         deadline = time.monotonic() + timeout
-        sock = self._service(serial, "shell:" + command, timeout)
         chunks = []
-        try:
+        with _stream(self._service(serial, "shell:" + command, timeout), serial, "a shell command",
+                     timeout) as sock:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -229,18 +230,12 @@ class AdbServer:
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except socket.timeout as e:
-            raise LinkError(f"shell command timed out after {timeout:g} s", timeout=True) from e
-        except OSError as e:
-            raise LinkError(f"the link to {serial} dropped during a shell command ({e})") from e
-        finally:
-            sock.close()
         return b"".join(chunks).decode(errors="replace")
 
     def push(self, serial: str, data: bytes, remote: str, mode: int, timeout: float) -> None:
         """Write ``data`` to ``remote`` with permission bits ``mode`` (sync SEND/DATA/DONE)."""
-        sock = self._service(serial, "sync:", timeout)
-        try:
+        with _stream(self._service(serial, "sync:", timeout), serial, f"the push of {remote}",
+                     timeout) as sock:
             spec = f"{remote},{mode}".encode()
             out = [b"SEND" + struct.pack("<I", len(spec)) + spec]
             for i in range(0, len(data), SYNC_DATA_MAX):
@@ -255,12 +250,19 @@ class AdbServer:
             if ident != b"OKAY":
                 raise LinkError(f"push of {remote}: unexpected sync reply {ident!r}")
             sock.sendall(b"QUIT" + struct.pack("<I", 0))
-        except socket.timeout as e:
-            raise LinkError(f"push of {remote} timed out after {timeout:g} s", timeout=True) from e
-        except OSError as e:
-            raise LinkError(f"the link to {serial} dropped during the push of {remote} ({e})") from e
-        finally:
-            sock.close()
+
+
+@contextmanager
+def _stream(sock: socket.socket, serial: str, what: str, timeout: float) -> Iterator[socket.socket]:
+    """Close the service socket at the end; socket errors become LinkError (timeout or dropped)."""
+    try:
+        yield sock
+    except socket.timeout as e:
+        raise LinkError(f"{what} timed out after {timeout:g} s", timeout=True) from e
+    except OSError as e:
+        raise LinkError(f"the link to {serial} dropped during {what} ({e})") from e
+    finally:
+        sock.close()
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:

@@ -48,8 +48,9 @@ def adb_usb_entries() -> list[Entry]:
     try:
         import usb1  # type: ignore
     except (ImportError, OSError):
-        return [Entry("adb:SERIAL", "adb", "Android over USB", "unavailable: pip install "
-                      "'adb-shell[usb]' (libusb1) to list USB devices, or use adb-tcp:HOST:PORT")]
+        return [Entry("adb:SERIAL", "adb", "Android over USB, direct (no adb server)", "unavailable: "
+                      "start the adb server (`adb start-server`), or pip install 'adb-shell[usb]' "
+                      "(libusb1) for direct USB, or use adb-tcp:HOST:PORT")]
     out = []
     try:
         with usb1.USBContext() as ctx:
