@@ -76,7 +76,8 @@ def test_a_key_the_device_ignores_is_still_named(tmp_path, key, bench_bin, model
             dev.profile(model)
 
 
-def test_devices_adb_tcp_probes_with_cnxn_not_just_tcp(run_cli, tmp_path, key):
+def test_devices_adb_tcp_probes_with_cnxn_not_just_tcp(run_cli, tmp_path, key, monkeypatch):
+    monkeypatch.setenv("ADB_SERVER_SOCKET", "tcp:127.0.0.1:9")  # no server: a hermetic listing
     silent, http = Listener(), Listener(b"HTTP/1.1 400 Bad Request\r\n\r\n")
     try:
         with emulator(tmp_path, key) as emu:

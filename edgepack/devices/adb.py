@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import DeviceError
+from ..errors import DeviceError, UsageError
 from . import adb_workdir as wd
 from . import base
 from .adb_direct import DirectLink, default_key_path, ensure_key  # noqa: F401 - public API
@@ -144,6 +144,7 @@ class AdbDevice(base.Device):
 
     def _remove_stale(self) -> None:
         """Remove edgepack folders earlier runs left (a dropped link, a killed edgepack)."""
+        self.removed_stale = []
         body, _ = self._sh(wd.LIST_COMMAND, "listing of earlier edgepack folders", 20.0)
         for f in wd.stale(wd.parse_listing(body)):
             path = f"{wd.REMOTE_ROOT}/{f.name}"
@@ -303,6 +304,9 @@ class AdbSerialDevice(AdbDevice):
         return [d.serial for d in devices]
 
     def _open_link(self) -> Any:
+        if self.target == "all":
+            raise UsageError("adb:all names several devices: open each of expand_spec('adb:all'), "
+                             "or run `edgepack profile --device adb:all`")
         serial = self.target or os.environ.get("ANDROID_SERIAL", "").strip() or None
         server = AdbServer.from_env(timeout=min(self.timeout, 10.0))
         try:
