@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import struct
 import time
 from contextlib import contextmanager
@@ -236,13 +237,14 @@ class AdbServer:
         """Write ``data`` to ``remote`` with permission bits ``mode`` (sync SEND/DATA/DONE)."""
         with _stream(self._service(serial, "sync:", timeout), serial, f"the push of {remote}",
                      timeout) as sock:
-            spec = f"{remote},{mode}".encode()
-            out = [b"SEND" + struct.pack("<I", len(spec)) + spec]
-            for i in range(0, len(data), SYNC_DATA_MAX):
-                piece = data[i:i + SYNC_DATA_MAX]
-                out.append(b"DATA" + struct.pack("<I", len(piece)) + piece)
-            out.append(b"DONE" + struct.pack("<I", int(time.time())))
-            sock.sendall(b"".join(out))
+            spec = f"{remote},{stat.S_IFREG | mode}".encode()  # as adb sends it: st_mode in decimal
+            sock.sendall(b"SEND" + struct.pack("<I", len(spec)) + spec)
+            view = memoryview(data)
+            for i in range(0, len(data), SYNC_DATA_MAX):  # streamed: no second copy of a large model
+                piece = view[i:i + SYNC_DATA_MAX]
+                sock.sendall(b"DATA" + struct.pack("<I", len(piece)))
+                sock.sendall(piece)
+            sock.sendall(b"DONE" + struct.pack("<I", int(time.time())))
             ident, length = struct.unpack("<4sI", _recv_exact(sock, 8))
             if ident == b"FAIL":
                 raise LinkError(f"push of {remote} refused: "
