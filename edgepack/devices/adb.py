@@ -279,7 +279,7 @@ class AdbTcpDevice(AdbDevice):
 
     def _open_link(self) -> Any:
         host, _, port = self.target.rpartition(":")
-        return DirectLink.tcp(host, int(port), ensure_key(self.key_path), self.timeout, self.auth_timeout)
+        return DirectLink.tcp(host, int(port), self.key_path, self.timeout, self.auth_timeout)
 
 
 class AdbSerialDevice(AdbDevice):
@@ -323,11 +323,10 @@ class AdbSerialDevice(AdbDevice):
 
     def _direct(self, serial: Optional[str]) -> Any:
         """No adb server: adb-shell over TCP for HOST:PORT, over libusb for a USB serial."""
-        key = ensure_key(self.key_path)
         host, sep, port = (serial or "").rpartition(":")
         if sep and port.isdigit():
-            return DirectLink.tcp(host, int(port), key, self.timeout, self.auth_timeout)
-        return DirectLink.usb(serial, key, self.timeout, self.auth_timeout)
+            return DirectLink.tcp(host, int(port), self.key_path, self.timeout, self.auth_timeout)
+        return DirectLink.usb(serial, self.key_path, self.timeout, self.auth_timeout)
 
 
 def _end_uptime(body: str) -> Optional[float]:

@@ -9,7 +9,7 @@ transport counts the bytes it received.
 
 Example::
 
-    link = DirectLink.tcp("192.168.1.7", 5555, key=ensure_key(), timeout=300, auth_timeout=10)
+    link = DirectLink.tcp("192.168.1.7", 5555, key=None, timeout=300, auth_timeout=10)  # default key
     link.shell("getprop ro.product.model; echo EXIT=$?", timeout=10)
 """
 
@@ -123,7 +123,8 @@ class DirectLink:
         self.dev, self.transport, self.where = dev, transport, where
 
     @classmethod
-    def tcp(cls, host: str, port: int, key: Path, timeout: float, auth_timeout: float) -> "DirectLink":
+    def tcp(cls, host: str, port: int, key: Optional[Path], timeout: float, auth_timeout: float
+            ) -> "DirectLink":
         from adb_shell.adb_device import AdbDevice as ShellDevice
 
         transport = _tcp_transport(host, port)
@@ -132,7 +133,8 @@ class DirectLink:
         return cls(dev, "tcp", f"{host}:{port}")
 
     @classmethod
-    def usb(cls, serial: Optional[str], key: Path, timeout: float, auth_timeout: float) -> "DirectLink":
+    def usb(cls, serial: Optional[str], key: Optional[Path], timeout: float, auth_timeout: float
+            ) -> "DirectLink":
         from adb_shell import exceptions as ex
 
         try:
@@ -150,8 +152,9 @@ class DirectLink:
         return cls(dev, "usb", serial or "usb")
 
     @staticmethod
-    def _connect(dev: Any, transport: Any, where: str, key: Path, timeout: float,
+    def _connect(dev: Any, transport: Any, where: str, key_path: Optional[Path], timeout: float,
                  auth_timeout: float) -> None:
+        key = ensure_key(key_path)  # created on first use, once a device is there to use it
         try:
             dev.connect(rsa_keys=[_signer(key)], auth_timeout_s=auth_timeout,
                         transport_timeout_s=min(timeout, 10.0))
