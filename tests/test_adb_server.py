@@ -79,6 +79,13 @@ class AdbServerProcess:
                 raise AssertionError(f"{emu.serial} is {states.get(emu.serial)!r}, expected {expect!r}")
             time.sleep(0.1)
 
+    def detach(self, emu, wait_s: float = 10.0) -> None:
+        """``adb disconnect`` one emulator and wait until the server no longer lists it."""
+        self.adb("disconnect", emu.serial)
+        deadline = time.monotonic() + wait_s
+        while any(d.serial == emu.serial for d in self.client().devices()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def detach_all(self) -> None:
         self.adb("disconnect")
         deadline = time.monotonic() + 10
@@ -230,8 +237,8 @@ def test_bare_adb_picks_android_serial_or_the_only_device(phones, env, monkeypat
     dev.connect()
     assert dev.serial == a.serial and dev.props["model"] == "Pixel 7"
     monkeypatch.delenv("ANDROID_SERIAL")
-    env.adb("disconnect", b.serial)
-    env.adb("disconnect", u.serial)
+    env.detach(b)
+    env.detach(u)
     dev = open_device("adb")
     dev.connect()
     assert dev.serial == a.serial and dev.abis() == ["arm64-v8a", "armeabi-v7a"]
@@ -331,7 +338,7 @@ def test_profile_all_runs_on_every_phone_and_reports_the_spread(run_cli, phones,
     assert rows["latency median"]["values"] == med
     assert rows["latency median"]["spread"] == pytest.approx(max(med) / min(med))
     assert rows["model size"]["spread"] == pytest.approx(1.0)
-    env.adb("disconnect", u.serial)
+    env.detach(u)
     table = run_cli("profile", model, *common)
     assert table.exit_code == 0, table.err
     assert a.serial in table.out and b.serial in table.out and "max/min" in table.out
