@@ -204,3 +204,29 @@ def test_json_is_strict_no_nan_or_infinity(tmp_path):
     assert not (tmp_path / "x.json").exists() and list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError):
         Latency(median_us=math.nan)  # a result cannot even hold one
+
+
+def test_which_folders_are_stale():
+    import subprocess
+
+    from edgepack.devices import adb_workdir as wd
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a PID that no longer runs
+    me, other = wd.host_id(), "elsewhere.12345678"
+    rows = [wd.Folder("edgepack-00000001", False, 5, me, dead.pid),  # our dead edgepack: stale
+            wd.Folder("edgepack-00000002", True, 5, me, os.getppid()),  # a live edgepack here: kept
+            wd.Folder("edgepack-00000003", False, 5, me, os.getpid()),  # this process, not in use: stale
+            wd.Folder("edgepack-00000004", False, 5, me, os.getpid()),  # this process, in use: kept
+            wd.Folder("edgepack-00000005", True, 9999, other, 1),  # another host's run still alive: kept
+            wd.Folder("edgepack-00000006", False, 9999, other, 1),  # another host's, dead and old: stale
+            wd.Folder("edgepack-00000007", False, 60, other, 1)]  # another host's, recent: kept
+    wd.ACTIVE.add(f"{wd.REMOTE_ROOT}/edgepack-00000004")
+    try:
+        names = [f.name[-1] for f in wd.stale(rows)]
+    finally:
+        wd.ACTIVE.discard(f"{wd.REMOTE_ROOT}/edgepack-00000004")
+    assert names == ["1", "3", "6"]
+    listing = "DIR edgepack-0000abcd 1 42 h.1 77\nDIR ../../etc 0 1 h 1\ngarbage\n"
+    assert [(f.name, f.alive, f.age_s, f.owner_pid) for f in wd.parse_listing(listing)] == [
+        ("edgepack-0000abcd", True, 42.0, 77)]  # a name that is not ours is never removed

@@ -23,6 +23,7 @@ import re
 import secrets
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 REMOTE_ROOT = "/data/local/tmp"
 PREFIX = "edgepack-"
@@ -32,7 +33,15 @@ _NAME = re.compile(r"^edgepack-[0-9a-f]{8}$")
 
 
 def host_id() -> str:
-    return re.sub(r"[^\w.-]", "_", socket.gethostname())[:64] or "host"
+    """This computer: its hostname and a digest of /etc/machine-id (hostnames repeat across hosts)."""
+    import hashlib
+
+    name = re.sub(r"[^\w.-]", "_", socket.gethostname())[:48] or "host"
+    try:
+        machine = Path("/etc/machine-id").read_bytes().strip()
+    except OSError:
+        machine = b""
+    return f"{name}.{hashlib.sha256(machine).hexdigest()[:8]}" if machine else name
 
 
 def new_folder() -> str:
