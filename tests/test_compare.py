@@ -33,3 +33,17 @@ def test_a_figure_on_one_side_only_has_no_ratio():
     rows = {r.metric: r for r in compare(result([10.0], energy=2.0), result([10.0]))}
     assert rows["energy / inference"].ratio is None and rows["energy / inference"].a == 2.0
     assert "peak memory" not in rows  # on neither side: no row
+
+
+def test_spread_across_devices_is_max_over_min_of_like_figures():
+    from edgepack.devices.compare import spread
+
+    phones = [result([10, 20, 30], energy=2.0), result([40, 50, 60], energy=3.0), result([5, 25, 45])]
+    rows = {r.metric: r for r in spread(phones)}
+    med = [p.latency.median_us for p in phones]
+    assert rows["latency median"].values == med
+    assert rows["latency median"].spread == pytest.approx(max(med) / min(med))
+    assert rows["energy / inference"].spread is None  # missing on the third phone
+    assert rows["energy / inference"].note == "not available on every device"
+    mixed = {r.metric: r for r in spread([result([10.0]), result([12.0], kind="estimate", source="estimated")])}
+    assert mixed["latency median"].spread is None and "estimated vs measured" in mixed["latency median"].note

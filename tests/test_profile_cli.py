@@ -102,7 +102,8 @@ def test_adb_through_the_cli_and_no_partial_file_on_disconnect(run_cli, models, 
     assert not (tmp_path / "gone.json").exists()
 
 
-def test_devices_lists_host_serial_and_a_reachable_adb_tcp(run_cli, tmp_path):
+def test_devices_lists_host_serial_and_a_reachable_adb_tcp(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADB_SERVER_SOCKET", "tcp:127.0.0.1:9")  # no server: a hermetic listing
     with AdbEmulator(tmp_path / "dev") as emu:
         r = run_cli("devices", "--adb-tcp", emu.serial, "--adb-tcp", "127.0.0.1:1", "--no-usb", "--json")
     assert r.exit_code == 0, r.err

@@ -15,8 +15,9 @@ SIGNS = ["auto", "positive-discharge", "negative-discharge"]
 def _device_options(f):
     opts = [
         click.option("--timeout", type=float, help="Seconds before a device that stops answering is an error."),
-        click.option("--benchmark-binary", type=click.Path(path_type=Path),
-                     help="adb: TFLite benchmark_model built for the phone's ABI."),
+        click.option("--benchmark-binary", multiple=True, metavar="[ABI=]PATH",
+                     help="adb: TFLite benchmark_model for the phone's ABI; repeat as ABI=PATH "
+                          "(arm64-v8a=./bm64) or give a folder of ABI subfolders: the device's ABI picks."),
         click.option("--adb-key", type=click.Path(path_type=Path),
                      help="adb: RSA key (default ~/.config/edgepack/adbkey, or $EDGEPACK_ADB_KEY)."),
         click.option("--auth-timeout", type=float, help="adb: seconds to wait for the phone to accept the key."),
@@ -45,7 +46,8 @@ def _device_options(f):
 @click.command("profile")
 @click.argument("artifact", required=False, type=click.Path(path_type=Path))
 @click.option("--device", "-d", "spec", default="host", show_default=True,
-              help="host, adb:SERIAL, adb-tcp:HOST:PORT, serial:PORT, qemu:mps2-an386 or estimate:PROFILE.")
+              help="host, adb (the only phone), adb:SERIAL, adb:all, adb-tcp:HOST:PORT, serial:PORT, "
+                   "qemu:mps2-an386 or estimate:PROFILE.")
 @click.option("--runs", type=int, default=50, show_default=True, help="Timed runs.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs before them.")
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads (host, adb).")
@@ -61,15 +63,19 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
     """Profile a .tflite or a package folder on a device: latency, memory, energy.
 
     Every figure says whether it was measured, estimated or is not available.
+    `--device adb:all` runs the build on every phone the adb server lists and prints
+    the spread (max/min) of each figure across them.
 
     \b
     Examples:
       edgepack profile build/android/model.tflite --device host --runs 100
-      edgepack profile build/android --device adb-tcp:192.168.1.7:5555 \\
+      edgepack profile build/android --device adb:R58M123ABC \\
         --benchmark-binary ./android_aarch64_benchmark_model
+      edgepack profile build/android --device adb:all \\
+        --benchmark-binary arm64-v8a=./bm64 --benchmark-binary armeabi-v7a=./bm32
       edgepack profile --compare float.tflite int8.tflite --device host
     """
-    from ..devices.base import open_device
+    from ..devices.base import expand_spec, open_device, parse_spec
     from ..devices.result import Settings
     from ..errors import UsageError
 
@@ -83,6 +89,13 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
         read_report(append_report)
     options = _options(device_opts)
     settings = Settings(runs=runs, warmup=warmup, threads=threads)
+    many = parse_spec(spec).target == "all"
+    if many and compare:
+        raise UsageError(f"--device {spec} with --compare: compare two builds on one device, or give "
+                         "one ARTIFACT to profile on every device")
+    if many:
+        _profile_many(artifact, expand_spec(spec), options, settings, quiet, as_json, out, append_report)
+        return
     paths = list(compare) if compare else [artifact]
     with open_device(spec, **options) as dev:
         results = []
@@ -95,6 +108,7 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
 
 def _options(opts: dict) -> dict:
     opts = dict(opts)
+    opts["benchmark_binary"] = list(opts["benchmark_binary"]) or None
     opts["profile"] = opts.pop("device_profile")
     opts["energy"] = False if opts.pop("no_energy") else None
     opts["check_output"] = False if opts.pop("no_check_output") else None
@@ -104,7 +118,6 @@ def _options(opts: dict) -> dict:
 
 def _emit(results, comparing, as_json, out, append_report) -> None:
     from ..devices.compare import compare
-    from ..devices.store import append_profiles, write_json
 
     if comparing:
         rows = compare(*results)
@@ -112,16 +125,55 @@ def _emit(results, comparing, as_json, out, append_report) -> None:
                 "comparison": [r.as_dict() for r in rows]}
     else:
         data = results[0].model_dump(mode="json")
-    if out:
-        write_json(out, data)
-    if append_report:
-        append_profiles(append_report, results)
-    if as_json:
-        echo_json(data)
-    else:
+    if _save(data, results, out, append_report, as_json):
         from .profile_view import render_comparison, render_result
 
         if comparing:
             render_comparison(results, compare(*results))
         else:
             render_result(results[0])
+
+
+def _save(data, results, out, append_report, as_json) -> bool:
+    """Write --out and --append-report, print JSON if asked; True when a table is wanted instead."""
+    from ..devices.store import append_profiles, write_json
+
+    if out:
+        write_json(out, data)
+    if append_report:
+        append_profiles(append_report, results)
+    if as_json:
+        echo_json(data)
+    return not as_json
+
+
+def _profile_many(artifact, specs, options, settings, quiet, as_json, out, append_report) -> None:
+    """The same build on each device in turn; a device that fails is reported, the rest still run."""
+    from ..devices.base import open_device
+    from ..devices.compare import spread
+    from ..errors import DeviceError
+
+    results, failed = [], []
+    for s in specs:
+        if not quiet:
+            click.echo(f"profiling {artifact} on {s} ...", err=True)
+        try:
+            with open_device(s, **options) as dev:
+                results.append(dev.profile(artifact, settings))
+        except DeviceError as e:
+            failed.append({"device": s, "error": str(e)})
+            if not quiet:
+                click.echo(f"  {s} failed: {e}", err=True)
+    if not results:
+        raise DeviceError(f"no device could be profiled: {failed[0]['device']}: {failed[0]['error']}"
+                          + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""))
+    rows = spread(results)
+    data = {"results": [r.model_dump(mode="json") for r in results], "failed": failed,
+            "comparison": [r.as_dict() for r in rows]}
+    if _save(data, results, out, append_report, as_json):
+        from .profile_view import render_spread
+
+        render_spread(results, rows, failed)
+    if failed:
+        raise DeviceError(f"{len(failed)} of {len(specs)} devices failed ({', '.join(f['device'] for f in failed)}); "
+                          f"{failed[0]['device']}: {failed[0]['error']}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..devices.compare import Row
+from ..devices.compare import Row, SpreadRow
 from ..devices.result import ProfileResult
 
 TAG = {"measured": "measured", "estimated": "ESTIMATED", "not_available": "n/a"}
@@ -89,3 +89,24 @@ def render_comparison(results: list[ProfileResult], rows: list[Row]) -> None:
         src = TAG[r.source_a] if r.source_a == r.source_b else f"{TAG[r.source_a]} / {TAG[r.source_b]}"
         t.add_row(r.metric, _fmt(r.a, r.unit), _fmt(r.b, r.unit), ratio, src)
     _console().print(t)
+
+
+def render_spread(results: list[ProfileResult], rows: list[SpreadRow], failed: list[dict]) -> None:
+    """Print one column per device and the max/min spread of each figure."""
+    from rich.table import Table
+
+    t = Table(title=f"{results[0].artifact.path} on {len(results)} devices", title_justify="left")
+    t.add_column("figure")
+    for r in results:
+        t.add_column(f"{r.device.id}\n{r.device.name} ({r.device.details.get('abi', '') or '?'})")
+    t.add_column("max/min")
+    t.add_column("source")
+    for row in rows:
+        srcs = sorted(set(row.sources))
+        t.add_row(row.metric, *(_fmt(v, row.unit) for v in row.values),
+                  f"{row.spread:.3f}x" if row.spread is not None else f"- ({row.note})",
+                  " / ".join(TAG[s] for s in srcs))
+    console = _console()
+    console.print(t)
+    for f in failed:
+        console.print(f"failed: {f['device']}: {f['error']}")

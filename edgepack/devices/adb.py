@@ -1,208 +1,156 @@
-"""Android devices over ADB (adb-shell): TCP (``adb-tcp:HOST:PORT``) or USB (``adb:SERIAL``).
+"""Android devices over ADB: through the adb server (``adb:SERIAL``), or directly (``adb-tcp:HOST:PORT``).
 
-Lifecycle: connect (RSA key created on first use under ~/.config/edgepack/adbkey,
-owner-only) -> prepare (push the model and the user's ``benchmark_model`` to a
-fresh folder in /data/local/tmp) -> run (optional idle battery baseline, then
-``benchmark_model`` with its documented flags while a shell loop samples the
-battery, exit status recovered with ``; echo EXIT=$?``) -> cleanup (remove the
-folder) -> close. Timeouts, disconnects and a rejected key raise DeviceError.
+``adb:SERIAL`` (``adb`` alone: $ANDROID_SERIAL, else the only attached device; ``adb:all``:
+every attached device, expanded by :func:`edgepack.devices.base.expand_spec`) goes through
+the adb server's host protocol (:mod:`edgepack.devices.adb_server`; the server found as adb
+finds it: $ADB_SERVER_SOCKET, $ANDROID_ADB_SERVER_PORT, localhost:5037). When no server
+runs, it falls back to adb-shell's direct links (:mod:`edgepack.devices.adb_direct`): TCP
+for a HOST:PORT serial, libusb otherwise. ``adb-tcp:HOST:PORT`` is always direct.
+
+Lifecycle: connect (read model, Android version and ABIs with getprop) -> prepare (remove
+stale edgepack folders of earlier runs, pick the ``benchmark_model`` for the device's ABI
+and check its ELF header, push it and the model to a fresh folder in /data/local/tmp) ->
+run (optional idle battery baseline, then ``benchmark_model`` with its documented flags
+while a shell loop samples the battery, exit status recovered with ``; echo EXIT=$?``) ->
+cleanup (kill the run's processes, remove the folder) -> close. Timeouts, disconnects, a
+rejected key or a device that is not ready raise DeviceError saying what to do.
 
 Example::
 
-    dev = open_device("adb-tcp:192.168.1.7:5555", benchmark_binary=Path("benchmark_model"))
+    dev = open_device("adb:R58M123ABC", benchmark_binary=["arm64-v8a=./bm64", "armeabi-v7a=./bm32"])
     with dev:
         r = dev.profile(Path("model.tflite"), Settings(runs=50, warmup=5, threads=4))
 """
 
 from __future__ import annotations
 
-import io
 import os
-import secrets
-import shutil
-import stat
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import DeviceError
+from ..errors import DeviceError, UsageError
+from . import adb_workdir as wd
 from . import base
+from .adb_direct import DirectLink, default_key_path, ensure_key  # noqa: F401 - public API
+from .adb_server import AdbServer, LinkError, ServerLink, ServerNotRunning, find_device, fix_for
+from .android_abi import BinarySpec, check_files, parse_binaries, pick_binary
 from .energy import EnergyFigure, energy_per_inference, timed_window
 from .parsers import BenchmarkOutput, parse_battery_samples, parse_benchmark_output, split_exit
 from .result import DeviceInfo, Energy, Latency, Memory, OpTime, ProfileResult, Settings
 
-KEY_ENV = "EDGEPACK_ADB_KEY"
-REMOTE_ROOT = "/data/local/tmp"
 BATTERY = "/sys/class/power_supply/battery"
 SAMPLE_PERIOD_S = 0.05
 END_MARK = "EDGEPACK_END_UPTIME"
-GET_BENCHMARK = ("pass --benchmark-binary PATH: download TFLite's prebuilt benchmark_model for the "
-                 "device ABI (android_aarch64_benchmark_model, see "
-                 "https://www.tensorflow.org/lite/performance/measurement) or build it with "
-                 "`bazel build -c opt --config=android_arm64 //tensorflow/lite/tools/benchmark:benchmark_model`")
-
-
-def default_key_path() -> Path:
-    """The adb key edgepack uses: $EDGEPACK_ADB_KEY, else ~/.config/edgepack/adbkey."""
-    return Path(os.environ.get(KEY_ENV) or Path.home() / ".config" / "edgepack" / "adbkey")
-
-
-def ensure_key(path: Optional[Path] = None) -> Path:
-    """Create the RSA key pair on first use (0600, folder 0700); refuse a key others can read.
-
-    Example::
-
-        ensure_key(Path("/tmp/k/adbkey"))  # writes adbkey and adbkey.pub
-    """
-    path = Path(path or default_key_path()).expanduser()
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise DeviceError(f"adb key {path} is readable by others (mode {mode:o}); "
-                              f"run `chmod 600 {path}` or delete it to create a new one")
-        if not Path(str(path) + ".pub").exists():
-            raise DeviceError(f"adb key {path} has no {path.name}.pub beside it; delete {path} "
-                              "to create a new pair")
-        return path
-    from adb_shell.auth.keygen import keygen
-
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=".adbkey-"))  # 0700 by mkdtemp
-    try:
-        keygen(str(staging / "adbkey"))
-        os.chmod(staging / "adbkey", 0o600)
-        os.replace(staging / "adbkey.pub", str(path) + ".pub")
-        os.replace(staging / "adbkey", path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
-
-
-def _signer(path: Path) -> Any:
-    from adb_shell.auth.sign_pythonrsa import PythonRSASigner
-
-    try:
-        return PythonRSASigner.FromRSAKeyPath(str(path))
-    except (OSError, ValueError) as e:
-        raise DeviceError(f"adb key {path} cannot be read ({e}); delete it to create a new one") from e
-
-
-def _adb_errors() -> tuple[type[BaseException], ...]:
-    from adb_shell import exceptions as ex
-
-    return (ex.AdbConnectionError, ex.AdbTimeoutError, ex.TcpTimeoutException, ex.InvalidResponseError,
-            ex.InvalidCommandError, ex.InvalidChecksumError, ex.AdbCommandFailureException,
-            ex.DeviceAuthError, ex.PushFailedError, ex.UsbDeviceNotFoundError, ex.UsbReadFailedError,
-            ex.UsbWriteFailedError, ex.DevicePathInvalidError, OSError)
-
-
-def _is_timeout(e: BaseException) -> bool:
-    return "timeout" in type(e).__name__.lower() or "timed out" in str(e).lower()
+PROPS = (("model", "ro.product.model"), ("abi", "ro.product.cpu.abi"),
+         ("abilist", "ro.product.cpu.abilist"), ("android", "ro.build.version.release"))
 
 
 class AdbDevice(base.Device):
-    """Common ADB logic; AdbTcpDevice and AdbUsbDevice differ only in the transport."""
+    """Common ADB logic over a link (server or direct); subclasses open the link."""
 
     kind = "adb"
-    transport = ""
     capabilities = frozenset({base.LATENCY, base.INIT_TIME, base.PEAK_MEMORY, base.ENERGY,
                               base.OP_PROFILE})
     option_names = frozenset({"benchmark_binary", "adb_key", "timeout", "auth_timeout", "energy",
                               "idle_seconds", "energy_seconds", "op_profiling", "current_unit",
                               "voltage_unit", "current_sign", "xnnpack"})
 
-    def __init__(self, target: str, benchmark_binary: Optional[Path] = None,
+    def __init__(self, target: str, benchmark_binary: BinarySpec = None,
                  adb_key: Optional[Path] = None, timeout: float = 300.0, auth_timeout: float = 10.0,
                  energy: bool = True, idle_seconds: float = 2.0, energy_seconds: float = 2.0,
                  op_profiling: bool = False, current_unit: str = "auto", voltage_unit: str = "auto",
                  current_sign: str = "auto", xnnpack: bool = True):
         super().__init__(target)
-        self.binary = Path(benchmark_binary) if benchmark_binary else None
+        self.binaries = parse_binaries(benchmark_binary)
+        self.binary: Optional[Path] = None  # the one picked for this device's ABI
         self.key_path = Path(adb_key) if adb_key else None
         self.timeout, self.auth_timeout = float(timeout), float(auth_timeout)
         self.energy, self.op_profiling = bool(energy), bool(op_profiling)
         self.idle_seconds, self.energy_seconds = float(idle_seconds), float(energy_seconds)
         self.units = dict(current=current_unit, voltage=voltage_unit, sign=current_sign)
         self.xnnpack = bool(xnnpack)
-        self.dev: Any = None
+        self.link: Any = None
+        self.serial = target
         self.workdir: Optional[str] = None
         self.artifact: Optional[base.ResolvedArtifact] = None
         self.props: dict[str, str] = {}
+        self.removed_stale: list[str] = []
 
     # -- transport ---------------------------------------------------------
-    def _make(self) -> Any:  # pragma: no cover - abstract
+    def _open_link(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _where(self) -> str:
-        return f"adb device {self.target}"
+        return f"adb device {self.serial or self.target}"
 
-    def _fail(self, stage: str, e: BaseException) -> DeviceError:
-        if _is_timeout(e):
+    def _fail(self, stage: str, e: LinkError) -> DeviceError:
+        if e.timeout:
             return DeviceError(f"{self._where()} timed out during {stage} ({e}); check the device "
                                "is awake and reachable, or raise --timeout")
-        return DeviceError(f"{self._where()} disconnected or failed during {stage} "
-                           f"({type(e).__name__}: {e}); reconnect it and retry")
+        return DeviceError(f"{self._where()} disconnected or failed during {stage} ({e}); "
+                           "reconnect it and retry")
 
     def connect(self) -> None:
-        if self.dev is not None:
+        if self.link is not None:
             return
-        key = ensure_key(self.key_path)
-        dev = self._make()
-        try:
-            dev.connect(rsa_keys=[_signer(key)], auth_timeout_s=self.auth_timeout,
-                        transport_timeout_s=min(self.timeout, 10.0))
-        except _adb_errors() as e:
-            dev.close()
-            if _is_timeout(e):
-                raise DeviceError(
-                    f"{self._where()} did not accept edgepack's key {key}.pub within "
-                    f"{self.auth_timeout:.0f} s (key rejected or the 'Allow USB debugging' prompt "
-                    "was not confirmed); unlock the device, tap Allow, and retry") from e
-            raise self._fail("connect", e) from e
-        self.dev = dev
+        self.link = self._open_link()
         self.props = self._props()
 
     def _props(self) -> dict[str, str]:
-        names = ("ro.product.model", "ro.product.cpu.abi", "ro.build.version.release")
-        body, _ = self._sh("; ".join(f"getprop {n}" for n in names), "getprop", 10.0)
-        values = (body.splitlines() + ["", "", ""])[:3]
-        return dict(zip(("model", "abi", "android"), (v.strip() for v in values)))
+        body, _ = self._sh("; ".join(f"getprop {p}" for _, p in PROPS), "getprop", 10.0)
+        values = (body.splitlines() + [""] * len(PROPS))[:len(PROPS)]
+        return dict(zip((k for k, _ in PROPS), (v.strip() for v in values)))
+
+    def abis(self) -> list[str]:
+        """The device's ABIs, most preferred first (abilist, else the primary ABI)."""
+        listed = [a.strip() for a in self.props.get("abilist", "").split(",") if a.strip()]
+        return listed or [a for a in [self.props.get("abi", "")] if a]
 
     def _sh(self, command: str, stage: str, timeout: float) -> tuple[str, int]:
         """Run a legacy shell command; return (output, exit status from EXIT=)."""
         try:
-            out = self.dev.shell(command + "; echo EXIT=$?", transport_timeout_s=timeout,
-                                 read_timeout_s=timeout, timeout_s=timeout)
-        except _adb_errors() as e:
+            out = self.link.shell(command + "; echo EXIT=$?", timeout)
+        except LinkError as e:
             raise self._fail(stage, e) from e
         return split_exit(out)
 
     def _push(self, data: bytes, remote: str, mode: int) -> None:
         try:
-            self.dev.push(io.BytesIO(data), remote, st_mode=stat.S_IFREG | mode,
-                          transport_timeout_s=min(self.timeout, 30.0), read_timeout_s=self.timeout)
-        except _adb_errors() as e:
+            self.link.push(data, remote, mode, self.timeout)
+        except LinkError as e:
             raise self._fail(f"push of {remote}", e) from e
 
     # -- lifecycle ---------------------------------------------------------
     def check(self, artifact: base.ResolvedArtifact) -> None:
-        if self.binary is None:
-            raise DeviceError(f"{self._where()}: no benchmark_model binary; {GET_BENCHMARK}")
-        if not self.binary.is_file():
-            raise DeviceError(f"benchmark binary {self.binary} does not exist; {GET_BENCHMARK}")
+        if not self.binaries:
+            pick_binary(self.binaries, [], self._where())  # raises: where to get one
+        check_files(self.binaries)
 
     def prepare(self, artifact: base.ResolvedArtifact) -> None:
         self.check(artifact)
         self.connect()
+        self.binary = pick_binary(self.binaries, self.abis(), self._where())
         self.artifact = artifact
-        workdir = f"{REMOTE_ROOT}/edgepack-{secrets.token_hex(4)}"
-        body, code = self._sh(f"mkdir -p {workdir}", "mkdir", 10.0)
+        self._remove_stale()
+        workdir = wd.new_folder()
+        body, code = self._sh(wd.create_command(workdir), "mkdir", 10.0)
         if code != 0:
             raise DeviceError(f"{self._where()}: cannot create {workdir} ({body.strip()}); "
-                              "check free space in /data/local/tmp")
+                              f"check free space in {wd.REMOTE_ROOT}")
         self.workdir = workdir
+        wd.ACTIVE.add(workdir)
         self._push(artifact.model, f"{workdir}/model.tflite", 0o644)
         self._push(self.binary.read_bytes(), f"{workdir}/benchmark_model", 0o755)
+
+    def _remove_stale(self) -> None:
+        """Remove edgepack folders earlier runs left (a dropped link, a killed edgepack)."""
+        self.removed_stale = []
+        body, _ = self._sh(wd.LIST_COMMAND, "listing of earlier edgepack folders", 20.0)
+        for f in wd.stale(wd.parse_listing(body)):
+            path = f"{wd.REMOTE_ROOT}/{f.name}"
+            _, code = self._sh(wd.remove_command(path), f"removal of stale {path}", 20.0)
+            if code == 0:
+                self.removed_stale.append(path)
 
     def _sampler(self) -> str:
         """A loop that samples until the stop file appears or the folder is removed."""
@@ -230,12 +178,13 @@ class AdbDevice(base.Device):
             flags.append("--enable_op_profiling=true")
         sampler = ""
         if self.energy:
-            sampler = f"({self._sampler()}) </dev/null >{w}/samples.txt 2>/dev/null & "
-        # benchmark_model runs in the background with its PID saved, so cleanup() can stop
-        # it by PID if the host gives up (timeout) while it still runs.
-        return (f"cd {w} || exit 97; rm -f stop samples.txt; {sampler}"
+            sampler = (f"({self._sampler()}) </dev/null >{w}/samples.txt 2>/dev/null & "
+                       f"echo $! >>{w}/pids; ")
+        # The shell, the sampler and benchmark_model record their PIDs, so cleanup() can stop
+        # them all (SIGKILL, then wait) before removing the folder if the host gives up.
+        return (f"cd {w} || exit 97; echo $$ >>{w}/pids; rm -f stop samples.txt; {sampler}"
                 f"{w}/benchmark_model {' '.join(flags)} </dev/null >{w}/bench.txt 2>&1 & bp=$!; "
-                f"echo $bp >{w}/bench.pid; wait $bp; rc=$?; "
+                f"echo $bp >>{w}/pids; wait $bp; rc=$?; "
                 f"t1=$(cut -d' ' -f1 /proc/uptime); touch {w}/stop; "
                 f"cat {w}/bench.txt; echo \"{END_MARK} $t1\"; (exit $rc)")
 
@@ -248,10 +197,13 @@ class AdbDevice(base.Device):
                     if ln.strip() and not ln.startswith(END_MARK)][-3:]
             raise DeviceError(f"benchmark_model failed on {self._where()} (exit {code}): "
                               f"{' | '.join(last) or 'no output'}; check that --benchmark-binary "
-                              f"matches the device ABI ({self.props.get('abi') or 'unknown'})")
+                              f"matches the device ABI ({', '.join(self.abis()) or 'unknown'})")
         bench = parse_benchmark_output(body)
         energy, notes = self._energy(idle_text, bench, settings, _end_uptime(body)) if self.energy else (
             Energy(source="not_available", method="energy sampling turned off (--no-energy)"), [])
+        if self.removed_stale:
+            notes.append(f"removed {len(self.removed_stale)} edgepack folder(s) left on the device by "
+                         f"earlier runs: {', '.join(self.removed_stale)}")
         return self._result(settings, bench, energy, notes)
 
     def _energy(self, idle_text: str, bench: BenchmarkOutput, settings: Settings,
@@ -291,33 +243,90 @@ class AdbDevice(base.Device):
         if bench.peak_mb is None and peak is not None:
             notes.append(f"peak memory: the tool's {bench.mem_format or 'overall'} memory line "
                          "(growth since the tool started), no periodic monitoring")
+        details = {"abi": self.props.get("abi", ""), "android": self.props.get("android", ""),
+                   "transport": self.link.transport if self.link is not None else "",
+                   "runtime": "benchmark_model" + (" + XNNPACK" if self.xnnpack else "")}
         return ProfileResult(
-            device=DeviceInfo(kind="adb", id=self.target, name=self.props.get("model", ""),
-                              details={"abi": self.props.get("abi", ""),
-                                       "android": self.props.get("android", ""),
-                                       "transport": self.transport,
-                                       "runtime": "benchmark_model" + (" + XNNPACK" if self.xnnpack else "")}),
+            device=DeviceInfo(kind="adb", id=self.serial or self.target, name=self.props.get("model", ""),
+                              details=details),
             artifact=self.artifact.artifact(), settings=settings, init_us=bench.init_us,
             latency=latency, memory=memory, energy=energy, ops=ops, notes=notes,
             tool_versions={"benchmark_model": _sha(self.binary)})
 
     def cleanup(self) -> None:
-        """Remove the pushed folder; a device that is gone cannot be cleaned (no error)."""
-        if self.dev is not None and self.workdir:
+        """Stop the run's processes and remove its folder; a device that is gone cannot be
+        cleaned now (the next connection removes the folder as stale)."""
+        if self.link is not None and self.workdir:
             try:
-                w = self.workdir
-                self._sh(f"touch {w}/stop 2>/dev/null; [ -f {w}/bench.pid ] && "
-                         f"kill $(cat {w}/bench.pid) 2>/dev/null; rm -rf {w}", "cleanup", 10.0)
+                self._sh(f"touch {self.workdir}/stop 2>/dev/null; " + wd.remove_command(self.workdir),
+                         "cleanup", 15.0)
             except DeviceError:
                 pass
+        if self.workdir:
+            wd.ACTIVE.discard(self.workdir)
         self.workdir = None
 
     def close(self) -> None:
-        if self.dev is not None:
+        if self.link is not None:
             try:
-                self.dev.close()
+                self.link.close()
             finally:
-                self.dev = None
+                self.link = None
+
+
+class AdbTcpDevice(AdbDevice):
+    """``adb-tcp:HOST:PORT`` — a device in TCP mode (``adb tcpip 5555``) or an emulator, direct."""
+
+    def _open_link(self) -> Any:
+        host, _, port = self.target.rpartition(":")
+        return DirectLink.tcp(host, int(port), self.key_path, self.timeout, self.auth_timeout)
+
+
+class AdbSerialDevice(AdbDevice):
+    """``adb:SERIAL`` / ``adb`` — through the adb server; direct adb-shell when no server runs."""
+
+    @classmethod
+    def expand_targets(cls, target: str) -> list[str]:
+        """``all`` -> every serial the adb server lists; anything else stays as it is."""
+        if target != "all":
+            return [target]
+        server = AdbServer.from_env()
+        try:
+            devices = server.devices()
+        except ServerNotRunning as e:
+            raise DeviceError(f"adb:all lists the devices through the adb server, and {e}; start it with "
+                              "`adb start-server` (or set ADB_SERVER_SOCKET=tcp:HOST:PORT)") from None
+        except LinkError as e:
+            raise DeviceError(f"adb:all: the adb server at {server.address} failed ({e})") from None
+        if not devices:
+            raise DeviceError(f"adb:all: no device is attached to the adb server at {server.address}; "
+                              "plug phones in with USB debugging on, or `adb connect HOST:PORT`")
+        return [d.serial for d in devices]
+
+    def _open_link(self) -> Any:
+        if self.target == "all":
+            raise UsageError("adb:all names several devices: open each of expand_spec('adb:all'), "
+                             "or run `edgepack profile --device adb:all`")
+        serial = self.target or os.environ.get("ANDROID_SERIAL", "").strip() or None
+        server = AdbServer.from_env(timeout=min(self.timeout, 10.0))
+        try:
+            dev = find_device(server, serial)
+        except ServerNotRunning:
+            return self._direct(serial)
+        except LinkError as e:
+            raise DeviceError(f"the adb server at {server.address} failed ({e}); restart it with "
+                              "`adb kill-server && adb start-server`") from None
+        self.serial = dev.serial
+        if not dev.ready:
+            raise DeviceError(f"adb device {dev.serial} is {dev.state}: {fix_for(dev.state)}")
+        return ServerLink(server, dev.serial)
+
+    def _direct(self, serial: Optional[str]) -> Any:
+        """No adb server: adb-shell over TCP for HOST:PORT, over libusb for a USB serial."""
+        host, sep, port = (serial or "").rpartition(":")
+        if sep and port.isdigit():
+            return DirectLink.tcp(host, int(port), self.key_path, self.timeout, self.auth_timeout)
+        return DirectLink.usb(serial, self.key_path, self.timeout, self.auth_timeout)
 
 
 def _end_uptime(body: str) -> Optional[float]:
@@ -355,49 +364,3 @@ def _energy_notes(fig: EnergyFigure, bench: BenchmarkOutput, settings: Settings)
     return notes
 
 
-class _EofTcpTransport:
-    """adb-shell's TCP transport, but a closed socket raises at once instead of spinning."""
-
-    def __new__(cls, host: str, port: int) -> Any:
-        from adb_shell.transport.tcp_transport import TcpTransport
-
-        class EofTcpTransport(TcpTransport):
-            def bulk_read(self, numbytes: int, transport_timeout_s: Any) -> bytes:
-                data = super().bulk_read(numbytes, transport_timeout_s)
-                if not data:
-                    raise ConnectionResetError(f"{host}:{port} closed the connection")
-                return data
-
-        return EofTcpTransport(host, port)
-
-
-class AdbTcpDevice(AdbDevice):
-    """``adb-tcp:HOST:PORT`` — a device in TCP mode (``adb tcpip 5555``) or an emulator."""
-
-    transport = "tcp"
-
-    def _make(self) -> Any:
-        from adb_shell.adb_device import AdbDevice as ShellDevice
-
-        host, _, port = self.target.rpartition(":")
-        return ShellDevice(_EofTcpTransport(host, int(port)), default_transport_timeout_s=10.0)
-
-
-class AdbUsbDevice(AdbDevice):
-    """``adb:SERIAL`` — a device on USB through adb-shell's libusb transport."""
-
-    transport = "usb"
-
-    def _make(self) -> Any:
-        from adb_shell import exceptions as ex
-        from adb_shell.adb_device import AdbDeviceUsb
-
-        try:
-            return AdbDeviceUsb(serial=self.target, default_transport_timeout_s=10.0)
-        except ex.InvalidTransportError as e:
-            raise DeviceError("USB ADB needs libusb1: pip install 'adb-shell[usb]' (and the libusb-1.0 "
-                              "system library), or switch the device to TCP with `adb tcpip 5555` and "
-                              "use adb-tcp:HOST:5555") from e
-        except ex.UsbDeviceNotFoundError as e:
-            raise DeviceError(f"USB device {self.target} not found ({e}); check the cable, that USB "
-                              "debugging is on, and `edgepack devices`") from e

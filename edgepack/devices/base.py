@@ -14,9 +14,11 @@ follows one lifecycle and returns one result schema
 :meth:`Device.profile` runs check -> connect -> prepare -> run -> cleanup for one
 artifact (cleanup also runs when run() fails). Devices are context managers.
 
-A SPEC string names a device: ``host``, ``adb:SERIAL``, ``adb-tcp:HOST:PORT``,
-``serial:PORT``, ``qemu:mps2-an386``, ``estimate:PROFILE``. The registry
-:data:`DEVICES` maps each prefix to a lazily imported "module:Class".
+A SPEC string names a device: ``host``, ``adb`` / ``adb:SERIAL`` / ``adb:all``,
+``adb-tcp:HOST:PORT``, ``serial:PORT``, ``qemu:mps2-an386``, ``estimate:PROFILE``. The
+registry :data:`DEVICES` maps each prefix to a lazily imported "module:Class". A SPEC
+may name several devices (``adb:all``): :func:`expand_spec` lists them, through the
+class's optional ``expand_targets(target) -> list[str]``.
 
 Example::
 
@@ -58,15 +60,16 @@ ALL_CAPABILITIES = frozenset({LATENCY, INIT_TIME, PEAK_MEMORY, ARENA, FLASH_RAM,
 # SPEC prefix -> "module:Class". One line per device kind; imported only when used.
 DEVICES: dict[str, str] = {
     "host": "edgepack.devices.host:HostDevice",
-    "adb": "edgepack.devices.adb:AdbUsbDevice",
+    "adb": "edgepack.devices.adb:AdbSerialDevice",
     "adb-tcp": "edgepack.devices.adb:AdbTcpDevice",
     "serial": "edgepack.devices.serial:SerialDevice",
     "qemu": "edgepack.devices.qemu:QemuDevice",
     "estimate": "edgepack.devices.estimate:EstimateDevice",
 }
 
-SPEC_HELP = ("host, adb:SERIAL, adb-tcp:HOST:PORT, serial:PORT, qemu:mps2-an386 "
-             "or estimate[:PROFILE]")
+SPEC_HELP = ("host, adb (the only device), adb:SERIAL, adb:all, adb-tcp:HOST:PORT, serial:PORT, "
+             "qemu:mps2-an386 or estimate[:PROFILE]")
+NO_TARGET_OK = frozenset({"host", "adb", "estimate"})  # prefixes that may stand alone (estimate: the package's profile)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def parse_spec(spec: str) -> Spec:
         raise UsageError(f"unknown device '{spec}'; use {SPEC_HELP}")
     if prefix == "host" and target:
         raise UsageError(f"device '{spec}': 'host' takes no argument; use --device host")
-    if prefix not in ("host", "estimate") and not target:  # bare "estimate": the package's own profile
+    if prefix not in NO_TARGET_OK and not target:
         raise UsageError(f"device '{spec}' needs a target after '{prefix}:'; use {SPEC_HELP}")
     if prefix == "adb-tcp" and not re.fullmatch(r"[^:\s]+:\d{1,5}", target):
         raise UsageError(f"device '{spec}': expected adb-tcp:HOST:PORT, e.g. adb-tcp:192.168.1.7:5555")
@@ -284,6 +287,21 @@ def device_class(prefix: str) -> type[Device]:
     except (ImportError, AttributeError) as e:
         raise DeviceError(f"device kind '{prefix}' is not available in this install ({e}); "
                           "reinstall edgepack") from e
+
+
+def expand_spec(spec: str) -> list[str]:
+    """The single-device SPECs a SPEC names: ``adb:all`` -> one ``adb:SERIAL`` per attached device.
+
+    Example::
+
+        expand_spec("adb:all")  # ["adb:R58M123ABC", "adb:emulator-5554"]
+        expand_spec("host")     # ["host"]
+    """
+    parsed = parse_spec(spec)
+    expand = getattr(device_class(parsed.prefix), "expand_targets", None)
+    if expand is None:
+        return [parsed.text]
+    return [f"{parsed.prefix}:{t}" if t else parsed.prefix for t in expand(parsed.target)]
 
 
 def open_device(spec: str, **options: Any) -> Device:

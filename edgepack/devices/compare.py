@@ -1,4 +1,4 @@
-"""Side-by-side comparison of two profile results: the same figures and their ratios.
+"""Side-by-side comparison of profile results: two (ratios b/a) or many (spread max/min).
 
 A ratio is ``b / a`` and is given only when both figures exist and come from the
 same kind of source (measured vs measured, estimated vs estimated); otherwise
@@ -68,3 +68,49 @@ def compare(a: ProfileResult, b: ProfileResult, keep_empty: bool = False) -> lis
     """Rows of (metric, a, b, b/a); rows where neither result has the figure are dropped."""
     rows = [_row(m, u, g, a, b) for m, u, g in METRICS]
     return [r for r in rows if keep_empty or r.a is not None or r.b is not None]
+
+
+@dataclass
+class SpreadRow:
+    """One figure across N results (e.g. the same build on several phones)."""
+
+    metric: str
+    unit: str
+    values: list[Optional[float]]
+    sources: list[str]
+    spread: Optional[float]  # max / min of the values, when they are comparable
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def spread(results: list[ProfileResult], keep_empty: bool = False) -> list[SpreadRow]:
+    """Rows of (metric, one value per result, max/min); same-source values only are compared.
+
+    Example::
+
+        rows = spread([pixel, galaxy, moto])
+        [(r.metric, r.spread) for r in rows]  # [("latency median", 1.8), ...]
+    """
+    rows = []
+    for metric, unit, get in METRICS:
+        got = [get(r) for r in results]
+        values = [v for v, _ in got]
+        sources = [s if v is not None else "not_available" for v, s in got]
+        present = [(float(v), s) for v, s in zip(values, sources) if v is not None]
+        if not present and not keep_empty:
+            continue
+        note, ratio = "", None
+        kinds = {s for _, s in present}
+        if len(present) < len(results):
+            note = "not available on every device"
+        elif len(kinds) > 1:
+            note = " vs ".join(sorted(kinds)) + ": not compared"
+        elif min(v for v, _ in present) <= 0:
+            note = "zero baseline"
+        else:
+            ratio = max(v for v, _ in present) / min(v for v, _ in present)
+        rows.append(SpreadRow(metric, unit, [None if v is None else float(v) for v in values], sources,
+                              ratio, note))
+    return rows

@@ -1,10 +1,13 @@
 """What ``edgepack devices`` lists: the host, ADB devices, serial ports, device profiles.
 
-ADB over USB is listed through adb-shell's libusb transport when libusb1 is
-installed (otherwise an entry says what is missing); ADB over TCP cannot be
-discovered by scanning, so the addresses given with ``--adb-tcp HOST:PORT``
-are probed (a TCP connect, no authentication). Serial ports come from
-pyserial's port listing. Device profiles are those in device_profiles/.
+ADB devices come from the adb server when one runs (``host:devices-l``, plus getprop on
+each ready device for Android version and ABI; a device that is unauthorized or offline
+is listed with what to do). Without a server, USB is scanned through adb-shell's libusb
+transport when libusb1 is installed (otherwise an entry says what is missing). ADB over
+TCP cannot be discovered by scanning, so the addresses given with ``--adb-tcp HOST:PORT``
+are probed with an ADB CNXN (no key): a port that accepts TCP but does not answer as an
+adb daemon is not "available". Serial ports come from pyserial's port listing. Device
+profiles are those in device_profiles/.
 
 Example::
 
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
@@ -29,6 +31,7 @@ class Entry:
     description: str
     status: str  # "available", "unreachable", "unavailable: why"
     profiles: list[str] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)  # adb: serial, state, model, android, abi
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,8 +48,9 @@ def adb_usb_entries() -> list[Entry]:
     try:
         import usb1  # type: ignore
     except (ImportError, OSError):
-        return [Entry("adb:SERIAL", "adb", "Android over USB", "unavailable: pip install "
-                      "'adb-shell[usb]' (libusb1) to list USB devices, or use adb-tcp:HOST:PORT")]
+        return [Entry("adb:SERIAL", "adb", "Android over USB, direct (no adb server)", "unavailable: "
+                      "start the adb server (`adb start-server`), or pip install 'adb-shell[usb]' "
+                      "(libusb1) for direct USB, or use adb-tcp:HOST:PORT")]
     out = []
     try:
         with usb1.USBContext() as ctx:
@@ -69,17 +73,56 @@ def _usb_serial(dev) -> str:
 
 
 def adb_tcp_entries(addresses: Iterable[str], timeout: float = 1.0) -> list[Entry]:
-    """Probe each HOST:PORT with a TCP connect."""
+    """Probe each HOST:PORT with an ADB CNXN (an AUTH or CNXN reply = an adb daemon)."""
+    from .adb_direct import probe_adbd
+
     out = []
     for addr in addresses:
         host, _, port = addr.rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout=timeout):
-                status = "available"
-        except (OSError, ValueError) as e:
-            status = f"unreachable ({e.__class__.__name__})"
-        out.append(Entry(f"adb-tcp:{addr}", "adb", "Android over TCP (adb tcpip)", status))
+        status = probe_adbd(host, int(port), timeout) if port.isdigit() else "unreachable (no port)"
+        out.append(Entry(f"adb-tcp:{addr}", "adb", "Android over TCP (adb tcpip), direct", status))
     return out
+
+
+def adb_server_entries(timeout: float = 2.0) -> tuple[list[Entry], bool]:
+    """Devices the adb server lists, and whether a server answered at all."""
+    from ..errors import DeviceError
+    from .adb_server import AdbServer, LinkError, ServerNotRunning, fix_for
+
+    try:
+        server = AdbServer.from_env(timeout=timeout)
+        devices = server.devices()
+    except ServerNotRunning as e:
+        return [Entry("adb", "adb", "Android through the adb server", f"unavailable: {e}; start it with "
+                      "`adb start-server` (edgepack falls back to direct USB/TCP meanwhile)")], False
+    except (LinkError, DeviceError) as e:
+        return [Entry("adb", "adb", "Android through the adb server", f"unavailable: {e}")], False
+    if not devices:
+        return [Entry("adb:SERIAL", "adb", f"Android through the adb server {server.address}",
+                      "unavailable: no device attached; plug a phone in with USB debugging on, or "
+                      "`adb connect HOST:PORT`")], True
+    return [_server_entry(server, d, fix_for) for d in devices], True
+
+
+def _server_entry(server, d, fix_for) -> Entry:
+    from .adb_server import LinkError
+
+    details = {"serial": d.serial, "state": d.state, "model": d.model, "android": "", "abi": "",
+               "server": server.address}
+    if d.ready:
+        try:
+            lines = server.shell(d.serial, "getprop ro.product.model; getprop ro.build.version.release; "
+                                 "getprop ro.product.cpu.abi", timeout=server.timeout).splitlines()
+            model, android, abi = (lines + ["", "", ""])[:3]
+            details.update(model=model.strip() or d.model, android=android.strip(), abi=abi.strip())
+        except LinkError:
+            pass
+    what = details["model"] or d.serial
+    if details["android"] or details["abi"]:
+        what += f" (Android {details['android'] or '?'}, {details['abi'] or '?'})"
+    status = "available" if d.ready else f"{d.state}: {fix_for(d.state)}"
+    return Entry(f"adb:{d.serial}", "adb", f"{what} via the adb server {server.address}", status,
+                 details=details)
 
 
 def serial_entries(profiles: list[str] = ()) -> list[Entry]:
@@ -119,7 +162,9 @@ def discover(adb_tcp: Iterable[str] = (), usb: bool = True) -> list[Entry]:
     names = list_profiles()
     m4 = [n for n in names if load_profile(n).core == "cortex-m4"]
     entries = [host_entry()]
-    entries += adb_usb_entries() if usb else []
+    server_entries, server_runs = adb_server_entries()
+    entries += server_entries
+    entries += adb_usb_entries() if usb and not server_runs else []  # the server owns USB phones
     entries += adb_tcp_entries(adb_tcp)
     entries += serial_entries(names)
     qemu = shutil.which("qemu-system-arm")

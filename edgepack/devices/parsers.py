@@ -20,13 +20,15 @@ Example::
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import DeviceError
 
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# numbers as printed, including nan/inf so that they are caught (not skipped) by _validate
+_NUM = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[nN][aA][nN]|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)"
 _PREFIX = re.compile(r"^(?:(?:INFO|WARNING|VERBOSE)\s*:\s*)+")
 _KV = re.compile(rf"(\w+)=({_NUM})")
 _TIMINGS = re.compile(r"(?:Average )?inference timings in us:\s*(.*)", re.I)
@@ -110,7 +112,8 @@ def split_exit(text: str) -> tuple[str, int]:
 
 def _apply_count_line(out: BenchmarkOutput, line: str) -> None:
     kv = {k: _float(v) for k, v in _KV.findall(line)}
-    out.count = int(kv.get("count", 0))
+    count = kv.get("count", 0)
+    out.count = int(count) if math.isfinite(count) else -1  # -1: refused by _validate
     names = {"first": "first_us", "min": "min_us", "max": "max_us", "avg": "avg_us",
              "std": "std_us", "p5": "p5_us", "median": "median_us", "p95": "p95_us"}
     for key, attr in names.items():
@@ -166,7 +169,29 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
         raise DeviceError("benchmark_model's 'Inference timings' line has no inference average; "
                           "its output format is not recognised: report it with the output")
     out.ops = parse_op_profile(text)
+    _validate(out)
     return out
+
+
+_TIMES = ("first_us", "min_us", "max_us", "avg_us", "std_us", "p5_us", "median_us", "p95_us", "init_us",
+          "first_inference_us", "warmup_avg_us", "inference_avg_us")
+
+
+def _validate(out: BenchmarkOutput) -> None:
+    """Refuse figures no real run prints: nan/inf anywhere, negative times, min > max."""
+    bad = [f"{name}={value}" for name in _TIMES + ("mem_init_mb", "mem_overall_mb", "peak_mb")
+           if (value := getattr(out, name)) is not None and not math.isfinite(value)]
+    bad += [f"{name}={getattr(out, name)}" for name in _TIMES
+            if getattr(out, name) is not None and getattr(out, name) < 0]
+    bad += [f"{r.op} avg_ms={r.avg_ms}" for r in out.ops if not math.isfinite(r.avg_ms) or r.avg_ms < 0]
+    if out.count < 0:
+        bad.append(f"count={out.count}")
+    if out.min_us is not None and out.max_us is not None and out.min_us > out.max_us:
+        bad.append(f"min={out.min_us} > max={out.max_us}")
+    if bad:
+        raise DeviceError(f"benchmark_model printed impossible figures ({', '.join(bad[:4])}); the "
+                          "binary or the device misbehaves: nothing was recorded, re-run it or use "
+                          "another benchmark_model build")
 
 
 def _first_lines(text: str) -> str:

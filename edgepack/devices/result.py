@@ -25,7 +25,8 @@ Source = Literal["measured", "estimated", "not_available"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN/inf are not figures (and not JSON): constructing a result with one is an error.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DeviceInfo(_Strict):

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import UsageError
+from ..errors import DeviceError, UsageError
 from ..fsutil import atomic_write_text
 from .result import ProfileResult
 
@@ -27,10 +27,15 @@ def check_out(path: Path) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temp file + rename."""
+    """Write ``data`` as strict JSON (no NaN/Infinity) to ``path`` through a temp file + rename."""
     path = Path(path)
     check_out(path)
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except ValueError as e:
+        raise DeviceError(f"not writing {path}: a figure is NaN or infinite ({e}); nothing was written, "
+                          "re-run the profile") from None
+    atomic_write_text(path, text)
 
 
 def read_report(report_dir: Path) -> dict:

@@ -47,7 +47,6 @@ A_VERSION = 0x01000001
 MAX_PAYLOAD = 256 * 1024
 TOKEN, SIGNATURE, RSAPUBLICKEY = 1, 2, 3
 SHA1_DIGEST_INFO = bytes.fromhex("3021300906052b0e03021a05000414")
-BANNER = b"device::ro.product.name=edgepack_emu;ro.product.model=edgepack-emu;ro.product.device=emu;features=cmd\0"
 IDLE_UA, LOAD_UA, BATTERY_UV, SAG_UV = 150_000, 350_000, 3_850_000, 30_000  # emulated battery
 
 
@@ -198,13 +197,13 @@ class _Connection:
         if kind == SIGNATURE:
             if any(signature_ok(self.token, data, k) for k in self.emu.keys):
                 self.emu.authorise(self)
-                self.send(CNXN, A_VERSION, self.maxdata, BANNER)
+                self.send(CNXN, A_VERSION, self.maxdata, self.emu.banner)
             else:
                 self.challenge()
         elif kind == RSAPUBLICKEY and self.emu.accept_new_keys:
             self.emu.keys.append(parse_android_pubkey(data.rstrip(b"\0").decode()))
             self.emu.authorise(self)
-            self.send(CNXN, A_VERSION, self.maxdata, BANNER)
+            self.send(CNXN, A_VERSION, self.maxdata, self.emu.banner)
         # an unknown key with accept_new_keys=False: the user never taps "Allow"; no answer
 
     def open(self, remote: int, service: str) -> None:
@@ -223,8 +222,14 @@ class AdbEmulator:
 
     def __init__(self, root: Path, authorized_keys: Iterable[str] = (), accept_new_keys: bool = False,
                  current_unit: str = "uA", discharge_negative: bool = True,
-                 stall_on: Optional[str] = None, drop_on: Optional[str] = None, seed: int = 0):
+                 stall_on: Optional[str] = None, drop_on: Optional[str] = None, seed: int = 0,
+                 model: str = "edgepack-emu", abi: str = "", abilist: str = "", android: str = "14"):
         self.root = Path(root).resolve()
+        self.model, self.android = model, android
+        self.abi = abi or _host_abi()
+        self.abilist = abilist or self.abi
+        self.banner = (f"device::ro.product.name={model.replace('-', '_')};ro.product.model={model};"
+                       "ro.product.device=emu;features=cmd\0").encode()
         self.keys = [parse_android_pubkey(k) for k in authorized_keys]
         self.accept_new_keys = accept_new_keys
         self.current_unit, self.discharge_negative = current_unit, discharge_negative
@@ -243,9 +248,11 @@ class AdbEmulator:
         for d in ("data/local/tmp", "sys/class/power_supply/battery", "system/bin", "dev/.load"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         getprop = self.root / "system/bin/getprop"
-        getprop.write_text('#!/bin/sh\ncase "$1" in\n ro.product.model) echo edgepack-emu;;\n'
-                           f' ro.product.cpu.abi) echo {os.uname().machine};;\n'
-                           ' ro.build.version.release) echo 14;;\n *) echo;;\nesac\n')
+        getprop.write_text('#!/bin/sh\ncase "$1" in\n'
+                           f' ro.product.model) echo {self.model};;\n'
+                           f' ro.product.cpu.abi) echo {self.abi};;\n'
+                           f' ro.product.cpu.abilist) echo {self.abilist};;\n'
+                           f' ro.build.version.release) echo {self.android};;\n *) echo;;\nesac\n')
         getprop.chmod(0o755)
         self._battery_tick()
 
@@ -401,6 +408,12 @@ class AdbEmulator:
         out = b"".join(b"DATA" + struct.pack("<I", len(data[i:i + 65536])) + data[i:i + 65536]
                        for i in range(0, len(data), 65536))
         s.write(out + b"DONE" + struct.pack("<I", 0))
+
+
+def _host_abi() -> str:
+    """The Android ABI name of this machine (the emulated benchmark_model runs natively)."""
+    return {"x86_64": "x86_64", "aarch64": "arm64-v8a", "i686": "x86", "armv7l": "armeabi-v7a"}.get(
+        os.uname().machine, os.uname().machine)
 
 
 def install_benchmark_model(dest: Path, python: str) -> Path:
