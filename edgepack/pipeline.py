@@ -235,7 +235,9 @@ def package(req: PackageRequest) -> dict:
                               "quantize": recipe.quantize.model_dump(), "steps": ctx.records,
                               "tflite": {"size_bytes": len(tflite), "converter_bytes": converted_bytes,
                                          "compacted": req.compact, "ops": info.op_names(),
-                                         "params": info.params(), "macs": info.macs()}}
+                                         "params": info.params(), "macs": info.macs(),
+                                         "io": {"inputs": [info.tensors[i].dtype for i in info.inputs],
+                                                "outputs": [info.tensors[i].dtype for i in info.outputs]}}}
     if verify_set is not None:
         req.progress("verify", 0, 1)
         report["verification"] = _verify_accuracy(float_model, tflite, verify_set, float_pred,

@@ -83,6 +83,30 @@ def test_order_and_conversion_errors(model):
         Recipe.from_dict({"steps": [{"type": "mixed_precision"}, {"type": "cluster"}]})
     with pytest.raises(RecipeError, match="needs calibration"):
         MixedPrecision(MixedPrecision.Config()).plan(model, context().__class__(), INT8)
-    with pytest.raises(RecipeError, match="io float"):
-        quantize_model(model, QuantizeConfig(mode="int8", io="int8"), context().calibration,
+    with pytest.raises(RecipeError, match="io float or the mode's integer type"):
+        quantize_model(model, QuantizeConfig(mode="int8", io="uint8"), context().calibration,
                        plan={"sequential/fc1/MatMul": "int16x8"})
+
+
+@pytest.mark.parametrize("io", ["float", "int8"])
+def test_per_op_precision_honours_the_io_asked_for(io):
+    m, ctx = mlp(softmax=True), context()
+    data = quantize_model(m, QuantizeConfig(mode="int8", io=io), ctx.calibration, plan={})
+    info = read_tflite(data)
+    want = "float32" if io == "float" else "int8"
+    assert [info.tensors[i].dtype for i in info.inputs + info.outputs] == [want, want]
+    assert tflite_accuracy(data, ctx.eval) > 85
+
+
+def test_user_rules_pin_ops_and_a_rule_matching_nothing_is_an_error():
+    m, ctx = mlp(softmax=True), context()
+    q = QuantizeConfig(mode="int8", rules=[{"op": "FULLY_CONNECTED", "match": "fc1", "precision": "float"}])
+    info = read_tflite(quantize_model(m, q, ctx.calibration))
+    fc = [op for op in info.ops if op.op == "FULLY_CONNECTED"]
+    kinds = sorted(info.tensors[op.outputs[0]].dtype for op in fc)
+    assert kinds == ["float32", "int8"]  # fc1 float (pinned), out int8
+    bad = QuantizeConfig(mode="int8", rules=[{"match": "no_such_layer", "precision": "float"}])
+    with pytest.raises(RecipeError, match=r"rules\[0\].*matches no op"):
+        quantize_model(m, bad, ctx.calibration)
+    with pytest.raises(RecipeError, match="not a valid regular expression"):
+        Recipe.from_dict({"quantize": {"rules": [{"match": "(", "precision": "float"}]}})

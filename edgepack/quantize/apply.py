@@ -34,4 +34,4 @@ def quantize_model(model, quant: QuantizeConfig, calibration: Optional[np.ndarra
         raise DataError("per-op quantization needs calibration data; pass --calibration DATA")
     float_model = convert(model, QuantizeConfig(mode="none"))
     return quantize_plan(float_model, plan or {}, calibration, quant.per_channel, quant.rules,
-                         default="int16x8" if quant.mode == "int16x8" else "int8")
+                         default="int16x8" if quant.mode == "int16x8" else "int8", io=quant.io)

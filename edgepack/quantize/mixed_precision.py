@@ -119,7 +119,7 @@ class MixedPrecision(Pass):
         budget = self.budget(ctx)
         float_tfl = convert(model, QuantizeConfig(mode="none"))
         check_rules_match(float_tfl, quant.rules)
-        pq = PlanQuantizer(float_tfl, ctx.calibration, self.config.per_channel, quant.rules)
+        pq = PlanQuantizer(float_tfl, ctx.calibration, self.config.per_channel, quant.rules, quant.io)
         scorer = _Scorer(ctx, float_tfl, self.config.samples)
         units = op_units(float_tfl, [lyr.name for lyr in model.layers])
         for i, u in enumerate(units):  # only this op quantized, all others float
@@ -180,7 +180,9 @@ class MixedPrecision(Pass):
 
 
 def validate_plan(quant) -> None:
-    """A precision plan needs a full-integer mode with float I/O."""
-    if quant.mode not in ("int8", "int16x8") or quant.io != "float":
-        raise RecipeError(f"the mixed_precision step needs quantize mode int8 with io float, not "
-                          f"mode {quant.mode} io {quant.io}; set quantize: {{mode: int8, io: float}}")
+    """Per-op precision needs a full-integer mode; I/O float or the mode's own integer type."""
+    native = {"int8": "int8", "int16x8": "int16"}.get(quant.mode)
+    if native is None or quant.io not in ("float", native):
+        raise RecipeError(f"per-op precision (mixed_precision step, quantize.rules) needs quantize mode int8 or "
+                          f"int16x8 with io float or the mode's integer type, not mode {quant.mode} io {quant.io}; "
+                          "set e.g. quantize: {mode: int8, io: float}")

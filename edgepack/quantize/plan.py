@@ -36,9 +36,11 @@ def _op_config(precision: str, per_channel: bool) -> dict:
 
 
 def plan_recipe(plan: dict[str, str], default: str = "int8", per_channel: bool = True,
-                rules: Sequence[QuantRule] = ()) -> list[dict]:
+                rules: Sequence[QuantRule] = (), io: str = "float") -> list[dict]:
     """An ai-edge-quantizer recipe (list of rules, later rules win) for a per-op plan, then the
-    user's rules (which win over the plan).
+    user's rules (which win over the plan). ``io`` "float" keeps the model's inputs and outputs
+    float (AEQ's INPUT/OUTPUT pseudo-ops left unquantized: QUANTIZE/DEQUANTIZE at the ends,
+    like the TFLite converter's float I/O); otherwise they take the default precision's type.
 
     Example::
 
@@ -54,6 +56,8 @@ def plan_recipe(plan: dict[str, str], default: str = "int8", per_channel: bool =
     # ai-edge-quantizer matches rules against the op's output names joined and ended by ";"
     out += [rule("^" + re.escape(name) + ";", p) for name, p in sorted(plan.items()) if p != default]
     out += [rule(r.match or ".*", r.precision, r.op or "*") for r in rules]
+    if io == "float":
+        out += [rule(".*", "float", "INPUT"), rule(".*", "float", "OUTPUT")]
     return out
 
 
@@ -75,11 +79,12 @@ class PlanQuantizer:
     """
 
     def __init__(self, float_tflite: bytes, calibration: np.ndarray, per_channel: bool = True,
-                 rules: Sequence[QuantRule] = ()):
+                 rules: Sequence[QuantRule] = (), io: str = "float"):
         from ai_edge_litert.interpreter import Interpreter
         from ai_edge_quantizer import quantizer
 
         self.float_tflite, self.per_channel, self.rules = bytes(float_tflite), per_channel, tuple(rules)
+        self.io = io
         sigs = Interpreter(model_content=self.float_tflite).get_signature_list()
         if len(sigs) != 1:
             raise ConversionError(f"mixed precision needs a model with one signature, found {len(sigs)}")
@@ -95,7 +100,7 @@ class PlanQuantizer:
     def quantize(self, plan: dict[str, str], default: str = "int8") -> bytes:
         from ai_edge_quantizer import quantizer
 
-        qt = quantizer.Quantizer(self.float_tflite, plan_recipe(plan, default, self.per_channel, self.rules))
+        qt = quantizer.Quantizer(self.float_tflite, plan_recipe(plan, default, self.per_channel, self.rules, self.io))
         try:
             with _quiet():
                 return bytes(qt.quantize(copy.deepcopy(self.qsv)).quantized_model)
@@ -104,10 +109,10 @@ class PlanQuantizer:
 
 
 def quantize_plan(float_tflite: bytes, plan: dict[str, str], calibration: np.ndarray, per_channel: bool = True,
-                  rules: Sequence[QuantRule] = (), default: str = "int8") -> bytes:
+                  rules: Sequence[QuantRule] = (), default: str = "int8", io: str = "float") -> bytes:
     """Quantize a float .tflite with a per-op precision plan and the user's rules."""
     check_rules_match(float_tflite, rules)
-    return PlanQuantizer(float_tflite, calibration, per_channel, rules).quantize(plan, default)
+    return PlanQuantizer(float_tflite, calibration, per_channel, rules, io).quantize(plan, default)
 
 
 def op_units(float_tflite: bytes, layer_names: list[str]) -> list[dict]:

@@ -18,13 +18,14 @@ from typing import Optional
 
 import numpy as np
 
+from ..convert.flatbuffer import TfliteInfo
 from ..errors import VerificationError
 from ..tflm import Tflm, parity
 
 PARITY_SAMPLES = 32  # calibration samples compared TFLM vs LiteRT
 RANDOM_PARITY_SAMPLES = 8  # without calibration data: random inputs over the input's quantized range
-INT_PARITY_STEPS = 16
-FLOAT_PARITY_ABS = 1e-3
+INT_PARITY_STEPS = 16  # also for float outputs of a quantized model, counted in the output's steps
+FLOAT_PARITY_ABS = 1e-3  # a float model end to end (no quantized output to count steps of)
 
 
 def parity_inputs(calibration: Optional[np.ndarray], interp: Tflm) -> tuple[np.ndarray, str]:
@@ -41,21 +42,51 @@ def parity_inputs(calibration: Optional[np.ndarray], interp: Tflm) -> tuple[np.n
     return rng.standard_normal(shape).astype(np.float32), "random"
 
 
-def check_parity(tflite: bytes, calibration: Optional[np.ndarray], arena_bytes: int, model_name: str) -> dict:
-    """The parity section; VerificationError when TFLM and LiteRT disagree beyond rounding."""
+def output_step(info: TfliteInfo) -> Optional[float]:
+    """The quantization step of the model's first output: its own scale if it is an integer tensor, the
+    scale of the DEQUANTIZE input feeding it if it is a dequantized float; None for a float model."""
+    out = info.tensors[info.outputs[0]]
+    if out.scale and out.dtype != "float32":
+        return float(out.scale[0])
+    producer = next((op for op in info.ops if info.outputs[0] in op.outputs), None)
+    if producer is not None and producer.op == "DEQUANTIZE" and producer.inputs and producer.inputs[0] >= 0:
+        src = info.tensors[producer.inputs[0]]
+        if src.scale:
+            return float(src.scale[0])
+    return None
+
+
+def check_parity(tflite: bytes, info: TfliteInfo, calibration: Optional[np.ndarray], arena_bytes: int,
+                 model_name: str) -> dict:
+    """The parity section; VerificationError when TFLM and LiteRT disagree beyond rounding.
+
+    The tolerance is in quantization steps of the output (``INT_PARITY_STEPS``), also for a
+    dequantized float output (its difference divided by the step); ``max_step_diff`` reports
+    the worst case. Only an end-to-end float model is compared in absolute float units.
+    """
     interp = Tflm(tflite, arena_size=arena_bytes)
     x, source = parity_inputs(calibration, interp)
     p = parity(tflite, x, arena_size=arena_bytes)
     out = {**p.as_dict(), "data": source}
     integer = np.issubdtype(np.dtype(p.output_dtype), np.integer)
-    if (integer and p.max_raw_diff > INT_PARITY_STEPS) or (not integer and p.max_abs_diff > FLOAT_PARITY_ABS):
-        unit = "quantization steps" if integer else "(float)"
+    step = output_step(info)
+    if integer:
+        steps = p.max_raw_diff
+    elif step:
+        steps = round(p.max_abs_diff / step, 4)
+    else:
+        steps = None
+    out.update(max_step_diff=steps, output_step=step,
+               tolerance=f"{INT_PARITY_STEPS} output steps" if steps is not None else f"{FLOAT_PARITY_ABS:g} (float)")
+    if (steps is not None and steps > INT_PARITY_STEPS) or (steps is None and p.max_abs_diff > FLOAT_PARITY_ABS):
+        diff = f"{steps:g} quantization steps" if steps is not None else f"{p.max_abs_diff:g} (float)"
         raise VerificationError(
-            f"TFLM (host) and LiteRT disagree on {model_name}: max output difference {p.max_raw_diff:g} "
-            f"{unit} over {p.samples} {source} samples; nothing written. Report the model to edgepack")
+            f"TFLM (host) and LiteRT disagree on {model_name}: max output difference {diff} over {p.samples} "
+            f"{source} samples (tolerance {out['tolerance']}); nothing written. Report the model to edgepack")
     return out
 
 
 def tflm_parity(build, spec, done) -> dict:
     """Check ``tflm_parity``: TFLM (host, at the planned arena) computes what LiteRT computes."""
-    return check_parity(build.tflite, build.calibration, done["arena"].recommended_bytes, build.model_name)
+    return check_parity(build.tflite, build.info, build.calibration, done["arena"].recommended_bytes,
+                        build.model_name)
