@@ -3,7 +3,7 @@ VENV ?= .venv
 PY ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-all bench system-deps clean
+.PHONY: setup demo test test-slow test-all tflm-cache bench system-deps clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,15 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest -n 2 -q
+
+test-slow: setup
+	$(BIN)/pytest -n 2 -q -m "slow and not hardware"
+
+# Build TFLite-Micro for the QEMU Cortex-M4 once (cached under ~/.cache/edgepack): needs EDGEPACK_TFLM_ROOT.
+tflm-cache: setup
+	$(BIN)/python -c "import os; from pathlib import Path; from edgepack.devices.tflm_build import Toolchain, \
+	build_library, find_tree; print(build_library(find_tree(Path(os.environ['EDGEPACK_TFLM_ROOT'])), \
+	Toolchain.find()).archive)"
 
 test-all: setup
 	$(BIN)/pytest -n 2 -q -m "not hardware"

@@ -252,6 +252,15 @@ def package(req: PackageRequest) -> dict:
                   float_model=float_model, calibration=ctx.calibration, labels=labels, report=report,
                   options=dict(req.target_options))
     build.checks = run_checks(build, spec)
+    warnings = list(ctx.warnings)
+    caveat = report.get("verification", {}).get("agreement_caveat")
+    if caveat:
+        warnings.append(f"top-1 agreement on the {report['verification']['data']} samples cannot mean anything "
+                        f"({caveat}); the gate used the relative output error instead: pass --eval with labels")
+    if warnings:
+        report["warnings"] = warnings
+        for w in warnings[len(ctx.warnings):]:
+            req.log(f"warning: {w}")
     report["provenance"] = _provenance(req, recipe, tflite)
     with staged_dir(req.out, force=req.force) as tmp:
         files = target.write(build, tmp)

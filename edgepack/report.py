@@ -32,6 +32,8 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"- TFLite size: {_fmt_bytes(t.get('size_bytes', 0))}",
               f"- Parameters: {t.get('params', 0):,}; MACs per inference: {t.get('macs', 0):,}",
               f"- Ops: {', '.join(t.get('ops', []))}", ""]
+    if report.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     v = report.get("verification")
     if v:
         lines += ["## Verification", ""]
@@ -50,7 +52,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             for key, val in s.items():
                 if isinstance(val, list) and val and isinstance(val[0], dict):
                     lines += [f"### {s.get('step')}: {key}", ""] + _table(val, list(val[0].keys())) + [""]
-    for section in ("firmware", "entropy", "mixed_precision"):
+    for section in ("firmware", "entropy"):
         if section in report:
             lines += [f"## {section.replace('_', ' ').title()}", "", "```json",
                       json.dumps(report[section], indent=2), "```", ""]

@@ -72,3 +72,16 @@ def test_limit_accepts_points_or_none_only(run_cli, outlier_h5, tmp_path):
     model, (calib, _) = outlier_h5
     r = run_cli("package", model, "--calibration", calib, "--out", tmp_path / "o", "--max-accuracy-drop", "lots")
     assert r.exit_code == 2 and "neither a number of points nor 'none'" in r.err
+
+
+def test_one_shot_pruning_warning_reaches_stderr_and_the_report(run_cli, tmp_path):
+    model = _save(tmp_path, mlp(softmax=True))
+    calib, ev = _data(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("steps: [{type: prune_magnitude, sparsity: 0.3}]\nverify: {step_metrics: false}\n")
+    out = tmp_path / "o"
+    r = run_cli("package", model, "--recipe", recipe, "--calibration", calib, "--eval", ev, "--out", out)
+    assert r.exit_code == 0, r.err
+    assert "warning: magnitude pruning without training data" in r.err
+    assert "without training data" in json.loads((out / "report.json").read_text())["warnings"][0]
+    assert "## Warnings" in (out / "report.md").read_text()

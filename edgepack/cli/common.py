@@ -44,7 +44,8 @@ class Progress:
         self._progress.update(self._tasks[label], completed=done, total=total)
 
     def log(self, msg: str) -> None:
-        if self.verbose and not self.quiet:
+        """Progress notes with -v; warnings always (they are also in the report), unless -q."""
+        if not self.quiet and (self.verbose or msg.startswith("warning: ")):
             click.echo(msg, err=True)
 
 

@@ -55,6 +55,13 @@ class Context:
     # The uncompressed float model (the distillation teacher) and the recipe's accuracy budget.
     teacher: Any = None
     max_accuracy_drop: Optional[float] = None
+    # Warnings for the user: shown on stderr and kept in report.json / report.md.
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        """A warning the user must see whatever the verbosity: logged and kept for the report."""
+        self.warnings.append(message)
+        self.log(f"warning: {message}")
 
     def record(self, **items: Any) -> None:
         """Add items to the current step's record (shown in report.json/.md)."""

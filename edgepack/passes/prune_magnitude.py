@@ -100,7 +100,7 @@ class MagnitudePrune(Pass):
             check_labels(model, ctx.train)
         names, skipped = self._select(model)
         if ctx.train is None:
-            ctx.log(f"warning: {ONE_SHOT_WARNING}")
+            ctx.warn(ONE_SHOT_WARNING)
             pruned = self._one_shot(model, names)
         else:
             pruned = self._train(model, names, ctx)

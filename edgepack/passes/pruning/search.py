@@ -74,7 +74,7 @@ def accuracy_search(step, model, graph, groups, scores, ctx, data):
             hi = mid - 1
     items = {"accuracy_baseline": round(base, 3), "sensitivity": drops, "search": tried}
     if best is None:
-        ctx.log(f"warning: no pruning fits within an accuracy drop of {limit} points; model left unpruned")
+        ctx.warn(f"no pruning fits within an accuracy drop of {limit} points; model left unpruned")
         return model, {**items, "search_result": "nothing fits the accuracy budget; model unchanged"}
     cand, acc, counts = best
     if ctx.train is not None and cfg.fine_tune.epochs > 0:
