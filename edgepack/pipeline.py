@@ -166,13 +166,13 @@ def compress(model, steps, ctx: Context, quant, measure: bool = False) -> tuple[
     return model, plan
 
 
-def _convert(model, recipe: Recipe, target, ctx: Context, plan: Optional[dict], compact: bool) -> tuple[bytes, int]:
-    """The quantize/convert stage: (TFLite bytes, converter size before --compact)."""
+def _convert(model, recipe: Recipe, target, ctx: Context, plan: Optional[dict], compact: bool) -> tuple[bytes, bytes]:
+    """The quantize/convert stage: (TFLite bytes, the converter's bytes before --compact)."""
     from .quantize.apply import quantize_model
 
     tflite = quantize_model(model, recipe.quantize, ctx.calibration, plan=plan,
                             dense_per_channel=target.dense_per_channel)
-    converted = len(tflite)
+    converted = tflite
     if compact:
         from .convert.compact import compact as compact_model
 
@@ -190,6 +190,16 @@ def _verify_accuracy(float_model, tflite: bytes, verify_set: Labeled, float_pred
     return ver
 
 
+def _layers(model, converted: bytes, recipe: Recipe, target, ctx: Context, plan: Optional[dict]) -> list[dict]:
+    """The per-layer table (names from the converter's own tensors, before --compact)."""
+    from .convert.flatbuffer import read_tflite
+    from .quantize.debug import layer_errors
+    from .verify.layers import layer_table
+
+    errors = None if plan else layer_errors(model, recipe.quantize, ctx.calibration, target.dense_per_channel)
+    return layer_table(read_tflite(converted), errors)
+
+
 def package(req: PackageRequest) -> dict:
     """Run the whole job; return the report (also written as report.json/.md in ``req.out``)."""
     from .build import Build
@@ -197,7 +207,7 @@ def package(req: PackageRequest) -> dict:
     from .keras_compat import set_seed
     from .model_io import load_model
     from .package import target_class
-    from .report import write_report
+    from .report import REPORT_FILES, write_report
     from .verify import run_checks
     from .verify.accuracy import keras_predict
 
@@ -228,12 +238,12 @@ def package(req: PackageRequest) -> dict:
     float_pred = keras_predict(float_model, verify_set.x) if verify_set is not None else None
     compressed, plan = compress(model, steps, ctx, recipe.quantize, measure=recipe.verify.step_metrics)
     req.progress("convert", 0, 1)
-    tflite, converted_bytes = _convert(compressed, recipe, target, ctx, plan, req.compact)
+    tflite, converted = _convert(compressed, recipe, target, ctx, plan, req.compact)
     req.progress("convert", 1, 1)
     info = read_tflite(tflite)
     report: dict[str, Any] = {"model": req.model.name, "target": req.target,
                               "quantize": recipe.quantize.model_dump(), "steps": ctx.records,
-                              "tflite": {"size_bytes": len(tflite), "converter_bytes": converted_bytes,
+                              "tflite": {"size_bytes": len(tflite), "converter_bytes": len(converted),
                                          "compacted": req.compact, "ops": info.op_names(),
                                          "params": info.params(), "macs": info.macs(),
                                          "io": {"inputs": [info.tensors[i].dtype for i in info.inputs],
@@ -243,6 +253,8 @@ def package(req: PackageRequest) -> dict:
         report["verification"] = _verify_accuracy(float_model, tflite, verify_set, float_pred,
                                                   "eval" if ctx.eval is not None else "calibration", recipe, ctx.records)
         req.progress("verify", 1, 1)
+    if recipe.verify.layer_errors:
+        report["layers"] = _layers(compressed, converted, recipe, target, ctx, plan)
     from .entropy import encode
 
     blob = encode(tflite)
@@ -265,6 +277,6 @@ def package(req: PackageRequest) -> dict:
     with staged_dir(req.out, force=req.force) as tmp:
         files = target.write(build, tmp)
         (tmp / "recipe.yaml").write_text(recipe.to_yaml())
-        report["files"] = sorted(set(files) | {"recipe.yaml", "report.json", "report.md"})
+        report["files"] = sorted(set(files) | {"recipe.yaml", *REPORT_FILES})
         write_report(tmp, report)
     return report

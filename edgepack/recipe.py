@@ -44,6 +44,8 @@ class VerifyConfig(BaseModel):
     # After each compression step, also record the float .tflite size, the entropy-coded
     # size and host LiteRT latency. Latency is measured, so report.json then varies run to run.
     step_metrics: bool = True
+    # Per-op quantization error in the report's layer table (TensorFlow's QuantizationDebugger).
+    layer_errors: bool = True
 
     def limit(self) -> Optional[float]:
         """The gate's limit in points: the recipe's, the default when unset, None when 'none'."""

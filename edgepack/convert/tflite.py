@@ -41,11 +41,22 @@ def convert(
     ``dense_per_channel`` is the target's default for FULLY_CONNECTED weights
     (``quant.dense_per_channel`` wins when set).
     """
-    from ..keras_compat import tf
-
     if getattr(quant, "rules", None):
         raise ConversionError("per-op quantize rules are applied by edgepack.quantize.apply.quantize_model, "
                               "not by the plain converter")
+    conv = make_converter(model, quant, calibration, dense_per_channel)
+    try:
+        with capture_fd2():
+            data = conv.convert()
+    except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types
+        msg = str(e).strip().splitlines()
+        raise ConversionError(f"TFLite conversion ({quant.mode}) failed: {msg[0] if msg else type(e).__name__}") from e
+    return bytes(data)
+
+
+def make_converter(model, quant, calibration: Optional[np.ndarray] = None, dense_per_channel: bool = True):
+    """The TFLiteConverter set up for ``quant`` (also what the quantization debugger replays)."""
+    from ..keras_compat import tf
 
     t = tf()
     conv = t.lite.TFLiteConverter.from_keras_model(model)
@@ -70,10 +81,4 @@ def convert(
     dense_pc = dense_per_channel if quant.dense_per_channel is None else quant.dense_per_channel
     if quant.per_channel and not dense_pc:
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001
-    try:
-        with capture_fd2():
-            data = conv.convert()
-    except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types
-        msg = str(e).strip().splitlines()
-        raise ConversionError(f"TFLite conversion ({quant.mode}) failed: {msg[0] if msg else type(e).__name__}") from e
-    return bytes(data)
+    return conv

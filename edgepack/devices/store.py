@@ -56,14 +56,13 @@ def read_report(report_dir: Path) -> dict:
 
 
 def append_profiles(report_dir: Path, results: Iterable[ProfileResult]) -> Path:
-    """Append results to ``report_dir/report.json``'s "profiles" list (report.md re-rendered)."""
+    """Append results to ``report_dir/report.json``'s "profiles" list (report.md/.html re-rendered)."""
     data = read_report(report_dir)
     data.setdefault("profiles", []).extend(r.model_dump(mode="json") for r in results)
     report = Path(report_dir) / "report.json"
     write_json(report, data)
-    if (Path(report_dir) / "report.md").is_file():
-        from ..report import render_markdown
+    from ..report import rerender
 
-        atomic_write_text(Path(report_dir) / "report.md", render_markdown(data) + "\n")
+    rerender(Path(report_dir))
     return report
 

@@ -1,0 +1,46 @@
+"""Reports: report.json is the source of truth; report.md and report.html are rendered from it.
+
+Example::
+
+    write_report(Path("build/android"), report)      # a staging folder: json, md, html
+    rerender(Path("build/android"))                  # after `profile --append-report`
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from ..fsutil import atomic_write_text
+from .html import render_html
+from .markdown import render_markdown
+
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def write_report(folder: Path, report: dict[str, Any]) -> None:
+    """Write report.json, report.md and report.html into ``folder`` (a staging folder)."""
+    (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    (folder / "report.md").write_text(render_markdown(report) + "\n")
+    (folder / "report.html").write_text(render_html(report))
+
+
+def rerender(folder: Path) -> list[str]:
+    """Render report.md and report.html again from ``folder``/report.json; return the files written."""
+    path = Path(folder) / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such report; give a folder written by 'edgepack package'") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a valid report ({e}); re-run 'edgepack package'") from None
+    if not isinstance(report, dict):
+        raise DataError(f"{path}: not an edgepack report (a JSON object was expected)")
+    atomic_write_text(Path(folder) / "report.md", render_markdown(report) + "\n")
+    atomic_write_text(Path(folder) / "report.html", render_html(report))
+    return ["report.md", "report.html"]
+
+
+__all__ = ["REPORT_FILES", "render_html", "render_markdown", "rerender", "write_report"]

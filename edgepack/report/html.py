@@ -1,0 +1,98 @@
+"""report.html: one self-contained page (inline CSS and SVG, nothing fetched) rendered from
+report.json, with the plots of :mod:`.plots` and the same tables as report.md.
+
+Example::
+
+    page = render_html(json.loads(Path("build/android/report.json").read_text()))
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Iterable, Optional
+
+from . import plots
+from .markdown import LAYER_COLUMNS, STEP_COLUMNS, cell, fmt_bytes
+
+_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:12px}td,th{border:1px solid #ddd;padding:2px 6px;
+text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.warn{background:#fff4e0;border-left:4px solid #e08a2c;padding:.4em .8em}figure{margin:.6em 0}
+svg{max-width:100%;height:auto}code{background:#f4f4f4;padding:0 3px}"""
+
+
+def _e(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _table(rows: Iterable[dict], cols: Iterable[str]) -> str:
+    rows, cols = list(rows), list(cols)
+    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_e(cell(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure(svg: Optional[str], caption: str) -> str:
+    return f'<figure role="img" aria-label="{_e(caption)}">{svg}<figcaption>{_e(caption)}</figcaption></figure>' \
+        if svg else ""
+
+
+def _section(title: str, *parts: str) -> str:
+    return f"<section><h2>{_e(title)}</h2>{''.join(parts)}</section>"
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The whole page as a string."""
+    q, t = report.get("quantize", {}), report.get("tflite", {})
+    out = [f"<h1>edgepack report: {_e(report.get('model', '?'))} &rarr; {_e(report.get('target', '?'))}</h1>",
+           _table([{"figure": "quantization", "value": f"{q.get('mode')} (I/O {q.get('io')})"},
+                   {"figure": "model I/O", "value": cell(t.get("io"))},
+                   {"figure": "TFLite size", "value": fmt_bytes(t.get("size_bytes"))},
+                   {"figure": "parameters", "value": t.get("params")}, {"figure": "MACs", "value": t.get("macs")},
+                   {"figure": "ops", "value": ", ".join(t.get("ops", []))}], ["figure", "value"])]
+    for w in report.get("warnings", []):
+        out.append(f'<p class="warn">{_e(w)}</p>')
+    v = report.get("verification")
+    if v:
+        keys = [k for k in ("metric", "samples", "data", "float_accuracy_pct", "tflite_accuracy_pct", "drop_pt",
+                            "top1_agreement_pct", "max_abs_error", "mean_abs_error", "rel_rms_error",
+                            "agreement_caveat", "gate") if k in v]
+        out.append(_section("Verification", _table([{"figure": k, "value": v[k]} for k in keys], ["figure", "value"])))
+    steps = report.get("steps") or []
+    if steps:
+        cols = [c for c in STEP_COLUMNS if any(c in s for s in steps)]
+        out.append(_section("Steps", _figure(plots.steps_svg(steps), "after each step"), _table(steps, cols)))
+    layers = report.get("layers") or []
+    if layers:
+        cols = [c for c in LAYER_COLUMNS if any(c in r for r in layers)]
+        out.append(_section("Layers", _figure(plots.layers_svg(layers), "per op: MACs and quantization error"),
+                            _table(layers, cols)))
+    fw = report.get("firmware")
+    if fw:
+        b = fw.get("budget", {})
+        rows = [{"memory": k, **{x: b[k].get(x) for x in ("needed", "available", "headroom")}} for k in ("flash", "ram")
+                if k in b]
+        out.append(_section(f"Firmware: {fw.get('device')}", _figure(plots.budget_svg(b), "memory budget"),
+                            _table(rows, ["memory", "needed", "available", "headroom"]),
+                            _table([{"figure": k, "value": fw.get(k)} for k in ("arena", "parity", "harness")],
+                                   ["figure", "value"])))
+    profiles = report.get("profiles") or []
+    if profiles:
+        rows = [{"device": p["device"]["id"], **{k: p["latency"].get(k) for k in ("median_us", "p95_us", "source")}}
+                for p in profiles]
+        out.append(_section("Profiles", _figure(plots.profiles_svg(profiles), "latency per device"),
+                            _table(rows, ["device", "median_us", "p95_us", "source"])))
+    if report.get("entropy"):
+        e = report["entropy"]
+        out.append(_section("Download package", _table([{"figure": k, "value": e.get(k)} for k in e], ["figure", "value"])))
+    pv = report.get("provenance")
+    if pv:
+        rows = [{"input": k, "path": i["path"], "sha256": i["sha256"]} for k, i in pv.get("inputs", {}).items()]
+        out.append(_section("Provenance", _table(rows, ["input", "path", "sha256"]),
+                            _table([{"tool": k, "version": x} for k, x in pv.get("versions", {}).items()],
+                                   ["tool", "version"])))
+    title = _e(f"edgepack: {report.get('model', '?')}")
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'; '
+            f'img-src data:"><style>{_CSS}</style></head><body>{"".join(out)}</body></html>\n')

@@ -1,0 +1,155 @@
+"""report.md: the package report as Markdown tables, rendered from report.json (no JSON dumps).
+
+Example::
+
+    text = render_markdown(json.loads(Path("build/android/report.json").read_text()))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+STEP_COLUMNS = ("step", "params", "macs", "keras_accuracy_pct", "float_tflite_bytes", "entropy_coded_bytes",
+                "host_latency_us")
+LAYER_COLUMNS = ("index", "op", "layer", "params", "weight_bytes", "macs", "dtype", "scale", "rmse_steps",
+                 "max_abs_error")
+
+
+def fmt_bytes(n: Any) -> str:
+    return f"{n:,} B ({n / 1024:.1f} KiB)" if isinstance(n, int) else "n/a"
+
+
+def cell(v: Any) -> str:
+    """One table cell: thousands separators for ints, 4 significant digits for floats, '|' escaped."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(cell(x) for x in v)
+    if isinstance(v, dict):
+        return "; ".join(f"{k}={cell(x)}" for k, x in v.items())
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def table(rows: Iterable[dict], cols: Iterable[str]) -> list[str]:
+    rows, cols = list(rows), list(cols)
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
+    return out + [""]
+
+
+def _kv(pairs: Iterable[tuple[str, Any]]) -> list[str]:
+    return table(({"figure": k, "value": v} for k, v in pairs), ["figure", "value"])
+
+
+def _summary(report: dict) -> list[str]:
+    q, t = report.get("quantize", {}), report.get("tflite", {})
+    io = t.get("io", {})
+    return [f"# edgepack report: {report.get('model', '?')} -> {report.get('target', '?')}", "",
+            f"- Quantization: {q.get('mode')} (I/O asked {q.get('io')}, model has inputs "
+            f"{cell(io.get('inputs'))} / outputs {cell(io.get('outputs'))}; per-channel {q.get('per_channel')})",
+            f"- TFLite size: {fmt_bytes(t.get('size_bytes'))}",
+            f"- Parameters: {t.get('params', 0):,}; MACs per inference: {t.get('macs', 0):,}",
+            f"- Ops: {', '.join(t.get('ops', []))}", ""]
+
+
+def _verification(v: dict) -> list[str]:
+    lines = ["## Verification", ""]
+    if v.get("metric") == "accuracy":
+        lines.append(f"- Accuracy on {v['samples']} {v['data']} samples: float {v['float_accuracy_pct']:.2f}%, "
+                     f"packaged {v['tflite_accuracy_pct']:.2f}% (drop {v['drop_pt']:.2f} pt)")
+    lines.append(f"- Top-1 agreement with the float model: {v['top1_agreement_pct']:.2f}%; "
+                 f"max |error| {v['max_abs_error']:.4g}, mean {v['mean_abs_error']:.4g}")
+    if v.get("agreement_caveat"):
+        lines.append(f"- Agreement cannot mean anything here: {v['agreement_caveat']}; relative RMS output error "
+                     f"{100 * v['rel_rms_error']:.2f}%")
+    g = v.get("gate") or {}
+    if g:
+        lim = (f"{g['limit_pt']:.2f} pt on {g['on']}" if g.get("limit_pt") is not None else
+               f"{100 * g['limit_rel_rms_error']:.0f}% relative RMS error" if g.get("applied") else g.get("reason"))
+        lines.append(f"- Accuracy gate: {lim}")
+    return lines + [""]
+
+
+def _steps(steps: list[dict]) -> list[str]:
+    cols = [c for c in STEP_COLUMNS if any(c in s for s in steps)]
+    lines = ["## Steps", ""] + table(steps, cols)
+    for s in steps:
+        for key, val in s.items():
+            if isinstance(val, list) and val and isinstance(val[0], dict):
+                keys = list(dict.fromkeys(k for row in val for k in row))
+                lines += [f"### {s.get('step')}: {key}", ""] + table(val, keys)
+    return lines
+
+
+def _firmware(fw: dict) -> list[str]:
+    a, b, p, h = fw.get("arena", {}), fw.get("budget", {}), fw.get("parity", {}), fw.get("harness", {})
+    lines = ["## Firmware", "", f"Device profile `{fw.get('device')}` ({fw.get('board')}); array `{fw.get('array_name')}`.", ""]
+    lines += table(({"memory": k, "needed": b[k].get("needed"), "available": b[k].get("available"),
+                     "headroom": b[k].get("headroom"),
+                     "parts": cell({x: y for x, y in b[k].items() if x not in ("needed", "available", "headroom")})}
+                    for k in ("flash", "ram") if k in b), ["memory", "needed", "available", "headroom", "parts"])
+    lines += _kv([("arena (recommended)", a.get("recommended_bytes")), ("arena (smallest on host)", a.get("min_bytes")),
+                  ("arena margin", a.get("margin_bytes")), ("TFLM recorded total", a.get("recorded_bytes")),
+                  ("parity", "bit-exact" if p.get("bit_exact") else f"max {cell(p.get('max_step_diff', p.get('max_raw_diff')))} "
+                   f"steps ({cell(p.get('max_abs_diff'))} in output units)"),
+                  ("parity samples", f"{p.get('samples')} {p.get('data')}"),
+                  ("harness expected CRC-32", h.get("expected_crc32")),
+                  ("op registrations", ", ".join(fw.get("op_registrations", [])))])
+    lines += [f"- {adv}" for adv in fw.get("advice", [])]
+    return lines + ([""] if fw.get("advice") else [])
+
+
+def _entropy(e: dict) -> list[str]:
+    return ["## Download package", ""] + _kv([("model.tflite", fmt_bytes(e.get("tflite_bytes"))),
+                                              ("model.tflite.epk", fmt_bytes(e.get("package_bytes"))),
+                                              ("ratio", e.get("ratio"))])
+
+
+def _profiles(profiles: list[dict]) -> list[str]:
+    rows = []
+    for p in profiles:
+        lat, mem, en = p.get("latency", {}), p.get("memory", {}), p.get("energy", {})
+        rows.append({"device": p["device"]["id"], "median_us": lat.get("median_us"), "p95_us": lat.get("p95_us"),
+                     "latency": lat.get("source"), "peak/arena bytes": mem.get("peak_bytes") or mem.get("arena_bytes"),
+                     "mJ/inference": en.get("per_inference_mj"), "energy": en.get("source")})
+    return ["## Profiles", ""] + table(rows, ["device", "median_us", "p95_us", "latency", "peak/arena bytes",
+                                              "mJ/inference", "energy"])
+
+
+def _provenance(pv: dict) -> list[str]:
+    lines = ["## Provenance", ""]
+    lines += [f"- {name}: `{item['path']}` sha256 {item['sha256']}" for name, item in pv.get("inputs", {}).items()]
+    lines += [f"- {name}: sha256 {digest}" for name, digest in pv.get("outputs", {}).items()]
+    lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in pv.get("versions", {}).items()))
+    return lines + [""]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A human-readable summary of a package report."""
+    lines = _summary(report)
+    if report.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+    if report.get("verification"):
+        lines += _verification(report["verification"])
+    if report.get("steps"):
+        lines += _steps(report["steps"])
+    if report.get("layers"):
+        cols = [c for c in LAYER_COLUMNS if any(c in r for r in report["layers"])]
+        lines += ["## Layers", "", "Quantization error per op (TensorFlow's QuantizationDebugger on calibration "
+                  "samples): `rmse_steps` is the RMS error in quantization steps (0.29 is the rounding floor).", ""]
+        lines += table(report["layers"], cols)
+    if report.get("firmware"):
+        lines += _firmware(report["firmware"])
+    if report.get("entropy"):
+        lines += _entropy(report["entropy"])
+    if report.get("profiles"):
+        lines += _profiles(report["profiles"])
+    if report.get("provenance"):
+        lines += _provenance(report["provenance"])
+    return "\n".join(lines)
