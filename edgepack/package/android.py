@@ -46,22 +46,32 @@ def _get(t: TensorInfo) -> str:
     return f"({raw} {_signed(-z)}) * {s!r}f"
 
 
-def manifest(build: Build) -> dict:
+def manifest(build: Build, model: bytes) -> dict:
+    """manifest.json of the bundle; ``model`` is the shipped model.tflite (with TFLite Metadata)."""
+    from .android_metadata import input_kind, mediapipe_support, recipe_sha256
+    from .metadata import read_metadata
+
     info = build.info
+    meta = read_metadata(model) or {}
     pre = build.recipe.data.preprocess
     ins = [_tensor_entry(info.tensors[i]) for i in info.inputs]
     return {
         "format": "edgepack-android/1",
         "model": "model.tflite",
-        "size_bytes": len(build.tflite),
+        "size_bytes": len(model),
         "inputs": ins,
         "outputs": [_tensor_entry(info.tensors[i]) for i in info.outputs],
         "preprocessing": {"formula": "x = (v - mean) * scale", "scale": pre.scale, "mean": pre.mean,
                           "then": "quantize with the input's scale/zero_point" if "quantization" in ins[0]
                           else "feed x as float32"},
         "labels": "labels.txt" if build.labels else None,
+        "tflite_metadata": {"schema": "TFLite Metadata (metadata_schema.fbs)", "min_parser_version":
+                            meta.get("minParserVersion"), "input_kind": input_kind(build),
+                            "associated_files": ["labels.txt"] if build.labels else [],
+                            "recipe_sha256": recipe_sha256(build)},
+        "mediapipe": mediapipe_support(build),
         "download_package": {"file": "model.tflite.epk", "format": "edgepack-epk/1",
-                             "bytes": build.report.get("entropy", {}).get("package_bytes"),
+                             "bytes": len(build.download_package) if build.download_package is not None else None,
                              "restore": "edgepack unpack model.tflite.epk model.tflite (exact bytes, SHA-256 checked)"},
         "ops": build.info.op_names(),
         "quantization": build.recipe.quantize.model_dump(),
@@ -93,14 +103,56 @@ def readme(build: Build) -> str:
         labels_hint="; its name is that line of labels.txt" if build.labels else "")
 
 
+def _refresh_report(build: Build, model: bytes) -> None:
+    """The pipeline hashed and entropy-coded the model before the metadata was added: redo both.
+
+    Only needed while the pipeline does not call ``Target.finalize_model`` itself.
+    """
+    from ..entropy import encode
+    from ..fsutil import sha256_bytes
+
+    build.download_package = encode(model)
+    build.report.setdefault("tflite", {})["size_bytes"] = len(model)
+    build.report["entropy"] = {"tflite_bytes": len(model), "package_bytes": len(build.download_package),
+                               "ratio": round(len(model) / len(build.download_package), 2)}
+    prov = build.report.get("provenance")
+    if prov is not None:
+        prov.setdefault("outputs", {})["model.tflite"] = sha256_bytes(model)
+
+
 class AndroidTarget(Target):
-    """Writes what an Android app needs to load and feed the model."""
+    """Writes what an Android app needs to load and feed the model.
+
+    model.tflite carries TFLite Metadata (edgepack.package.android_metadata), so MediaPipe Tasks, the
+    LiteRT support libraries and Android Studio read its normalization, labels and tensor meaning.
+    Options: ``input_kind`` (image, audio, tensor; default: image for [1,H,W,1|3] inputs) and
+    ``sample_rate`` (Hz, for audio).
+    """
 
     name = "android"
-    option_names = frozenset()
+    option_names = frozenset({"input_kind", "sample_rate"})
+
+    def check(self, build: Build) -> None:
+        from .android_metadata import input_kind
+
+        input_kind(build)
+
+    def finalize_model(self, build: Build) -> bytes:
+        from .android_metadata import model_doc
+        from .metadata import embed, read_metadata
+
+        if read_metadata(build.tflite) is not None:  # already finalized
+            return build.tflite
+        return embed(build.tflite, model_doc(build))
 
     def write(self, build: Build, out: Path) -> list[str]:
-        (out / "model.tflite").write_bytes(build.tflite)
+        from .metadata import read_metadata
+
+        model = build.tflite
+        if read_metadata(model) is None:  # the pipeline has not finalized it
+            model = self.finalize_model(build)
+            _refresh_report(build, model)
+        (out / "model.tflite").write_bytes(model)
         files = ["model.tflite", "manifest.json", "README.md"]
         if build.download_package is not None:
             (out / "model.tflite.epk").write_bytes(build.download_package)
@@ -108,6 +160,6 @@ class AndroidTarget(Target):
         if build.labels:
             (out / "labels.txt").write_text("\n".join(build.labels) + "\n")
             files.append("labels.txt")
-        (out / "manifest.json").write_text(json.dumps(manifest(build), indent=2, sort_keys=True) + "\n")
+        (out / "manifest.json").write_text(json.dumps(manifest(build, model), indent=2, sort_keys=True) + "\n")
         (out / "README.md").write_text(readme(build))
         return files

@@ -45,6 +45,13 @@ class Target:
     def check(self, build: Build) -> None:
         """Raise (UnsupportedOpError, BudgetError, ...) before anything is written."""
 
+    def finalize_model(self, build: Build) -> bytes:
+        """The model bytes this target ships (e.g. Android adds TFLite Metadata); must not change outputs.
+
+        Called after verification, before the download package and provenance hashes are made.
+        """
+        return build.tflite
+
     def write(self, build: Build, out: Path) -> list[str]:  # pragma: no cover - abstract
         """Write the target's files into ``out`` (a staging folder); return their names."""
         raise NotImplementedError
