@@ -85,7 +85,8 @@ def _stats(build: Build, kind: str) -> tuple[Optional[tuple], list[Optional[tupl
 def _quant_text(t) -> str:
     if not t.scale:
         return ""
-    return f", quantized q = round(x / {t.scale[0]!r}) + {t.zero_point[0]}"
+    z = t.zero_point[0]
+    return f", quantized q = round(x / {t.scale[0]!r}) {'+' if z >= 0 else '-'} {abs(z)}"
 
 
 def model_doc(build: Build) -> ModelDoc:
