@@ -50,8 +50,15 @@ def test_metadata_fields_read_back(bundle, mnist):
     assert rep["provenance"]["inputs"]["model"]["sha256"] in meta["description"]
     assert meta["version"].endswith(recipe_sha[:12]) and meta["author"].startswith("edgepack")
     assert meta["minParserVersion"] == man["tflite_metadata"]["min_parser_version"] == "1.0.0"
+    assert meta["license"] is None and meta["associatedFiles"] is None
     (sg,) = meta["subgraphMetadata"]
+    assert sg["name"] == "model" and sg["customMetadata"] is None and sg["inputProcessUnits"] is None
     (tin,), (tout,) = sg["inputTensorMetadata"], sg["outputTensorMetadata"]
+    min_, mout = man["inputs"][0], man["outputs"][0]
+    assert tin["description"].startswith(f"Tensor {min_['name']}: {min_['shape']} {min_['dtype']}.")
+    assert f"round(x / {min_['quantization']['scale']!r}) - 128" in tin["description"]
+    assert f"x = (q + 128) * {mout['quantization']['scale']!r}" in tout["description"]
+    assert (mout["quantization"]["zero_point"], min_["quantization"]["zero_point"]) == (-128, -128)
     # image content: 28x28 grayscale
     fb = md._schema()
     assert tin["name"] == "image"
@@ -151,3 +158,46 @@ def test_input_kind_must_fit_the_model(run_cli, mnist, tmp_path):
     assert r.exit_code == 2  # a usage error: the option does not fit this model
     assert "input kind audio needs a [1, samples] input" in r.err and len(r.err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def _build(in_shape, in_dtype, in_q=None, out_dtype="float32", scale=1.0, mean=0.0, **options):
+    from edgepack.convert.flatbuffer import TensorInfo, TfliteInfo
+    from edgepack.package import Build
+    from edgepack.recipe import Recipe
+
+    tin = TensorInfo(0, "in", list(in_shape), in_dtype, [in_q[0]] if in_q else [], [in_q[1]] if in_q else [], 0,
+                     False, 0)
+    tout = TensorInfo(1, "out", [1, 10], out_dtype, [1 / 256] if out_dtype != "float32" else [],
+                      [0] if out_dtype != "float32" else [], 0, False, 0)
+    recipe = Recipe.from_dict({"data": {"preprocess": {"scale": scale, "mean": mean}}})
+    return Build(tflite=b"", info=TfliteInfo([tin, tout], [], [0], [1], 0), recipe=recipe, model_name="m",
+                 options=options)
+
+
+@pytest.mark.parametrize("case,why", [
+    (dict(in_shape=[1, 32, 32, 3], in_dtype="float32"), None),
+    (dict(in_shape=[1, 32, 32, 3], in_dtype="uint8", in_q=(1.0, 0), out_dtype="uint8"), None),
+    (dict(in_shape=[1, 32, 32, 3], in_dtype="uint8", in_q=(1 / 255, 0), out_dtype="uint8", scale=1 / 255), None),
+    (dict(in_shape=[1, 32, 32, 3], in_dtype="uint8", in_q=(0.9, 3), out_dtype="uint8"), "raw 0..255 pixels"),
+    (dict(in_shape=[1, 32, 32, 3], in_dtype="int8", in_q=(1.0, -128), out_dtype="int8"), "--io uint8"),
+    (dict(in_shape=[1, 32, 32, 3], in_dtype="float32", mean=[1.0, 2.0, 3.0]), "per-channel means"),
+    (dict(in_shape=[1, 28, 28, 1], in_dtype="float32"), "3 or 4"),
+])
+def test_mediapipe_image_classifier_fit(case, why):
+    from edgepack.package.android_metadata import mediapipe_support
+
+    got = mediapipe_support(_build(**case))
+    assert got["task"] == "ImageClassifier"
+    assert got["usable"] is (why is None)
+    assert (got["why_not"] is None) if why is None else (why in got["why_not"])
+
+
+def test_mediapipe_fit_for_audio_and_features():
+    from edgepack.package.android_metadata import mediapipe_support
+
+    ok = mediapipe_support(_build([1, 16000], "float32", input_kind="audio", sample_rate=16000))
+    assert ok["task"] == "AudioClassifier" and ok["usable"] and ok["sample_rate"] == 16000
+    scaled = mediapipe_support(_build([1, 16000], "float32", scale=0.5, input_kind="audio", sample_rate=16000))
+    assert not scaled["usable"] and "scale 1, mean 0" in scaled["why_not"]
+    # MLPerf Tiny KWS: 49x10 MFCC features shaped like a 1-channel image: no task fits
+    assert mediapipe_support(_build([1, 49, 10, 1], "int8", in_q=(0.5, 0), input_kind="tensor")) is None

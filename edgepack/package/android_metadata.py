@@ -4,7 +4,8 @@ The recipe's preprocessing ``x = (v - mean) * scale`` becomes NormalizationOptio
 with ``std = 1 / scale``. Content: an image for 4-D inputs with 1 or 3 channels (RGB / GRAYSCALE), audio
 when the user says so (``input_kind="audio"`` with ``sample_rate``), a feature tensor otherwise
 (``input_kind="tensor"`` forces that, e.g. for MFCC features shaped like a 1-channel image). Stats are the
-min/max observed on up to 64 calibration samples (inputs as preprocessed, outputs as LiteRT computes them).
+min/max observed on up to 64 calibration samples (inputs as preprocessed, outputs as LiteRT computes them),
+to 6 significant digits.
 Labels go into the output's metadata as labels.txt (TENSOR_AXIS_LABELS). Provenance: edgepack version,
 recipe SHA-256 (of the bundle's recipe.yaml) and the source model's SHA-256.
 
@@ -63,10 +64,13 @@ def recipe_sha256(build: Build) -> str:
 
 
 def _range(x: np.ndarray, per_channel: bool) -> tuple[list[float], list[float]]:
-    if per_channel:
-        flat = x.reshape(-1, x.shape[-1])
-        return flat.min(axis=0).tolist(), flat.max(axis=0).tolist()
-    return [float(x.min())], [float(x.max())]
+    """(min, max), per channel or overall, to 6 significant digits (kernels may differ in the last bits)."""
+    flat = x.reshape(-1, x.shape[-1]) if per_channel else x.reshape(-1, 1)
+    return _sig6(flat.min(axis=0)), _sig6(flat.max(axis=0))
+
+
+def _sig6(values) -> list[float]:
+    return [float(f"{float(v):.6g}") for v in values]
 
 
 def _stats(build: Build, kind: str) -> tuple[Optional[tuple], list[Optional[tuple]]]:
@@ -82,11 +86,12 @@ def _stats(build: Build, kind: str) -> tuple[Optional[tuple], list[Optional[tupl
     return _range(x, kind == "image"), outs
 
 
+def _plus(z: int) -> str:
+    return f"+ {z}" if z >= 0 else f"- {-z}"
+
+
 def _quant_text(t) -> str:
-    if not t.scale:
-        return ""
-    z = t.zero_point[0]
-    return f", quantized q = round(x / {t.scale[0]!r}) {'+' if z >= 0 else '-'} {abs(z)}"
+    return f", quantized q = round(x / {t.scale[0]!r}) {_plus(t.zero_point[0])}" if t.scale else ""
 
 
 def model_doc(build: Build) -> ModelDoc:
@@ -118,7 +123,7 @@ def model_doc(build: Build) -> ModelDoc:
     for k, idx in enumerate(info.outputs):
         t = info.tensors[idx]
         labelled = k == 0 and bool(build.labels)
-        deq = f", dequantized x = (q - {t.zero_point[0]}) * {t.scale[0]!r}" if t.scale else ""
+        deq = f", dequantized x = (q {_plus(-t.zero_point[0])}) * {t.scale[0]!r}" if t.scale else ""
         outputs.append(TensorDoc(
             name=("scores" if labelled else "output") + (f"_{k}" if k else ""),
             description=f"Tensor {t.name}: {t.shape} {t.dtype}{deq}." + (" One score per label." if labelled else ""),

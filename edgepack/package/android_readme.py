@@ -96,7 +96,10 @@ $labels_field
         return ${cls}Io.output(outputs[0].$read())
     }
 $top_fn
-    override fun close() = model.close()
+    override fun close() {
+        (inputs + outputs).forEach { it.close() }
+        model.close()
+    }
 }
 ```""")
 
