@@ -73,6 +73,19 @@ def _check_readme(out, man, data: bytes, raw: np.ndarray) -> None:
     from edgepack.runtime import quantize_input
 
     np.testing.assert_array_equal(q[..., None], quantize_input(x[..., None], rt.inputs[0]))
+    # LiteRT's CompiledModel (the README's API; the same C++ runtime as the Kotlin one) on those bytes,
+    # dequantized with the README's OUT_SCALE / OUT_ZERO_POINT, gives the Interpreter's scores
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    cm = CompiledModel.from_buffer(data)
+    ins, outs = cm.create_input_buffers(0), cm.create_output_buffers(0)
+    n_out = int(np.prod(man["outputs"][0]["shape"]))
+    for i in range(len(q)):
+        ins[0].write(q[i : i + 1])
+        cm.run_by_index(0, ins, outs)
+        got = (outs[0].read(n_out, np.int8).astype(np.float32) - _kotlin_const(text, "OUT_ZERO_POINT")) \
+            * np.float32(_kotlin_const(text, "OUT_SCALE"))
+        np.testing.assert_allclose(got, rt.predict(x[i : i + 1, ..., None])[0], atol=1e-7)
     seen = re.search(r"seen there: (\S+) to (\S+)\)", text)
     assert float(seen.group(1)) == 0 and float(seen.group(2)) == 255  # the calibration's raw pixel range
 

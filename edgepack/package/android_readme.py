@@ -214,7 +214,6 @@ def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
                       f"clamped to {_RANGE[tin.dtype][0]}..{_RANGE[tin.dtype][1]}")
         if exact:
             quant_note += " (so `q` is exactly the raw pixel `v`)"
-    compacted = (build.report.get("tflite") or {}).get("compacted")
     tmpl = Template((data_dir("targets") / "android" / "README.md.tmpl").read_text())
     return tmpl.substitute(
         name=build.model_name, size_bytes=len(model), mode=build.recipe.quantize.mode,
@@ -229,8 +228,6 @@ def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
                   if _quantized(tout) else ""),
         labels_hint="; its name is that line of `labels.txt`" if build.labels else "",
         helper=helper(build, tin, tout, cls),
-        compiled_note=(" This model was built with `--compact` (no signature defs): if `CompiledModel` "
-                       "does not load it, use the Interpreter API." if compacted else ""),
         compiled_block=_compiled_block(build, tin, tout, cls),
         in_bytes=int(np.prod(tin.shape)) * _DTYPE_BYTES.get(tin.dtype, 4),
         out_bytes=int(np.prod(tout.shape)) * _DTYPE_BYTES.get(tout.dtype, 4),
