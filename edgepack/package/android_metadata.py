@@ -152,9 +152,12 @@ def _image_classifier(build: Build) -> dict:
     elif len(set(means)) > 1:
         why = "per-channel means: MediaPipe's image preprocessing normalizes all channels alike"
     elif t.dtype == "uint8" and not (abs(t.scale[0] - pre.scale) <= 1e-6 * pre.scale and t.zero_point[0] == means[0]):
+        fix = ("package with --io float (a uint8 zero point cannot be the non-integer mean)"
+               if float(means[0]) != round(float(means[0])) else
+               "calibrate with images that span 0..255, or package with --io float")
         why = (f"MediaPipe feeds raw 0..255 pixels to a uint8 input, but this one is quantized with scale "
                f"{t.scale[0]!r}, zero point {t.zero_point[0]} (raw pixels would be scale {pre.scale!r}, zero point "
-               f"{means[0]}): calibrate with images that span 0..255, or package with --io float")
+               f"{means[0]}): {fix}")
     return {"task": "ImageClassifier", "usable": why is None, "why_not": why,
             "input": t.dtype, "labels": bool(build.labels)}
 
