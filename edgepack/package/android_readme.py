@@ -130,8 +130,8 @@ def _interpreter_io(tin: TensorInfo, tout: TensorInfo, cls: str) -> tuple[str, s
 _MP_IMAGE = Template("""## MediaPipe Tasks: ImageClassifier
 
 MediaPipe's ImageClassifier runs this model as packaged: it takes the normalization and labels from the
-model's metadata ($in_dtype input: $feed). Tested with MediaPipe's Python ImageClassifier, the same C++
-task graph as on Android. Guide: https://ai.google.dev/edge/mediapipe/solutions/vision/image_classifier/android
+model's metadata ($in_dtype input: $feed). edgepack's tests run bundles like this one in MediaPipe's
+Python ImageClassifier, the same C++ task graph as on Android. Guide: https://ai.google.dev/edge/mediapipe/solutions/vision/image_classifier/android
 
 ```kotlin
 // app/build.gradle.kts: implementation("com.google.mediapipe:tasks-vision:latest.release")
@@ -152,8 +152,8 @@ val top = classifier.classify(BitmapImageBuilder(bitmap).build())
 _MP_AUDIO = Template("""## MediaPipe Tasks: AudioClassifier
 
 MediaPipe's AudioClassifier runs this model as packaged: the metadata gives the sample rate ($rate Hz) and
-labels; it feeds $samples-sample float windows of the waveform. Tested with MediaPipe's Python
-AudioClassifier, the same C++ task graph as on Android.
+labels; it feeds $samples-sample float windows of the waveform. edgepack's tests run bundles like this one
+in MediaPipe's Python AudioClassifier, the same C++ task graph as on Android.
 
 ```kotlin
 // app/build.gradle.kts: implementation("com.google.mediapipe:tasks-audio:latest.release")
