@@ -255,15 +255,18 @@ def package(req: PackageRequest) -> dict:
         req.progress("verify", 1, 1)
     if recipe.verify.layer_errors:
         report["layers"] = _layers(compressed, converted, recipe, target, ctx, plan)
+    build = Build(tflite=tflite, info=info, recipe=recipe, model_name=req.model.stem, float_model=float_model,
+                  calibration=ctx.calibration, labels=labels, report=report, options=dict(req.target_options))
+    build.checks = run_checks(build, spec)
+    report["provenance"] = _provenance(req, recipe, tflite)
+    build.tflite = target.finalize_model(build)  # e.g. TFLite Metadata for Android: outputs unchanged
+    report["tflite"]["size_bytes"] = len(build.tflite)
+    report["provenance"]["outputs"]["model.tflite"] = sha256_bytes(build.tflite)
     from .entropy import encode
 
-    blob = encode(tflite)
-    report["entropy"] = {"tflite_bytes": len(tflite), "package_bytes": len(blob),
-                         "ratio": round(len(tflite) / len(blob), 2)}
-    build = Build(tflite=tflite, download_package=blob, info=info, recipe=recipe, model_name=req.model.stem,
-                  float_model=float_model, calibration=ctx.calibration, labels=labels, report=report,
-                  options=dict(req.target_options))
-    build.checks = run_checks(build, spec)
+    build.download_package = encode(build.tflite)
+    report["entropy"] = {"tflite_bytes": len(build.tflite), "package_bytes": len(build.download_package),
+                         "ratio": round(len(build.tflite) / len(build.download_package), 2)}
     warnings = list(ctx.warnings)
     caveat = report.get("verification", {}).get("agreement_caveat")
     if caveat:
@@ -273,7 +276,6 @@ def package(req: PackageRequest) -> dict:
         report["warnings"] = warnings
         for w in warnings[len(ctx.warnings):]:
             req.log(f"warning: {w}")
-    report["provenance"] = _provenance(req, recipe, tflite)
     with staged_dir(req.out, force=req.force) as tmp:
         files = target.write(build, tmp)
         (tmp / "recipe.yaml").write_text(recipe.to_yaml())

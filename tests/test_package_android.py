@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -40,8 +41,53 @@ def test_int8_bundle_is_complete_verified_and_runs(run_cli, mnist, tmp_path):
     acc = 100 * np.mean(np.argmax(LiteRT(data).predict(x), -1) == ev["y"])
     assert rep["verification"]["tflite_accuracy_pct"] == pytest.approx(acc, abs=1e-6)
     assert rep["verification"]["drop_pt"] <= 1.0
-    assert "kotlin" in (out / "README.md").read_text().lower()
     assert "Verification" in (out / "report.md").read_text()
+    _check_readme(out, man, data, ev["x"][:20])
+    assert man["mediapipe"]["usable"] is False  # 1-channel images: ImageClassifier takes 3 or 4 channels
+
+
+def _kotlin_const(text: str, name: str) -> float:
+    m = re.search(rf"const val {name} = (-?[0-9.eE+-]+)f?\n", text)
+    assert m, f"{name} not in README"
+    return float(m.group(1))
+
+
+def _check_readme(out, man, data: bytes, raw: np.ndarray) -> None:
+    """The README's Kotlin carries the manifest's numbers, and its formulas feed LiteRT what it expects."""
+    text = (out / "README.md").read_text()
+    assert "CompiledModel.create(context.assets, \"model.tflite\"" in text and "org.tensorflow.lite.Interpreter" in text
+    assert 'context.assets.open("labels.txt")' in text
+    pre, qin = man["preprocessing"], man["inputs"][0]["quantization"]
+    qout = man["outputs"][0]["quantization"]
+    mean = [float(v) for v in re.search(r"val MEAN = floatArrayOf\(([^)]*)\)", text).group(1).replace("f", "").split(",")]
+    assert mean == [pytest.approx(m) for m in np.atleast_1d(pre["mean"])]
+    assert _kotlin_const(text, "SCALE") == pytest.approx(pre["scale"])
+    assert _kotlin_const(text, "IN_SCALE") == pytest.approx(qin["scale"])
+    assert _kotlin_const(text, "IN_ZERO_POINT") == qin["zero_point"]
+    assert _kotlin_const(text, "OUT_SCALE") == pytest.approx(qout["scale"])
+    assert _kotlin_const(text, "OUT_ZERO_POINT") == qout["zero_point"]
+    # the helper's arithmetic (float32, Math.round = floor(x + 0.5)) gives the bytes LiteRT's own path gives
+    x = (raw.astype(np.float32) - np.float32(mean[0])) * np.float32(pre["scale"])
+    q = np.clip(np.floor(x / np.float32(qin["scale"]) + 0.5) + qin["zero_point"], -128, 127).astype(np.int8)
+    rt = LiteRT(data)
+    from edgepack.runtime import quantize_input
+
+    np.testing.assert_array_equal(q[..., None], quantize_input(x[..., None], rt.inputs[0]))
+    # LiteRT's CompiledModel (the README's API; the same C++ runtime as the Kotlin one) on those bytes,
+    # dequantized with the README's OUT_SCALE / OUT_ZERO_POINT, gives the Interpreter's scores
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    cm = CompiledModel.from_buffer(data)
+    ins, outs = cm.create_input_buffers(0), cm.create_output_buffers(0)
+    n_out = int(np.prod(man["outputs"][0]["shape"]))
+    for i in range(len(q)):
+        ins[0].write(q[i : i + 1])
+        cm.run_by_index(0, ins, outs)
+        got = (outs[0].read(n_out, np.int8).astype(np.float32) - _kotlin_const(text, "OUT_ZERO_POINT")) \
+            * np.float32(_kotlin_const(text, "OUT_SCALE"))
+        np.testing.assert_allclose(got, rt.predict(x[i : i + 1, ..., None])[0], atol=1e-7)
+    seen = re.search(r"seen there: (\S+) to (\S+)\)", text)
+    assert float(seen.group(1)) == 0 and float(seen.group(2)) == 255  # the calibration's raw pixel range
 
 
 @pytest.mark.parametrize("mode,dtype", [("dynamic", "float32"), ("float16", "float32"), ("int16x8", "float32")])

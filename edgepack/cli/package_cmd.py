@@ -45,6 +45,9 @@ class AccuracyLimit(click.ParamType):
               help="Fail (nothing written) if accuracy drops more (points; default 1.0; 'none' turns the gate off).")
 @click.option("--device", help="tflm: device profile name (see device_profiles/).")
 @click.option("--array-name", help="tflm: C identifier of the model array.")
+@click.option("--input-kind", type=click.Choice(["image", "audio", "tensor"]),
+              help="android: what the input is, for TFLite Metadata (default: image for [1,H,W,1|3] inputs).")
+@click.option("--sample-rate", type=click.IntRange(min=1), help="android: audio sample rate in Hz (--input-kind audio).")
 @click.option("--compact", is_flag=True,
               help="Shorter flatbuffer: short tensor names, no signature defs/metadata (4-byte aligned weights).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -53,7 +56,7 @@ class AccuracyLimit(click.ParamType):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @verbosity_options
 def package(model, target, out, quantize, io_type, recipe, calibration, eval_data, train, labels,
-            max_accuracy_drop, device, array_name, compact, seed, force, unsafe, as_json, verbose, quiet):
+            max_accuracy_drop, device, array_name, input_kind, sample_rate, compact, seed, force, unsafe, as_json, verbose, quiet):
     """Package MODEL (tf_keras .keras/.h5 or SavedModel folder) for a target.
 
     \b
@@ -64,7 +67,8 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
     """
     from ..pipeline import PackageRequest, package as run
 
-    options = {k: v for k, v in {"device": device, "array_name": array_name}.items() if v is not None}
+    options = {k: v for k, v in {"device": device, "array_name": array_name, "input_kind": input_kind,
+                                 "sample_rate": sample_rate}.items() if v is not None}
     with Progress(quiet, verbose) as prog:
         report = run(PackageRequest(
             model=model, out=out, target=target, recipe_path=recipe, quantize=quantize, io=io_type,

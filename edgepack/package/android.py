@@ -1,19 +1,13 @@
-"""Android target: model.tflite, manifest.json, labels.txt, README.md with Kotlin code."""
+"""Android target: model.tflite (with TFLite Metadata), manifest.json, labels.txt, README.md with Kotlin code."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from string import Template
-
-import numpy as np
 
 from ..convert.flatbuffer import TensorInfo
-from ..paths import data_dir
 from ..build import Build
 from .base import Target
-
-_DTYPE_BYTES = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2, "float16": 2, "int32": 4}
 
 
 def _tensor_entry(t: TensorInfo) -> dict:
@@ -23,46 +17,32 @@ def _tensor_entry(t: TensorInfo) -> dict:
     return d
 
 
-def _signed(z: int) -> str:
-    return f"+ {z}" if z >= 0 else f"- {-z}"
+def manifest(build: Build, model: bytes) -> dict:
+    """manifest.json of the bundle; ``model`` is the shipped model.tflite (with TFLite Metadata)."""
+    from .android_metadata import input_kind, mediapipe_support, recipe_sha256
+    from .metadata import read_metadata
 
-
-def _put(t: TensorInfo) -> str:
-    if t.dtype == "float32":
-        return "        input.putFloat(x)"
-    s, z = t.scale[0], t.zero_point[0]
-    lo, hi = (-128, 127) if t.dtype == "int8" else (0, 255) if t.dtype == "uint8" else (-32768, 32767)
-    q = f"(Math.round(x / {s!r}f) {_signed(z)}).coerceIn({lo}, {hi})"
-    if t.dtype == "int16":
-        return f"        input.putShort({q}.toShort())"
-    return f"        input.put({q}.toByte())"
-
-
-def _get(t: TensorInfo) -> str:
-    if t.dtype == "float32":
-        return "output.getFloat()"
-    s, z = t.scale[0], t.zero_point[0]
-    raw = {"int8": "output.get().toInt()", "uint8": "(output.get().toInt() and 0xFF)",
-           "int16": "output.getShort().toInt()"}[t.dtype]
-    return f"({raw} {_signed(-z)}) * {s!r}f"
-
-
-def manifest(build: Build) -> dict:
     info = build.info
+    meta = read_metadata(model) or {}
     pre = build.recipe.data.preprocess
     ins = [_tensor_entry(info.tensors[i]) for i in info.inputs]
     return {
         "format": "edgepack-android/1",
         "model": "model.tflite",
-        "size_bytes": len(build.tflite),
+        "size_bytes": len(model),
         "inputs": ins,
         "outputs": [_tensor_entry(info.tensors[i]) for i in info.outputs],
         "preprocessing": {"formula": "x = (v - mean) * scale", "scale": pre.scale, "mean": pre.mean,
                           "then": "quantize with the input's scale/zero_point" if "quantization" in ins[0]
                           else "feed x as float32"},
         "labels": "labels.txt" if build.labels else None,
+        "tflite_metadata": {"schema": "TFLite Metadata (metadata_schema.fbs)", "min_parser_version":
+                            meta.get("minParserVersion"), "input_kind": input_kind(build),
+                            "associated_files": ["labels.txt"] if build.labels else [],
+                            "recipe_sha256": recipe_sha256(build)},
+        "mediapipe": mediapipe_support(build),
         "download_package": {"file": "model.tflite.epk", "format": "edgepack-epk/1",
-                             "bytes": build.report.get("entropy", {}).get("package_bytes"),
+                             "bytes": len(build.download_package) if build.download_package is not None else None,
                              "restore": "edgepack unpack model.tflite.epk model.tflite (exact bytes, SHA-256 checked)"},
         "ops": build.info.op_names(),
         "quantization": build.recipe.quantize.model_dump(),
@@ -71,37 +51,35 @@ def manifest(build: Build) -> dict:
     }
 
 
-def readme(build: Build) -> str:
-    info = build.info
-    tin, tout = info.tensors[info.inputs[0]], info.tensors[info.outputs[0]]
-    pre = build.recipe.data.preprocess
-    n_in, n_out = int(np.prod(tin.shape)), int(np.prod(tout.shape))
-    mean = pre.mean if isinstance(pre.mean, (int, float)) else pre.mean[0]
-    tmpl = Template((data_dir("targets") / "android" / "README.md.tmpl").read_text())
-    return tmpl.substitute(
-        name=build.model_name, size_bytes=len(build.tflite),
-        epk_bytes=len(build.download_package) if build.download_package is not None else "n/a", mode=build.recipe.quantize.mode,
-        labels_note=", `labels.txt` (one class per line, in output order)" if build.labels else "",
-        labels_copy=" and `labels.txt`" if build.labels else "",
-        in_name=tin.name, in_shape=tin.shape, in_dtype=tin.dtype, in_elems=n_in, in_layout="NHWC",
-        in_bytes=n_in * _DTYPE_BYTES.get(tin.dtype, 4), mean=float(mean), scale=float(pre.scale),
-        quant_note=(f", then quantize: `q = round(x / {tin.scale[0]!r}) {_signed(tin.zero_point[0])}`"
-                    if tin.scale and tin.dtype != "float32" else ""),
-        put_input=_put(tin), out_name=tout.name, out_shape=tout.shape, out_dtype=tout.dtype,
-        out_bytes=n_out * _DTYPE_BYTES.get(tout.dtype, 4), out_elems=n_out, get_output=_get(tout),
-        out_note=(f" (dequantize: `(q {_signed(-tout.zero_point[0])}) * {tout.scale[0]!r}`)"
-                  if tout.scale and tout.dtype != "float32" else ""),
-        labels_hint="; its name is that line of labels.txt" if build.labels else "")
-
-
 class AndroidTarget(Target):
-    """Writes what an Android app needs to load and feed the model."""
+    """Writes what an Android app needs to load and feed the model.
+
+    model.tflite carries TFLite Metadata (edgepack.package.android_metadata), so MediaPipe Tasks, the
+    LiteRT support libraries and Android Studio read its normalization, labels and tensor meaning.
+    Options: ``input_kind`` (image, audio, tensor; default: image for [1,H,W,1|3] inputs) and
+    ``sample_rate`` (Hz, for audio).
+    """
 
     name = "android"
-    option_names = frozenset()
+    option_names = frozenset({"input_kind", "sample_rate"})
+
+    def finalize_model(self, build: Build) -> bytes:
+        from .android_metadata import model_doc
+        from .metadata import embed, read_metadata
+
+        if read_metadata(build.tflite) is not None:  # already finalized
+            return build.tflite
+        return embed(build.tflite, model_doc(build))
 
     def write(self, build: Build, out: Path) -> list[str]:
-        (out / "model.tflite").write_bytes(build.tflite)
+        from .android_metadata import mediapipe_support
+        from .android_readme import readme
+        from .metadata import read_metadata
+
+        model = build.tflite
+        if read_metadata(model) is None:  # written outside the pipeline: finalize here
+            model = self.finalize_model(build)
+        (out / "model.tflite").write_bytes(model)
         files = ["model.tflite", "manifest.json", "README.md"]
         if build.download_package is not None:
             (out / "model.tflite.epk").write_bytes(build.download_package)
@@ -109,6 +87,6 @@ class AndroidTarget(Target):
         if build.labels:
             (out / "labels.txt").write_text("\n".join(build.labels) + "\n")
             files.append("labels.txt")
-        (out / "manifest.json").write_text(json.dumps(manifest(build), indent=2, sort_keys=True) + "\n")
-        (out / "README.md").write_text(readme(build))
+        (out / "manifest.json").write_text(json.dumps(manifest(build, model), indent=2, sort_keys=True) + "\n")
+        (out / "README.md").write_text(readme(build, model, mediapipe_support(build)))
         return files

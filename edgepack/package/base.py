@@ -40,6 +40,13 @@ class Target:
 
         build.checks = run_checks(build, self.spec(build.options))
 
+    def finalize_model(self, build: Build) -> bytes:
+        """The model bytes this target ships (e.g. Android adds TFLite Metadata); must not change outputs.
+
+        Called after verification, before the download package and provenance hashes are made.
+        """
+        return build.tflite
+
     def write(self, build: Build, out: Path) -> list[str]:  # pragma: no cover - abstract
         """Write the target's files into ``out`` (a staging folder); return their names."""
         raise NotImplementedError
