@@ -93,6 +93,6 @@ def test_the_cycle_finder_finds_cycles():
 
 
 def test_modules_stay_readable():
-    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py")  # flatc output is generated, not written
+            if not p.name.endswith("_py_generated.py") and (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
