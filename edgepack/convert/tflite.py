@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -55,11 +56,18 @@ def convert(
 
 
 def make_converter(model, quant, calibration: Optional[np.ndarray] = None, dense_per_channel: bool = True):
-    """The TFLiteConverter set up for ``quant`` (also what the quantization debugger replays)."""
+    """The TFLiteConverter set up for ``quant`` (also what the quantization debugger replays).
+
+    ``model`` is a tf_keras model, or the path of a SavedModel folder (e.g. Keras 3's
+    ``model.export()``), converted from its serving signature.
+    """
     from ..keras_compat import tf
 
     t = tf()
-    conv = t.lite.TFLiteConverter.from_keras_model(model)
+    if isinstance(model, (str, Path)):
+        conv = t.lite.TFLiteConverter.from_saved_model(str(model))
+    else:
+        conv = t.lite.TFLiteConverter.from_keras_model(model)
     ops = t.lite.OpsSet
     if quant.mode != "none":
         conv.optimizations = [t.lite.Optimize.DEFAULT]
