@@ -43,14 +43,19 @@ class Power(BaseModel):
 
 
 class CostModel(BaseModel):
-    """Per-op latency cost model (filled by the estimator): cycles = sum over ops of
-    cycles_per_mac[op] * MACs + cycles_per_element[op] * output elements + cycles_per_op."""
+    """The one cost-model schema: cycles = sum over ops of cycles_per_mac[op] * MACs +
+    cycles_per_element[op] * output elements + cycles_per_op. Used per core
+    (``device_profiles/cores/<core>.yaml``, with how it was fitted under ``calibration``) or
+    inline in a device profile (``cost_model:``, which wins over the core's)."""
 
     model_config = ConfigDict(extra="forbid")
+    core: Optional[str] = None
+    stack: str = ""  # the software stack the published figures were measured with
     cycles_per_mac: dict[str, float] = Field(default_factory=dict)
     cycles_per_element: dict[str, float] = Field(default_factory=dict)
     cycles_per_op: float = Field(0.0, ge=0)
     sources: list[str] = Field(default_factory=list)
+    calibration: dict = Field(default_factory=dict)  # how it was fitted, data points, leave-one-out errors
 
     @field_validator("cycles_per_mac", "cycles_per_element")
     @classmethod

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from ..boards import CostModel
 from ..errors import DeviceError, UsageError
 from .base import ENERGY_ESTIMATE, LATENCY, OP_PROFILE, Device, ResolvedArtifact
 from .result import DeviceInfo, Energy, Latency, Memory, OpTime, ProfileResult, Settings
@@ -42,19 +43,6 @@ from .result import DeviceInfo, Energy, Latency, Memory, OpTime, ProfileResult, 
 POOLING = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "MEAN", "SUM", "REDUCE_MAX",
                      "REDUCE_MIN", "REDUCE_PROD"})
 DEFAULT = "DEFAULT"
-
-
-class CoreCostModel(BaseModel):
-    """``device_profiles/cores/<core>.yaml``: a per-core cost model and its provenance."""
-
-    model_config = ConfigDict(extra="forbid")
-    core: str
-    stack: str = ""  # the software stack the published figures were measured with
-    cycles_per_mac: dict[str, float] = Field(default_factory=dict)
-    cycles_per_element: dict[str, float] = Field(default_factory=dict)
-    cycles_per_op: float = Field(0.0, ge=0)
-    sources: list[str] = Field(default_factory=list)
-    calibration: dict = Field(default_factory=dict)  # how it was fitted, leave-one-out errors
 
 
 @dataclass(frozen=True)
@@ -101,7 +89,7 @@ def cores_dir() -> Path:
     return data_dir("device_profiles") / "cores"
 
 
-def load_cost_model(core: str) -> CoreCostModel:
+def load_cost_model(core: str) -> CostModel:
     """The per-core cost model; DeviceError naming the file to add when there is none."""
     path = cores_dir() / f"{core}.yaml"
     if not path.is_file():
@@ -109,7 +97,7 @@ def load_cost_model(core: str) -> CoreCostModel:
         raise DeviceError(f"no latency cost model for core {core} (cores with one: {known}); add "
                           f"{path} or a cost_model block to the device profile")
     try:
-        return CoreCostModel.model_validate(yaml.safe_load(path.read_text()))
+        return CostModel.model_validate(yaml.safe_load(path.read_text()))
     except (yaml.YAMLError, ValidationError) as e:
         raise UsageError(f"{path}: invalid cost model ({str(e).splitlines()[0]}); fix the file") from None
 
