@@ -76,14 +76,18 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
     if bool(artifact) == bool(compare):
         raise UsageError("give one ARTIFACT, or two with --compare A B (not both)")
     from ..devices.store import check_out, read_report
+    from ..fsutil import check_file_spares_inputs
 
+    paths = list(compare) if compare else [artifact]
     if out:
         check_out(out)
+        check_file_spares_inputs(out, paths)
     if append_report:
         read_report(append_report)
+        for name in ("report.json", "report.md"):
+            check_file_spares_inputs(Path(append_report) / name, paths, "--append-report", folder_files=False)
     options = _options(device_opts)
     settings = Settings(runs=runs, warmup=warmup, threads=threads)
-    paths = list(compare) if compare else [artifact]
     with open_device(spec, **options) as dev:
         results = []
         for p in paths:
