@@ -146,7 +146,10 @@ def _swap_in(tmp: Path, out: Path) -> None:
     except OSError:
         os.rename(old, out)  # put the previous output back
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    if old.is_symlink():  # --out was a link: drop the link, never the folder it points at
+        old.unlink()
+    else:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -124,6 +124,21 @@ def test_profile_append_report_never_overwrites_its_input(run_cli, tmp_path, tin
     assert model.read_bytes() == (tiny / "model.tflite").read_bytes()
 
 
+def test_force_through_a_symlinked_out_drops_the_link_not_its_target(tmp_path):
+    from edgepack.fsutil import staged_dir
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "precious.txt").write_text("keep")
+    link = tmp_path / "out"
+    link.symlink_to(target, target_is_directory=True)
+    with staged_dir(link, force=True) as tmp:
+        (tmp / "model.tflite").write_bytes(b"new")
+    assert not link.is_symlink() and (link / "model.tflite").read_bytes() == b"new"
+    assert (target / "precious.txt").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "out"]
+
+
 # -- 2. writes that fail: read-only file system, full disk ----------------------------------
 
 @pytest.fixture
