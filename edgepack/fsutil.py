@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from .errors import OutputExistsError, OutputWriteError, UsageError
+from .errors import DataError, OutputExistsError, OutputWriteError, UsageError
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -95,6 +95,21 @@ def check_file_spares_inputs(path: Path, inputs: Iterable[Optional[Path]], optio
             where = "is" if real == real_in else "is a file of"
             raise OutputWriteError(f"{option} {path} {where} the input {inp}; writing it would overwrite "
                                    f"the input: choose another {option}")
+
+
+def read_text(path: Path, what: str) -> str:
+    """A user's UTF-8 text file; DataError (one line) when it is unreadable or not text.
+
+    Example::
+
+        names = read_text(Path("labels.txt"), "labels file").splitlines()
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {what} is not UTF-8 text (byte {e.start}); give a text file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
 
 
 def check_out_dir(out: Path, force: bool, inputs: Iterable[Optional[Path]] = ()) -> None:

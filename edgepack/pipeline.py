@@ -18,7 +18,7 @@ import numpy as np
 from . import __version__
 from .data import check_labels, load_dataset
 from .errors import DataError, RecipeError, UsageError
-from .fsutil import check_out_dir, sha256_bytes, sha256_path, staged_dir
+from .fsutil import check_out_dir, read_text, sha256_bytes, sha256_path, staged_dir
 from .passes.base import Context, Labeled
 from .recipe import Recipe
 
@@ -79,7 +79,7 @@ def _read_labels(path: Optional[Path], n_out: int) -> Optional[list[str]]:
         return None
     if not Path(path).is_file():
         raise DataError(f"{path}: no such labels file; give a text file with one class name per line")
-    labels = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    labels = [ln.strip() for ln in read_text(path, "labels file").splitlines() if ln.strip()]
     if len(labels) != n_out:
         raise DataError(f"{path}: {len(labels)} labels but the model has {n_out} outputs; give one per output")
     return labels

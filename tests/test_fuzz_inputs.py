@@ -142,3 +142,36 @@ def test_mutants_are_deterministic(originals):
     assert mutate(originals["h5"], "h5", 5) == mutate(originals["h5"], "h5", 5)
     assert mutate(originals["h5"], "h5", 5) != mutate(originals["h5"], "h5", 8)
     assert all(mutate(originals["tflite"], "tflite", i)[1][4:8] == b"TFL3" for i in range(N_MUTANTS))
+
+
+@pytest.mark.parametrize("fmt", ["npy", "png", "jpeg"])
+def test_more_data_file_mutants(tmp_path, fmt):
+    """.npy files and images in a folder: every mutant loads or is a DataError (API level, fast)."""
+    import io
+
+    from PIL import Image
+
+    from edgepack.data import load_dataset
+    from edgepack.errors import DataError
+
+    rng = np.random.default_rng(3)
+    if fmt == "npy":
+        buf = io.BytesIO()
+        np.save(buf, rng.random((4, 6, 6, 1), dtype=np.float32))
+    else:
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(buf, fmt.upper())
+    outcomes = {"loaded": 0, "refused": 0}
+    for i in range(N_MUTANTS):
+        recipe, data = mutate(buf.getvalue(), fmt, i)
+        folder = tmp_path / f"m{i}"
+        folder.mkdir()
+        f = folder / f"a.{fmt}"
+        f.write_bytes(data)
+        try:
+            load_dataset(f if fmt == "npy" else folder, image_size=None if fmt == "npy" else (6, 6, 1))
+            outcomes["loaded"] += 1
+        except DataError as e:
+            assert "\n" not in str(e) and str(f) in str(e), (recipe, str(e))
+            outcomes["refused"] += 1
+    assert outcomes["refused"] >= N_MUTANTS // 3, outcomes  # at least every truncation is refused

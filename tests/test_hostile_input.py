@@ -382,3 +382,12 @@ def test_tflite_absurd_vector_length_is_bounded(tiny):
             if "claims 2,147,483,648 entries" in str(e):
                 patched += 1
     assert patched >= 1
+
+
+@pytest.mark.parametrize("opt", ["--labels", "--recipe"])
+def test_binary_labels_or_recipe_file_is_one_line(run_cli, tmp_path, tiny, opt):
+    f = tmp_path / ("labels.txt" if opt == "--labels" else "recipe.yaml")
+    f.write_bytes(b"\x91\xfe\x00binary" * 20)
+    r = run_cli("package", "-q", tiny / "model.h5", "--quantize", "none", opt, f, "--out", tmp_path / "o")
+    _refused(r, str(f))
+    assert not (tmp_path / "o").exists()
