@@ -59,6 +59,11 @@ def check_spares_inputs(out: Path, inputs: Iterable[Optional[Path]], option: str
         check_spares_inputs(Path("."), [Path("model.h5")])  # OutputWriteError: . contains model.h5
     """
     real_out = _real(out)
+    for place, name in ((Path.cwd(), "the current folder"), (Path.home(), "your home folder")):
+        if _within(_real(place), real_out):
+            what = "is" if _real(place) == real_out else "contains"
+            raise OutputWriteError(f"{option} {out} {what} {name}; --force would delete it: "
+                                   f"choose an {option} folder of its own")
     for inp in inputs:
         if inp is None:
             continue

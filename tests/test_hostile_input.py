@@ -391,3 +391,14 @@ def test_binary_labels_or_recipe_file_is_one_line(run_cli, tmp_path, tiny, opt):
     r = run_cli("package", "-q", tiny / "model.h5", "--quantize", "none", opt, f, "--out", tmp_path / "o")
     _refused(r, str(f))
     assert not (tmp_path / "o").exists()
+
+
+def test_out_that_is_or_holds_the_current_folder_is_refused(run_cli, tmp_path, tiny, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    for out in (".", "..", str(tmp_path)):
+        r = run_cli("package", "-q", tiny / "model.h5", "--quantize", "none", "--out", out, "--force")
+        _refused(r, "the current folder", "--force would delete it")
+    assert (work / "notes.txt").read_text() == "mine"
