@@ -117,7 +117,7 @@ def _env_limit(name: str, default: int) -> int:
     unit = raw[-1] if raw[-1] in _UNITS else ""
     try:
         value = int(float(raw[: len(raw) - len(unit)]) * _UNITS[unit])
-    except ValueError:
+    except (ValueError, OverflowError):
         value = 0
     if value <= 0:
         raise UsageError(f"{name}={os.environ[name]!r} is not a positive size; give e.g. 4G or 500000000")

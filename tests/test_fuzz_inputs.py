@@ -80,7 +80,7 @@ def _run(run_cli, recipe: str, *args) -> "object":
         return run_cli(*args)
     except Exception as e:  # noqa: BLE001 - this is the check: nothing may escape the CLI
         who, where = _owner(e)
-        last = traceback.format_exception_only(type(e), e)[-1].strip()
+        last = traceback.format_exception_only(type(e), e)[-1].strip()[:300]
         msg = f"{' '.join(map(str, args[:1]))} on mutant ({recipe}) crashed in {where}: {last}"
         if who:
             pytest.xfail(f"owned by {who}: {msg}")
