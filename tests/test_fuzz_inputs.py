@@ -36,13 +36,33 @@ def originals(tmp_path_factory) -> dict:
                       k.layers.Dense(3, name="d")])
     m.save(d / "m.h5")
     m.save(d / "m.keras")
+    _fix_zip_times(d / "m.keras")
+    m.save(d / "deflated.keras")
     rng = np.random.default_rng(0)
     np.savez(d / "m.npz", x=rng.random((4, 6, 6, 1), dtype=np.float32), y=np.array([0, 1, 2, 1]))
     (d / "wrong_labels.txt").write_text("only\ntwo\n")  # stops `package` right after loading (3 outputs)
     out = {f: (d / f"m.{f}").read_bytes() for f in ("h5", "keras", "npz")}
+    out["keras_deflated"] = _fix_zip_times(d / "deflated.keras", deflate=True)
     out["tflite"] = convert(m, QuantizeConfig(mode="none"))
     out["dir"] = d
     return out
+
+
+def _fix_zip_times(path: Path, deflate: bool = False) -> bytes:
+    """Same bytes every run: fixed member times and save date in a tf_keras .keras zip
+    (``deflate``: every member compressed, as a zip tool re-packing the file would). Returns the bytes."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = [(i.filename, i.compress_type, z.read(i)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for name, kind, data in members:
+            if name == "metadata.json":
+                data = json.dumps({**json.loads(data), "date_saved": "2026-01-01@00:00:00"}).encode()
+            z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data,
+                       compress_type=zipfile.ZIP_DEFLATED if deflate else kind)
+    return path.read_bytes()
 
 
 def mutate(data: bytes, fmt: str, i: int) -> tuple[str, bytes]:
@@ -110,11 +130,11 @@ def test_tflite_mutants(run_cli, originals, tmp_path, i):
                   out, recipe)
 
 
-@pytest.mark.parametrize("fmt", ["h5", "keras"])
+@pytest.mark.parametrize("fmt", ["h5", "keras", "keras_deflated"])
 @pytest.mark.parametrize("i", range(N_MUTANTS))
 def test_keras_file_mutants(run_cli, originals, tmp_path, fmt, i):
     recipe, data = mutate(originals[fmt], fmt, i)
-    f = tmp_path / f"m.{fmt}"
+    f = tmp_path / f"m.{fmt.split('_')[0]}"
     f.write_bytes(data)
     _assert_clean(_run(run_cli, recipe, "inspect", f), tmp_path / "none", recipe)
     out = tmp_path / "o"
