@@ -34,11 +34,12 @@ def originals(tmp_path_factory) -> dict:
     k = keras()
     m = k.Sequential([k.Input((6, 6, 1)), k.layers.Conv2D(2, 3, name="c"), k.layers.Flatten(),
                       k.layers.Dense(3, name="d")])
+    rng = np.random.default_rng(0)
+    m.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in m.get_weights()])  # same bytes each run
     m.save(d / "m.h5")
     m.save(d / "m.keras")
     _fix_zip_times(d / "m.keras")
     m.save(d / "deflated.keras")
-    rng = np.random.default_rng(0)
     np.savez(d / "m.npz", x=rng.random((4, 6, 6, 1), dtype=np.float32), y=np.array([0, 1, 2, 1]))
     (d / "wrong_labels.txt").write_text("only\ntwo\n")  # stops `package` right after loading (3 outputs)
     out = {f: (d / f"m.{f}").read_bytes() for f in ("h5", "keras", "npz")}
