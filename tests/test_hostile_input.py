@@ -218,6 +218,16 @@ def test_npy_header_declaring_29_gib_is_refused_from_the_header(tmp_path):
         load_dataset(f)
 
 
+def test_sparse_29_gib_npy_is_refused_by_the_cap_and_its_head_read_with_a_limit(tmp_path):
+    f = tmp_path / "sparse.npy"
+    _npy_with_header(f, (1 << 20, 96, 80, 1))
+    with open(f, "r+b") as fp:  # a real 29 GiB file, sparse: the header and the size agree
+        fp.truncate(128 + (1 << 20) * 96 * 80 * 4)
+    with pytest.raises(DataError, match="32,212,254,720 bytes, more than the 2,147,483,648-byte data cap"):
+        load_dataset(f)
+    assert load_dataset(f, limit=3).x.shape == (3, 96, 80, 1)  # only the used samples are read
+
+
 def test_data_cap_refuses_before_reading_and_can_be_raised(tmp_path, monkeypatch):
     f = tmp_path / "x.npy"
     np.save(f, np.zeros((50, 8, 8, 1), np.float32))  # 12,800 bytes
