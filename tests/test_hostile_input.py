@@ -143,14 +143,22 @@ def test_force_through_a_symlinked_out_drops_the_link_not_its_target(tmp_path):
 
 @pytest.fixture
 def mounted(tmp_path):
-    """mount(options) -> a tmpfs folder mounted with those options (root only; skipped otherwise)."""
-    mounts = []
+    """mount(options) -> a tmpfs folder mounted with those options (as root).
+
+    As a non-root user a read-only folder is a chmod 0555 folder instead (root ignores the
+    mode, hence the real read-only mount); a full disk needs the mount and is skipped.
+    """
+    mounts, locked = [], []
 
     def mount(options: str) -> Path:
-        d = tmp_path / f"mnt{len(mounts)}"
+        d = tmp_path / f"mnt{len(mounts) + len(locked)}"
         d.mkdir()
         if os.geteuid() != 0:
-            pytest.skip("mounting a tmpfs needs root (tests run as a non-root user here)")
+            if "ro" not in options.split(","):
+                pytest.skip("a full disk needs a tiny tmpfs mount, which needs root")
+            d.chmod(0o555)
+            locked.append(d)
+            return d
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(d)], capture_output=True, text=True)
         if r.returncode != 0:
             pytest.skip(f"mount -t tmpfs not permitted here: {r.stderr.strip()}")
@@ -160,19 +168,24 @@ def mounted(tmp_path):
     yield mount
     for d in mounts:
         subprocess.run(["umount", str(d)], check=False)
+    for d in locked:
+        d.chmod(0o755)
+
+
+READ_ONLY = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
 
 
 def test_read_only_out_is_one_line(run_cli, tiny, mounted):
     ro = mounted("ro,size=64k")
     r = run_cli("package", "-q", tiny / "model.h5", "--quantize", "none", "--out", ro / "o", "-q")
-    _refused(r, str(ro / "o"), "Read-only file system")
+    _refused(r, str(ro / "o"), READ_ONLY)
     assert list(ro.iterdir()) == []
 
 
 def test_read_only_profile_out_is_one_line(run_cli, tiny, mounted):
     ro = mounted("ro,size=64k")
     r = run_cli("profile", tiny / "model.tflite", "-q", "--device", "estimate:nucleo-l4r5zi", "--out", ro / "p.json")
-    _refused(r, str(ro / "p.json"), "Read-only file system")
+    _refused(r, str(ro / "p.json"), READ_ONLY)
 
 
 def test_full_disk_leaves_nothing_half_written(run_cli, tiny, mounted):
