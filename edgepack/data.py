@@ -14,7 +14,14 @@ model's float input: ``x_model = (x - mean) * scale``; the same spec goes into
 the Android manifest so the app applies the same transform.
 
 Checks: non-empty, finite (no NaN/inf), per-sample shape equal to the model's
-input shape (a missing trailing channel axis of size 1 is added), numeric dtype.
+input shape (a missing trailing channel axis of size 1 is added), real numeric
+dtype (complex and object arrays are refused), labels within the model's classes
+(:func:`check_labels`).
+
+Caps, checked from headers before anything is read: a data set may hold at most
+``EDGEPACK_MAX_DATA_BYTES`` bytes of samples and labels (default 2 GiB; suffixes
+K/M/G accepted, e.g. ``8G``), an image at most ``EDGEPACK_MAX_IMAGE_PIXELS``
+pixels (default 64 million).
 
 Example::
 
@@ -24,16 +31,27 @@ Example::
 
 from __future__ import annotations
 
+import os
+import struct
+import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import DataError
+from .errors import DataError, UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+MAX_DATA_BYTES_ENV, DEFAULT_MAX_DATA_BYTES = "EDGEPACK_MAX_DATA_BYTES", 2 << 30
+MAX_IMAGE_PIXELS_ENV, DEFAULT_MAX_IMAGE_PIXELS = "EDGEPACK_MAX_IMAGE_PIXELS", 64_000_000
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+# what a corrupt .npy/.npz/zip member raises while being read
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, struct.error,
+                NotImplementedError, RuntimeError, KeyError)
 
 
 class Preprocess(BaseModel):
@@ -76,10 +94,73 @@ class Dataset:
                 f"{self.source}: samples have shape {x.shape[1:]}, the model expects {want}; "
                 "reshape the data or pick the matching model"
             )
+        _check_mean(pre, want)
         out = pre.apply(x)
         if not np.isfinite(out).all():
             raise DataError(f"{self.source}: preprocessing produced NaN or inf; check scale/mean")
         return out
+
+
+def _check_mean(pre: Preprocess, want: tuple[int, ...]) -> None:
+    if not isinstance(pre.mean, list):
+        return
+    channels = want[-1] if want else 1
+    if len(pre.mean) not in (1, channels):
+        raise DataError(f"recipe data.preprocess.mean has {len(pre.mean)} values but the model input {want} "
+                        f"has {channels} channel(s); give one value, or one per channel")
+
+
+def _env_limit(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip().upper().removesuffix("B").removesuffix("I")
+    if not raw:
+        return default
+    unit = raw[-1] if raw[-1] in _UNITS else ""
+    try:
+        value = int(float(raw[: len(raw) - len(unit)]) * _UNITS[unit])
+    except (ValueError, OverflowError):
+        value = 0
+    if value <= 0:
+        raise UsageError(f"{name}={os.environ[name]!r} is not a positive size; give e.g. 4G or 500000000")
+    return value
+
+
+def max_data_bytes() -> int:
+    """The data-set size cap in bytes (``EDGEPACK_MAX_DATA_BYTES``, default 2 GiB)."""
+    return _env_limit(MAX_DATA_BYTES_ENV, DEFAULT_MAX_DATA_BYTES)
+
+
+def _refuse_big(source: str, nbytes: int, what: str) -> None:
+    cap = max_data_bytes()
+    if nbytes > cap:
+        raise DataError(f"{source}: {what} {nbytes:,} bytes, more than the {cap:,}-byte data cap; "
+                        f"use a smaller set or raise it with {MAX_DATA_BYTES_ENV}=BYTES (e.g. 8G)")
+
+
+def _check_dtype(dtype: np.dtype, source: str, name: str) -> None:
+    if dtype.kind == "c":
+        raise DataError(f"{source}: array {name} is complex-valued ({dtype}); give real values "
+                        "(e.g. x.real or np.abs(x)): the imaginary part would be dropped")
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise DataError(f"{source}: array {name} has dtype {dtype}; give a numeric (int, uint, float, bool) array")
+
+
+def _npy_header(fp, source: str, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data bytes) from a .npy header, without reading the data."""
+    from numpy.lib import format as npf
+
+    try:
+        version = npf.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = npf.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _, dtype = npf.read_array_header_2_0(fp)
+        else:
+            shape, _, dtype = npf._read_array_header(fp, version)
+    except _READ_ERRORS + (SyntaxError, TypeError) as e:
+        raise DataError(f"{source}: array {name} has no readable .npy header ({e}); re-save it with numpy.save") from e
+    _check_dtype(dtype, source, name)
+    nbytes = int(np.prod(shape, dtype=object) if shape else 1) * dtype.itemsize
+    return tuple(int(d) for d in shape), dtype, nbytes
 
 
 def _check(x: np.ndarray, y: Optional[np.ndarray], source: str) -> None:
@@ -90,28 +171,87 @@ def _check(x: np.ndarray, y: Optional[np.ndarray], source: str) -> None:
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).reshape(x.shape[0], -1).any(axis=1).sum())
         raise DataError(f"{source}: {bad} samples contain NaN or inf; clean or drop them")
+    if np.iscomplexobj(x):
+        raise DataError(f"{source}: samples are complex-valued ({x.dtype}); give real values")
     if y is not None:
         if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{source}: labels y have dtype {y.dtype}; give integer class indices")
+            seen = ", ".join(f"{v:g}" for v in np.unique(y.reshape(-1))[:5]) if y.dtype.kind in "fb" else ""
+            raise DataError(f"{source}: labels y have dtype {y.dtype}{f' (values {seen})' if seen else ''}; "
+                            "give integer class indices (0 .. classes-1)")
         if y.shape[0] != x.shape[0]:
             raise DataError(f"{source}: {x.shape[0]} samples but {y.shape[0]} labels; they must match")
 
 
+def _npz_headers(path: Path) -> None:
+    """Check x (and y) of an .npz from their headers: dtype, declared sizes vs the cap and the file."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        names = {n.removesuffix(".npy"): n for n in zf.namelist()}
+        if "x" not in names:
+            raise DataError(f"{path}: no array named 'x' (found {sorted(names)}); save samples as x=...")
+        for key in ("x", "y"):
+            if key not in names:
+                continue
+            info = zf.getinfo(names[key])
+            with zf.open(info) as fp:
+                shape, dtype, nbytes = _npy_header(fp, str(path), key)
+                if nbytes > info.file_size:
+                    raise DataError(f"{path}: array {key} declares {shape} {dtype} ({nbytes:,} bytes) but its "
+                                    f"member holds {info.file_size:,} bytes; the file is truncated or corrupt")
+            total += nbytes
+    _refuse_big(str(path), total, "arrays x and y declare")
+
+
 def _load_npz(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     try:
+        _npz_headers(path)
         with np.load(path, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise DataError(f"{path}: no array named 'x' (found {z.files}); save samples as x=...")
             x = z["x"]
-            y = z["y"].reshape(-1) if "y" in z.files else None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npz file ({e})") from e
-    return x, y
+            y = z["y"] if "y" in z.files else None
+    except _READ_ERRORS as e:
+        raise DataError(f"{path}: not a readable .npz file ({e}); re-save it with numpy.savez") from e
+    if y is not None and y.ndim == 2 and y.shape[1] > 1 and y.shape[0] == x.shape[0]:
+        raise DataError(f"{path}: labels y have shape {y.shape} (one-hot?); give class indices, "
+                        "e.g. y.argmax(axis=1)")
+    return x, (None if y is None else y.reshape(-1))
 
 
-def _load_images(path: Path, image_size: Optional[tuple[int, int, int]]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def _load_npy(path: Path, limit: Optional[int]) -> np.ndarray:
+    try:
+        with open(path, "rb") as fp:
+            shape, dtype, nbytes = _npy_header(fp, str(path), "x")
+            held = os.fstat(fp.fileno()).st_size - fp.tell()
+        if nbytes > held:
+            raise DataError(f"{path}: header declares {shape} {dtype} ({nbytes:,} bytes) but the file holds "
+                            f"{held:,} bytes of data; the file is truncated or corrupt")
+        rows = shape[0] if shape else 1
+        used = nbytes if limit is None or rows <= limit else nbytes // max(rows, 1) * limit
+        _refuse_big(str(path), used, "the samples used take")
+        if used < nbytes:  # read only the first `limit` samples
+            return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[:limit])
+        return np.load(path, allow_pickle=False)
+    except _READ_ERRORS as e:
+        raise DataError(f"{path}: not a readable .npy file ({e}); re-save it with numpy.save") from e
+
+
+def _open_image(f: Path, max_pixels: int):
     from PIL import Image
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(f)  # lazy: reads the header only
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+            raise DataError(f"{f}: image too large to decode ({e}); downscale it") from None
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise DataError(f"{f}: image is {w}x{h} ({w * h:,} pixels), more than the {max_pixels:,}-pixel limit; "
+                        f"downscale it or raise {MAX_IMAGE_PIXELS_ENV}")
+    return img
+
+
+def _image_files(path: Path) -> tuple[list[tuple[Path, Optional[int]]], bool]:
     classes = sorted(p.name for p in path.iterdir() if p.is_dir())
     files: list[tuple[Path, Optional[int]]] = []
     if classes:
@@ -121,19 +261,57 @@ def _load_images(path: Path, image_size: Optional[tuple[int, int, int]]) -> tupl
         files = [(f, None) for f in sorted(path.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise DataError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-    arrs = []
+    return files, bool(classes)
+
+
+def _load_images(path: Path, image_size: Optional[tuple[int, int, int]]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    files, labelled = _image_files(path)
+    max_pixels = _env_limit(MAX_IMAGE_PIXELS_ENV, DEFAULT_MAX_IMAGE_PIXELS)
+    if image_size is not None:
+        _refuse_big(str(path), len(files) * int(np.prod(image_size)), f"{len(files)} images resized take")
+    arrs: list[np.ndarray] = []
+    total = 0
     for f, _ in files:
         try:
-            img = Image.open(f)
-            if image_size is not None:
-                h, w, c = image_size
-                img = img.convert("L" if c == 1 else "RGB").resize((w, h))
-            arrs.append(np.asarray(img))
-        except OSError as e:
+            with _open_image(f, max_pixels) as img:
+                if image_size is not None:
+                    h, w, c = image_size
+                    img = img.convert("L" if c == 1 else "RGB").resize((w, h))
+                arr = np.asarray(img)
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError) as e:
             raise DataError(f"{f}: not a readable image ({e})") from e
+        if arrs and arr.shape != arrs[0].shape:
+            raise DataError(f"{f}: image shape {arr.shape} differs from {files[0][0].name}'s {arrs[0].shape}; "
+                            "give images of one size and mode (or a model with an image input)")
+        total += arr.nbytes
+        _refuse_big(str(path), total, "the images decoded so far take")
+        arrs.append(arr)
     x = np.stack(arrs)
-    y = np.array([lbl for _, lbl in files], dtype=np.int64) if classes else None
+    y = np.array([lbl for _, lbl in files], dtype=np.int64) if labelled else None
     return x, y
+
+
+def check_labels(num_classes: int, sets: Iterable[tuple[Any, Any]]) -> None:
+    """Refuse labels outside ``0 .. num_classes-1`` (the model's outputs) in any (source, data) pair.
+
+    ``data`` is anything with a ``y`` array (or None). Wrong labels would give a meaningless
+    accuracy (0% float and packaged: "drop 0.00 pt" passes any gate).
+
+    Example::
+
+        check_labels(10, [("eval.npz", Labeled(x, y))])  # DataError if y holds 10 or -1
+    """
+    for source, data in sets:
+        y = getattr(data, "y", None)
+        if y is None:
+            continue
+        bad = (y < 0) | (y >= num_classes)
+        if bad.any():
+            vals = np.unique(y[bad])
+            shown = ", ".join(str(int(v)) for v in vals[:5]) + (", ..." if vals.size > 5 else "")
+            raise DataError(f"{source}: {int(bad.sum())} of {y.size} labels are outside the model's "
+                            f"{num_classes} classes (0..{num_classes - 1}): {shown}; fix the labels or "
+                            "pick the matching model")
 
 
 def load_dataset(
@@ -150,10 +328,7 @@ def load_dataset(
     elif path.suffix == ".npz":
         x, y = _load_npz(path)
     elif path.suffix == ".npy":
-        try:
-            x, y = np.load(path, allow_pickle=False), None
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: not a readable .npy file ({e})") from e
+        x, y = _load_npy(path, limit), None
     else:
         raise DataError(f"{path}: unknown data format; give an .npz (x, y), an .npy or an image folder")
     _check(x, y, str(path))

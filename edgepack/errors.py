@@ -49,6 +49,11 @@ class OutputExistsError(EdgepackError):
     """The output folder exists and --force was not given."""
 
 
+class OutputWriteError(EdgepackError):
+    """The output cannot be written where asked: read-only file system, full disk, no
+    permission, or it would delete or overwrite an input."""
+
+
 class DeviceError(EdgepackError):
     """A device that is unreachable, timed out, disconnected or answered badly."""
 

@@ -22,7 +22,11 @@ def inspect_path(path: Path, unsafe: bool = False) -> dict:
 
         if not path.is_file():
             raise ModelLoadError(f"{path}: no such .tflite file")
-        return {"kind": "tflite", "path": str(path), **read_tflite(path.read_bytes(), str(path)).as_dict()}
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ModelLoadError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        return {"kind": "tflite", "path": str(path), **read_tflite(data, str(path)).as_dict()}
     from .keras_stats import model_summary
     from .model_io import load_model
 

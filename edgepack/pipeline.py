@@ -16,9 +16,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import __version__
-from .data import load_dataset
+from .data import check_labels, load_dataset
 from .errors import DataError, RecipeError, UsageError
-from .fsutil import check_out_dir, sha256_bytes, sha256_path, staged_dir
+from .fsutil import check_out_dir, read_text, sha256_bytes, sha256_path, staged_dir
 from .passes.base import Context, Labeled
 from .recipe import Recipe
 
@@ -79,7 +79,7 @@ def _read_labels(path: Optional[Path], n_out: int) -> Optional[list[str]]:
         return None
     if not Path(path).is_file():
         raise DataError(f"{path}: no such labels file; give a text file with one class name per line")
-    labels = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    labels = [ln.strip() for ln in read_text(path, "labels file").splitlines() if ln.strip()]
     if len(labels) != n_out:
         raise DataError(f"{path}: {len(labels)} labels but the model has {n_out} outputs; give one per output")
     return labels
@@ -211,7 +211,7 @@ def package(req: PackageRequest) -> dict:
     from .verify import run_checks
     from .verify.accuracy import keras_predict
 
-    check_out_dir(req.out, req.force)
+    check_out_dir(req.out, req.force, [req.model, req.calibration, req.eval, req.train, req.labels, req.recipe_path])
     recipe = resolve_recipe(req)
     target = target_class(req.target)()
     unknown = set(req.target_options) - set(target.option_names)
@@ -229,6 +229,8 @@ def package(req: PackageRequest) -> dict:
                   train=_labelled(req.train, recipe, shape), eval=_labelled(req.eval, recipe, shape),
                   progress=req.progress, log=req.log, teacher=model,
                   max_accuracy_drop=recipe.verify.limit())
+    check_labels(int(np.prod(model.output_shape[1:])),
+                 [(req.calibration, calib), (req.train, ctx.train), (req.eval, ctx.eval)])
     _check_needs(steps, recipe, ctx)
     for p in steps:
         p.preflight(model)

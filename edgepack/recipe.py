@@ -90,7 +90,7 @@ class Recipe(BaseModel):
             raise RecipeError(f"{path}: no such recipe file")
         try:
             raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise RecipeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         return cls.from_dict(raw, str(path))
 

@@ -82,11 +82,16 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
     if bool(artifact) == bool(compare):
         raise UsageError("give one ARTIFACT, or two with --compare A B (not both)")
     from ..devices.store import check_out, read_report
+    from ..fsutil import check_file_spares_inputs
 
+    paths = list(compare) if compare else [artifact]
     if out:
         check_out(out)
+        check_file_spares_inputs(out, paths)
     if append_report:
         read_report(append_report)
+        for name in ("report.json", "report.md", "report.html"):
+            check_file_spares_inputs(Path(append_report) / name, paths, "--append-report", folder_files=False)
     options = _options(device_opts)
     settings = Settings(runs=runs, warmup=warmup, threads=threads)
     many = parse_spec(spec).target == "all"
@@ -96,7 +101,6 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
     if many:
         _profile_many(artifact, expand_spec(spec), options, settings, quiet, as_json, out, append_report)
         return
-    paths = list(compare) if compare else [artifact]
     with open_device(spec, **options) as dev:
         results = []
         for p in paths:

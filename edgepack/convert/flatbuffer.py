@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional
@@ -69,6 +70,10 @@ class OpInfo:
     version: int = 1
 
 
+_MIN_RANKS = {"CONV_2D": (0, 4), "DEPTHWISE_CONV_2D": (0, 4), "TRANSPOSE_CONV": (0, 3, 0),
+              "FULLY_CONNECTED": (0, 2), "BATCH_MATMUL": (1,)}
+
+
 @dataclass
 class TfliteInfo:
     tensors: list[TensorInfo]
@@ -97,6 +102,10 @@ class TfliteInfo:
         if not op.outputs or op.outputs[0] < 0:
             return 0
         out = t[op.outputs[0]].shape
+        need = _MIN_RANKS.get(op.op, ())  # least rank of each input the formula reads
+        used = op.inputs[: len(need)]
+        if len(used) < len(need) or any(i < 0 or len(t[i].shape) < k for i, k in zip(used, need)):
+            return 0  # malformed: a missing input or weights of the wrong rank
         if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV") and len(op.inputs) >= 2:
             w = t[op.inputs[1] if op.op != "TRANSPOSE_CONV" else op.inputs[1]].shape
             if op.op == "CONV_2D":  # w: [out_c, kh, kw, in_c]
@@ -142,10 +151,14 @@ def _tensor(s, sub, model, i: int) -> TensorInfo:
     if q is not None and q.ScaleLength():
         scale = [float(v) for v in q.ScaleAsNumpy()]
         zp = [int(v) for v in q.ZeroPointAsNumpy()] if q.ZeroPointLength() else [0] * len(scale)
+        if len(zp) != len(scale):
+            raise ValueError(f"tensor {i} has {len(scale)} scales but {len(zp)} zero points")
         qdim = int(q.QuantizedDimension())
     buf = model.Buffers(tt.Buffer()) if tt.Buffer() < model.BuffersLength() else None
     nbytes = 0
     if buf is not None:
+        if buf.DataLength() > len(model._tab.Bytes):
+            raise ValueError(f"buffer {tt.Buffer()} claims {buf.DataLength():,} bytes")
         nbytes = int(buf.DataLength()) or int(buf.Size())
     name = tt.Name().decode(errors="replace") if tt.Name() else f"t{i}"
     return TensorInfo(index=i, name=name, shape=shape, dtype=dtypes.get(tt.Type(), str(tt.Type())).lower(),
@@ -153,37 +166,87 @@ def _tensor(s, sub, model, i: int) -> TensorInfo:
                       nbytes=nbytes)
 
 
+# what a malformed flatbuffer raises inside the generated accessors (offsets past the end,
+# bad UTF-8, absurd vector lengths)
+_CORRUPT = (IndexError, ValueError, TypeError, AttributeError, KeyError, OverflowError, struct.error,
+            RecursionError, MemoryError)
+
+
+def _count(n: int, data: bytes, what: str, source: str) -> int:
+    """A vector length, refused when its 4-byte elements could not fit in the buffer."""
+    if n * 4 > len(data):
+        raise ModelLoadError(f"{source}: corrupt TFLite flatbuffer ({what} claims {n:,} entries in "
+                             f"{len(data):,} bytes); rebuild the model")
+    return n
+
+
+def _indices(values: list[int], n_tensors: int, what: str, source: str, optional: bool = False) -> list[int]:
+    low = -1 if optional else 0
+    bad = [v for v in values if not low <= v < n_tensors]
+    if bad:
+        raise ModelLoadError(f"{source}: corrupt TFLite flatbuffer ({what} names tensor {bad[0]} of "
+                             f"{n_tensors}); rebuild the model")
+    return values
+
+
+def _ints(length: int, as_numpy, data: bytes, what: str, source: str) -> list[int]:
+    return [int(v) for v in as_numpy()] if _count(length, data, what, source) else []
+
+
+def _op_codes(model, data: bytes, source: str) -> list[tuple[str, int, Optional[str], int]]:
+    builtins = _enum_names("BuiltinOperator")
+    codes = []
+    for i in range(_count(model.OperatorCodesLength(), data, "operator codes", source)):
+        oc = model.OperatorCodes(i)
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        custom = oc.CustomCode().decode() if oc.CustomCode() else None
+        name = f"CUSTOM:{custom}" if custom is not None else builtins.get(code, f"BUILTIN_{code}")
+        codes.append((name, code, custom, int(oc.Version())))
+    return codes
+
+
+def _read(s, data: bytes, source: str) -> TfliteInfo:
+    model = s.Model.GetRootAsModel(data, 0)
+    if not _count(model.SubgraphsLength(), data, "subgraphs", source):
+        raise ModelLoadError(f"{source}: TFLite flatbuffer holds no subgraph; rebuild the model")
+    sub = model.Subgraphs(0)
+    codes = _op_codes(model, data, source)
+    tensors = [_tensor(s, sub, model, i) for i in range(_count(sub.TensorsLength(), data, "tensors", source))]
+    n = len(tensors)
+    ops = []
+    for i in range(_count(sub.OperatorsLength(), data, "operators", source)):
+        op = sub.Operators(i)
+        if op.OpcodeIndex() >= len(codes):
+            raise ModelLoadError(f"{source}: corrupt TFLite flatbuffer (operator {i} names opcode "
+                                 f"{op.OpcodeIndex()} of {len(codes)}); rebuild the model")
+        name, code, custom, ver = codes[op.OpcodeIndex()]
+        ins = _ints(op.InputsLength(), op.InputsAsNumpy, data, "operator inputs", source)
+        outs = _ints(op.OutputsLength(), op.OutputsAsNumpy, data, "operator outputs", source)
+        ops.append(OpInfo(index=i, op=name, builtin_code=code, custom_code=custom,
+                          inputs=_indices(ins, n, f"operator {i} ({name}) input", source, optional=True),
+                          outputs=_indices(outs, n, f"operator {i} ({name}) output", source, optional=True),
+                          version=ver))
+    desc = model.Description().decode(errors="replace") if model.Description() else ""
+    inputs = _ints(sub.InputsLength(), sub.InputsAsNumpy, data, "subgraph inputs", source)
+    outputs = _ints(sub.OutputsLength(), sub.OutputsAsNumpy, data, "subgraph outputs", source)
+    return TfliteInfo(tensors=tensors, ops=ops, inputs=_indices(inputs, n, "a subgraph input", source),
+                      outputs=_indices(outputs, n, "a subgraph output", source), size=len(data), description=desc)
+
+
 def read_tflite(data: bytes, source: str = "model") -> TfliteInfo:
-    """Parse the first subgraph's tensors and operators (raises ModelLoadError if invalid)."""
+    """Parse the first subgraph's tensors and operators.
+
+    Any malformed buffer (offsets past the end, bad UTF-8, vector lengths the buffer cannot
+    hold, tensor indices out of range) raises ModelLoadError naming ``source``.
+    """
     s = _schema()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelLoadError(f"{source}: not a TFLite flatbuffer (no TFL3 identifier); give a .tflite file")
     try:
-        model = s.Model.GetRootAsModel(data, 0)
-        sub = model.Subgraphs(0)
-        builtins = _enum_names("BuiltinOperator")
-        codes = []
-        for i in range(model.OperatorCodesLength()):
-            oc = model.OperatorCodes(i)
-            code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
-            custom = oc.CustomCode().decode() if oc.CustomCode() else None
-            name = f"CUSTOM:{custom}" if custom is not None else builtins.get(code, f"BUILTIN_{code}")
-            codes.append((name, code, custom, int(oc.Version())))
-        tensors = [_tensor(s, sub, model, i) for i in range(sub.TensorsLength())]
-        ops = []
-        for i in range(sub.OperatorsLength()):
-            op = sub.Operators(i)
-            name, code, custom, ver = codes[op.OpcodeIndex()]
-            ops.append(OpInfo(index=i, op=name, builtin_code=code, custom_code=custom,
-                              inputs=[int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else [],
-                              outputs=[int(v) for v in op.OutputsAsNumpy()] if op.OutputsLength() else [],
-                              version=ver))
-        desc = model.Description().decode(errors="replace") if model.Description() else ""
-        return TfliteInfo(tensors=tensors, ops=ops,
-                          inputs=[int(v) for v in sub.InputsAsNumpy()],
-                          outputs=[int(v) for v in sub.OutputsAsNumpy()], size=len(data), description=desc)
-    except (IndexError, ValueError, TypeError, AttributeError) as e:
-        raise ModelLoadError(f"{source}: corrupt TFLite flatbuffer ({e}); rebuild the model") from e
+        return _read(s, bytes(data), source)
+    except _CORRUPT as e:
+        kind = "struct.error" if isinstance(e, struct.error) else type(e).__name__
+        raise ModelLoadError(f"{source}: corrupt TFLite flatbuffer ({kind}: {e}); rebuild the model") from None
 
 
 def layer_of(tensor_name: str) -> str:
