@@ -102,7 +102,12 @@ class Recipe(BaseModel):
     def build_passes(self, source: str = "recipe") -> list:
         """Instantiate the passes, validating configs and step order."""
         from .passes import pass_class
+        from .passes.order import check_order
 
+        try:
+            check_order([s.type for s in self.steps])
+        except RecipeError as e:
+            raise RecipeError(f"{source}: {e}") from None
         passes, names = [], []
         for i, step in enumerate(self.steps):
             cls = pass_class(step.type)
@@ -110,8 +115,7 @@ class Recipe(BaseModel):
                 cfg = cls.Config.model_validate(step.params())
             except ValidationError as e:
                 raise RecipeError(f"{source}: steps[{i}] ({step.type}): {validation_message(e)}") from None
-            p = cls(cfg)
-            p.check_order(list(names))
+            p = cls(cfg, previous=tuple(names))
             p.check_quantize(self.quantize)
             passes.append(p)
             names.append(step.type)

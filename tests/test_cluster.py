@@ -21,7 +21,6 @@ def test_clustering_shares_weights_and_keeps_accuracy(trained_mlp):
     ctx = context()
     base = evaluate_accuracy(trained_mlp, ctx.eval)
     step = Cluster(Cluster.Config(clusters=8, fine_tune=FitConfig(epochs=2, learning_rate=1e-4, validation_split=0)))
-    step.check_order([])
     out = step.apply(copy_model(trained_mlp), ctx)
     for name in ("fc1", "out"):
         assert np.unique(kernel_of(out.get_layer(name))).size <= 8
@@ -40,8 +39,8 @@ def test_sparsity_preserved_after_pruning(trained_mlp):
     pruned = magnitude_prune(copy_model(trained_mlp), 0.8, epochs=2)
     before = np.mean(kernel_of(pruned.get_layer("fc1")) == 0)
     assert before >= 0.79
-    step = Cluster(Cluster.Config(clusters=4, fine_tune=FitConfig(epochs=1, learning_rate=1e-4, validation_split=0)))
-    step.check_order(["prune_magnitude"])  # preserve_sparsity defaults to true after pruning
+    step = Cluster(Cluster.Config(clusters=4, fine_tune=FitConfig(epochs=1, learning_rate=1e-4, validation_split=0)),
+                   previous=("prune_magnitude",))  # preserve_sparsity defaults to true after pruning
     assert step.preserve_sparsity
     out = step.apply(pruned, ctx)
     w = kernel_of(out.get_layer("fc1"))

@@ -35,7 +35,6 @@ def test_qat_model_converts_to_int8_and_runs():
     ctx = context()
     model = mlp()
     step = QAT(QAT.Config(fine_tune=FT))
-    step.check_order([])
     qat = step.apply(copy_model(model), ctx)
     assert any(type(lyr).__name__.startswith("QuantizeWrapper") for lyr in qat.layers)
     assert ctx.records[-1]["preserve"] == "none" and ctx.records[-1]["quantized_layers"] >= 2
@@ -77,11 +76,9 @@ def test_partial_qat_leaves_unsupported_layers_float_with_reason():
 def test_pcqat_chain_keeps_sparsity_and_clusters_in_int8():
     ctx = context()
     model = magnitude_prune(mlp(), 0.75, epochs=2)
-    cl = Cluster(Cluster.Config(clusters=6))
-    cl.check_order(["prune_magnitude"])
+    cl = Cluster(Cluster.Config(clusters=6), previous=("prune_magnitude",))
     clustered = cl.apply(model, ctx)
-    q = QAT(QAT.Config(fine_tune=FT))
-    q.check_order(["prune_magnitude", "cluster"])
+    q = QAT(QAT.Config(fine_tune=FT), previous=("prune_magnitude", "cluster"))
     assert q.preserve == "sparsity_clusters"
     qat = q.apply(clustered, ctx)
     data = convert(qat, QuantizeConfig(mode="int8"), calibration=ctx.calibration)
@@ -97,8 +94,7 @@ def test_pcqat_chain_keeps_sparsity_and_clusters_in_int8():
 def test_pqat_keeps_pruning_in_int8():
     ctx = context()
     pruned = magnitude_prune(mlp(), 0.8, epochs=1)
-    q = QAT(QAT.Config(fine_tune=FT))
-    q.check_order(["prune_magnitude"])
+    q = QAT(QAT.Config(fine_tune=FT), previous=("prune_magnitude",))
     assert q.preserve == "sparsity"
     data = convert(q.apply(pruned, ctx), QuantizeConfig(mode="int8"), calibration=ctx.calibration)
     for w in _int8_weights(data):

@@ -81,11 +81,11 @@ class Pass:
     # Any of "calibration", "train" (labelled training data), "eval".
     needs: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, config: PassConfig):
+    def __init__(self, config: PassConfig, previous: tuple[str, ...] = ()):
         self.config = config
-
-    def check_order(self, previous: list[str]) -> None:
-        """Raise RecipeError if this pass cannot follow the steps named in ``previous``."""
+        # The recipe steps before this one (e.g. clustering keeps pruned zeros after pruning);
+        # which orders are allowed at all is edgepack.passes.order's.
+        self.previous = tuple(previous)
 
     def check_quantize(self, quant) -> None:
         """Raise RecipeError if this step cannot work with the recipe's ``quantize`` block."""

@@ -30,7 +30,6 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
-from .order import forbid_after, quantized_blockers
 from .select import LayerSelector
 from .training import FitConfig, fit
 
@@ -71,19 +70,15 @@ class Cluster(Pass):
         layers: LayerSelector = Field(default_factory=LayerSelector)
         fine_tune: Optional[FitConfig] = Field(None, description="fine-tune the clustered model (needs --train)")
 
-    def __init__(self, config: "Cluster.Config"):
-        super().__init__(config)
+    def __init__(self, config: "Cluster.Config", previous: tuple[str, ...] = ()):
+        super().__init__(config, previous)
         self.needs = frozenset({"train"}) if config.fine_tune is not None and config.fine_tune.epochs else frozenset()
-        self._after_pruning = False
-
-    def check_order(self, previous: list[str]) -> None:
-        forbid_after(self.name, previous, quantized_blockers(self.name))
-        self._after_pruning = any(p in PRUNING_STEPS for p in previous)
 
     @property
     def preserve_sparsity(self) -> bool:
         cfg = self.config
-        return self._after_pruning if cfg.preserve_sparsity is None else cfg.preserve_sparsity
+        after_pruning = any(p in PRUNING_STEPS for p in self.previous)
+        return after_pruning if cfg.preserve_sparsity is None else cfg.preserve_sparsity
 
     def preflight(self, model) -> None:
         """Check the layer selector against the input model before any step trains."""

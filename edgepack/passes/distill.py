@@ -28,7 +28,6 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
-from .order import forbid_after
 from .training import FitConfig, evaluate_accuracy, fit, uses_softmax
 
 
@@ -140,9 +139,6 @@ class Distill(Pass):
                                                   "(clustered) values found in the kernels")
         fine_tune: FitConfig = Field(default_factory=lambda: FitConfig(epochs=3, learning_rate=5e-4))
 
-    def check_order(self, previous: list[str]) -> None:
-        forbid_after(self.name, previous, {"mixed_precision": "the precision plan was measured on the "
-                                           "earlier weights; move 'distill' before 'mixed_precision'"})
 
     def preflight(self, model) -> None:
         """Load a ``teacher:`` file and check it fits the input model before any step trains."""

@@ -35,7 +35,6 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
-from .order import forbid_after, quantized_blockers
 from .select import LayerSelector
 from .training import FitConfig, fit
 
@@ -90,8 +89,6 @@ class LowRank(Pass):
         super().__init__(config)
         self.needs = frozenset({"train"}) if config.fine_tune is not None and config.fine_tune.epochs else frozenset()
 
-    def check_order(self, previous: list[str]) -> None:
-        forbid_after(self.name, previous, quantized_blockers(self.name))
 
     def preflight(self, model) -> None:
         """Check layer names and explicit ranks against the input model before any step trains."""

@@ -33,7 +33,6 @@ from pydantic import Field, model_validator
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
-from .order import forbid_after, quantized_blockers
 from .pruning.cost import layer_table
 from .select import LayerSelector
 from .training import FitConfig, check_labels, evaluate_accuracy, fit
@@ -92,8 +91,6 @@ class MagnitudePrune(Pass):
     name = "prune_magnitude"
     Config = MagnitudePruneConfig
 
-    def check_order(self, previous: list[str]) -> None:
-        forbid_after(self.name, previous, quantized_blockers(self.name))
 
     def apply(self, model, ctx: Context):
         if ctx.train is not None:

@@ -35,7 +35,6 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import BudgetError, DataError, RecipeError
 from .base import Context, Labeled, Pass, PassConfig
-from .order import forbid_after, quantized_blockers
 from .pruning import plan as P
 from .pruning.cost import layer_table, totals
 from .pruning.graph import Graph, Group, build_graph
@@ -126,8 +125,6 @@ class StructuredPrune(Pass):
             needs.add("eval")
         self.needs = frozenset(needs)
 
-    def check_order(self, previous: list[str]) -> None:
-        forbid_after(self.name, previous, quantized_blockers(self.name))
 
     # -- entry point ------------------------------------------------------
     def apply(self, model, ctx: Context):

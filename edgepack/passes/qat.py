@@ -31,7 +31,6 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
-from .order import forbid_after
 from .select import LayerSelector
 from .training import FitConfig, fit
 
@@ -63,17 +62,8 @@ class QAT(Pass):
         float_layers: LayerSelector = Field(default_factory=LayerSelector,
                                             description="layers to leave without fake-quant (kept float in QAT)")
 
-    def __init__(self, config: "QAT.Config"):
-        super().__init__(config)
-        self._previous: list[str] = []
-
-    def check_order(self, previous: list[str]) -> None:
-        forbid_after(self.name, previous, {
-            "qat": "a model is made quantization-aware once; remove the second 'qat' step",
-            "mixed_precision": "mixed precision chooses per-layer post-training precision; use it "
-                               "instead of 'qat', not before it",
-        })
-        self._previous = list(previous)
+    def __init__(self, config: "QAT.Config", previous: tuple[str, ...] = ()):
+        super().__init__(config, previous)
 
     def preflight(self, model) -> None:
         """Check the float_layers selector against the input model before any step trains."""
@@ -84,8 +74,8 @@ class QAT(Pass):
     def preserve(self) -> str:
         if self.config.preserve != "auto":
             return self.config.preserve
-        pruned = "prune_magnitude" in self._previous
-        if "cluster" in self._previous:
+        pruned = "prune_magnitude" in self.previous
+        if "cluster" in self.previous:
             return "sparsity_clusters" if pruned else "clusters"
         return "sparsity" if pruned else "none"
 

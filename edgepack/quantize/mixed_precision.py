@@ -45,7 +45,6 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from ..passes.base import Context, Pass, PassConfig
-from ..passes.order import forbid_after
 from .config import QuantizeConfig
 from .plan import PlanQuantizer, check_rules_match, op_units
 
@@ -93,11 +92,6 @@ class MixedPrecision(Pass):
         samples: int = Field(1000, gt=0, description="eval (or calibration) samples used to score plans")
         per_channel: bool = True
 
-    def check_order(self, previous: list[str]) -> None:
-        forbid_after(self.name, previous, {
-            "qat": "a QAT model already fixes its quantization; use either 'qat' or 'mixed_precision'",
-            "mixed_precision": "remove the second 'mixed_precision' step",
-        })
 
     def check_quantize(self, quant) -> None:
         validate_plan(quant)
