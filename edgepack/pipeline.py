@@ -126,7 +126,7 @@ def _step_record(model, ctx: Context, name: str, measure: bool) -> dict:
         rec["keras_accuracy_pct"] = round(evaluate_accuracy(model, ctx.eval), 4)
     if measure:
         from .convert.tflite import convert
-        from .entropy import encode
+        from .epk import encode
         from .errors import ConversionError
         from .recipe import QuantizeConfig
         from .runtime import LiteRT
@@ -224,7 +224,7 @@ def package(req: PackageRequest) -> dict:
             raise VerificationError(
                 f"{ver['metric']} dropped {ver['drop_pt']:.2f} pt (limit {limit:.2f} pt) on {ver['data']} data; "
                 "nothing written: relax --max-accuracy-drop or use a gentler recipe (e.g. --quantize int16x8)")
-    from .entropy import encode
+    from .epk import encode
 
     blob = encode(tflite)
     report["entropy"] = {"tflite_bytes": len(tflite), "package_bytes": len(blob),
