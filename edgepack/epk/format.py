@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from . import codec
-from .limits import (CODECS, HEADER_SIZE, ITEMSIZE, MAGIC, MAX_OUTPUT, MIN_REGION, N_STREAMS, READABLE_VERSIONS, REGION_SIZE, VERSION,
+from .limits import (CODECS, HEADER_SIZE, ITEMSIZE, MAGIC, MAX_OUTPUT, MIN_REGION, N_STREAMS, READABLE_VERSIONS, REGION_SIZE, STORED, VERSION,
                      CorruptPackageError, check_output_length, corrupt, max_stream_length)
 from .transform import DTYPES, encode_region, rebuild_rows, regions
 
@@ -59,7 +59,8 @@ def encode(data: bytes) -> bytes:
         raise ModelLoadError(f"entropy package: {len(data):,}-byte model is above the {MAX_OUTPUT:,}-byte cap")
     cands = []
     for raw in (streams(data), [struct.pack("<I", 0), data, b"", b"", b""]):
-        cands.append(_container(data, [(c, len(s), p) for s, (c, p) in ((s, codec.best(s)) for s in raw)]))
+        packed = [(STORED, raw[0])] + [codec.best(s) for s in raw[1:]]  # the region table is stored
+        cands.append(_container(data, [(c, len(s), p) for s, (c, p) in zip(raw, packed)]))
     blob = min(cands, key=len)
     try:
         ok = decode(blob) == data
@@ -91,8 +92,8 @@ def _read_v2(blob: bytes, length: int) -> list[bytes]:
     for i, (c, n, _) in enumerate(heads):
         if n > max_stream_length(i, length):
             raise corrupt(f"stream {i} declares {n:,} bytes, more than a {length:,}-byte model needs")
-        if c not in CODECS:
-            raise corrupt(f"stream {i} has unknown codec {c}")
+        if c not in CODECS or (i == 0 and c != STORED):
+            raise corrupt(f"stream {i} has codec {c}, not one of {CODECS} (the region table is stored)")
     if HEADER_SIZE + sum(p for _, _, p in heads) != len(blob):
         raise corrupt(f"stream lengths add up to {HEADER_SIZE + sum(p for _, _, p in heads):,} bytes, file has "
                       f"{len(blob):,}")
