@@ -76,7 +76,10 @@ def compress(codec: int, data: bytes) -> bytes:
         return data
     if codec == RANS:
         return rans.encode(data)
-    return min((lzma_encode(data, *c) for c in _LZMA_CANDIDATES), key=len)
+    d = lzma_dict_size(len(data))
+    quick = min(_LZMA_CANDIDATES, key=lambda c: len(lzma.compress(  # rank (lc, lp, pb) at preset 6, then 9e once
+        data, format=lzma.FORMAT_RAW, filters=_lzma_filter(*c, d, 6))))
+    return lzma_encode(data, *quick)
 
 
 def decompress(codec: int, packed: bytes, raw_length: int) -> bytes:

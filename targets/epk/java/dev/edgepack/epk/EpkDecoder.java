@@ -534,28 +534,37 @@ public final class EpkDecoder extends InputStream {
         return out;
     }
 
-    /** java dev.edgepack.epk.EpkDecoder PACKAGE.epk OUT.tflite [REPEAT]: decode (REPEAT times, timing it). */
+    /**
+     * java dev.edgepack.epk.EpkDecoder PACKAGE.epk OUT.tflite [REPEAT]: decode (REPEAT times, timing it);
+     * java dev.edgepack.epk.EpkDecoder --each IN1 OUT1 IN2 OUT2 ...: one line per pair, exit 1 if any failed.
+     */
     public static void main(String[] args) throws IOException {
-        if (args.length < 2) {
-            System.err.println("usage: EpkDecoder PACKAGE.epk OUT.tflite [REPEAT]");
+        boolean each = args.length > 0 && args[0].equals("--each");
+        if (args.length < 2 || (each && args.length % 2 == 0)) {
+            System.err.println("usage: EpkDecoder PACKAGE.epk OUT.tflite [REPEAT] | --each IN OUT [IN OUT ...]");
             System.exit(2);
         }
-        byte[] pkg = Files.readAllBytes(Paths.get(args[0]));
-        int repeat = args.length > 2 ? Integer.parseInt(args[2]) : 1;
-        byte[] out = null;
-        long best = Long.MAX_VALUE;
-        try {
-            for (int i = 0; i < repeat; i++) {
-                long t = System.nanoTime();
-                out = decode(pkg);
-                best = Math.min(best, System.nanoTime() - t);
+        int failed = 0;
+        for (int p = each ? 1 : 0; p < args.length; p += 2) {
+            int repeat = !each && args.length > 2 ? Integer.parseInt(args[2]) : 1;
+            try {
+                byte[] pkg = Files.readAllBytes(Paths.get(args[p]));
+                byte[] out = null;
+                long best = Long.MAX_VALUE;
+                for (int i = 0; i < repeat; i++) {
+                    long t = System.nanoTime();
+                    out = decode(pkg);
+                    best = Math.min(best, System.nanoTime() - t);
+                }
+                Path o = Paths.get(args[p + 1]);
+                Files.write(o, out);
+                System.out.println(o + ": " + out.length + " bytes, SHA-256 verified; decode_seconds=" + best / 1e9);
+            } catch (IOException e) {
+                System.err.println("error: " + args[p] + ": " + e.getMessage());
+                failed++;
             }
-        } catch (EpkException e) {
-            System.err.println("error: " + args[0] + ": " + e.getMessage());
-            System.exit(1);
+            if (!each) break;
         }
-        Path o = Paths.get(args[1]);
-        Files.write(o, out);
-        System.out.println(o + ": " + out.length + " bytes, SHA-256 verified; decode_seconds=" + best / 1e9);
+        System.exit(failed > 0 ? 1 : 0);
     }
 }
