@@ -187,3 +187,19 @@ def test_decoder_sources_name_the_shipped_files():
     src = decoder_sources()
     assert {"c/epk.c", "c/epk.h", "c/epk_unpack.c", "java/dev/edgepack/epk/EpkDecoder.java"} <= set(src)
     assert b"epk_read" in src["c/epk.h"] and b"class EpkDecoder" in src["java/dev/edgepack/epk/EpkDecoder.java"]
+
+
+def test_max_work_bounds_the_c_decoders_memory(corpus, c_tool, tmp_path):
+    import re
+
+    from edgepack.epk import work_size
+
+    data = corpus["mnist_int8"][0]
+    for budget in (None, 24 * 1024, 0):
+        blob = encode(data, max_work=budget)
+        assert budget is None or work_size(blob) <= budget
+        pkg, out = tmp_path / "m.epk", tmp_path / "m.tflite"
+        pkg.write_bytes(blob)
+        r = _run(c_tool, pkg, out)
+        assert r.returncode == 0 and out.read_bytes() == data, r.stderr
+        assert int(re.search(r"work memory (\d+) bytes", r.stdout).group(1)) == work_size(blob)

@@ -32,11 +32,11 @@ import numpy as np
 
 from ..errors import ModelLoadError, OutputExistsError, UsageError
 from . import codec, rans
-from .format import decode, encode, streams
+from .format import decode, encode, streams, work_size
 from .limits import MAX_OUTPUT, STREAM_NAMES, SUFFIX, VERSION, CorruptPackageError
 
 __all__ = ["CorruptPackageError", "SUFFIX", "VERSION", "decode", "decoder_sources", "encode", "order0_bytes",
-           "rans_decode", "rans_encode", "report", "stream_stats", "unpack"]
+           "rans_decode", "rans_encode", "report", "stream_stats", "unpack", "work_size"]
 
 rans_encode = rans.encode
 rans_decode = rans.decode

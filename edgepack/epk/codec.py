@@ -17,7 +17,7 @@ import struct
 import zlib
 
 from . import rans
-from .limits import (CODECS, LZMA, LZMA_ENCODER_DICT, LZMA_MAX_DICT, LZMA_MAX_LCLP, LZMA_MAX_PB, LZMA_MIN_DICT, RANS, STORED,
+from .limits import (CODECS, LZMA, LZMA_BASE_PROBS, LZMA_ENCODER_DICT, LZMA_MAX_DICT, LZMA_MAX_LCLP, LZMA_MAX_PB, LZMA_MIN_DICT, RANS, STORED,
                      corrupt)
 
 _LZMA_CANDIDATES = ((3, 0, 2), (0, 0, 0), (4, 0, 0), (2, 2, 2))  # (lc, lp, pb) tried; lp=2: float32 byte lanes
@@ -71,15 +71,16 @@ def _bounded(dec, data: bytes, raw_length: int) -> bytes:
     return out
 
 
-def compress(codec: int, data: bytes) -> bytes:
+def compress(codec: int, data: bytes, dict_cap: int = LZMA_ENCODER_DICT, small: bool = False) -> bytes:
     if codec == STORED:
         return data
     if codec == RANS:
         return rans.encode(data)
-    d = lzma_dict_size(len(data))
-    quick = min(_LZMA_CANDIDATES, key=lambda c: len(lzma.compress(  # rank (lc, lp, pb) at preset 6, then 9e once
+    d = lzma_dict_size(len(data), dict_cap)
+    props = ((0, 0, 0),) if small else _LZMA_CANDIDATES  # small: 5 KB of probabilities instead of up to 28 KB
+    quick = min(props, key=lambda c: len(lzma.compress(  # rank (lc, lp, pb) at preset 6, then 9e once
         data, format=lzma.FORMAT_RAW, filters=_lzma_filter(*c, d, 6))))
-    return lzma_encode(data, *quick)
+    return lzma_encode(data, *quick, dict_cap=dict_cap)
 
 
 def decompress(codec: int, packed: bytes, raw_length: int) -> bytes:
@@ -97,11 +98,25 @@ def decompress(codec: int, packed: bytes, raw_length: int) -> bytes:
     raise corrupt(f"unknown codec {codec}")
 
 
-def best(data: bytes) -> tuple[int, bytes]:
-    """The smallest (codec, packed) of ``data`` among the codecs every shipped decoder reads."""
+def lzma_work(packed: bytes, raw_length: int) -> int:
+    """Decoder work memory of one LZMA stream: probabilities (u16) and window, 8-byte aligned (as epk.c)."""
+    lc, lp, _, d = lzma_params(packed)
+    return _align8(2 * (LZMA_BASE_PROBS + (0x300 << (lc + lp)))) + _align8(max(1, min(d, raw_length)))
+
+
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def best(data: bytes, dict_cap: int = LZMA_ENCODER_DICT, small: bool = False) -> tuple[int, bytes]:
+    """The smallest (codec, packed) of ``data`` among the codecs every shipped decoder reads.
+
+    ``dict_cap`` bounds the LZMA dictionary (decoder RAM), ``small`` uses lc=lp=0 (fewest probabilities);
+    ``dict_cap=0`` leaves LZMA out (no work memory at all).
+    """
     if not data:
         return STORED, b""
-    cands = [(c, compress(c, data)) for c in (STORED, LZMA, RANS)]
+    cands = [(c, compress(c, data, dict_cap, small)) for c in ((STORED, LZMA, RANS) if dict_cap else (STORED, RANS))]
     return min(cands, key=lambda c: (len(c[1]), c[0]))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from . import codec
-from .limits import (CODECS, HEADER_SIZE, ITEMSIZE, MAGIC, MAX_OUTPUT, MIN_REGION, N_STREAMS, READABLE_VERSIONS, REGION_SIZE, STORED, VERSION,
+from .limits import (CODECS, HEADER_SIZE, LZMA_ENCODER_DICT, ITEMSIZE, MAGIC, MAX_OUTPUT, MIN_REGION, N_STREAMS, READABLE_VERSIONS, REGION_SIZE, STORED, VERSION,
                      CorruptPackageError, check_output_length, corrupt, max_stream_length)
 from .transform import DTYPES, encode_region, rebuild_rows, regions
 
@@ -23,14 +23,15 @@ _REGION = struct.Struct("<QIBBBI")
 _STREAM = struct.Struct("<BII")
 
 
-def streams(data: bytes) -> list[bytes]:
+def streams(data: bytes, transposed: bool = True) -> list[bytes]:
     """The five raw streams (regions, skeleton, value tables, codes, raw regions) of ``data``."""
     regs = regions(data)
     head, tables, codes, raws, skeleton, last = [struct.pack("<I", len(regs))], [], [], [], [], 0
     for reg in regs:
         raw = data[reg.offset : reg.offset + reg.length]
-        transform, transposed, lead, table, payload = encode_region(raw, reg)
-        head.append(_REGION.pack(reg.offset, reg.length, reg.dtype if transform else 0, transform, transposed, lead))
+        transform, column_major, lead, table, payload = encode_region(raw, reg, transposed)
+        head.append(_REGION.pack(reg.offset, reg.length, reg.dtype if transform else 0, transform, column_major,
+                                 lead))
         tables.append(table)
         (codes if transform else raws).append(payload)
         skeleton.append(data[last : reg.offset])
@@ -45,23 +46,62 @@ def _container(data: bytes, packed: list[tuple[int, int, bytes]]) -> bytes:
             + b"".join(p for _, _, p in packed))
 
 
-def encode(data: bytes) -> bytes:
+def work_size(blob: bytes) -> int:
+    """Work memory (bytes) the C decoder needs for a valid package: what ``epk_work_size()`` returns.
+
+    Example::
+
+        assert work_size(encode(tflite, max_work=32 * 1024)) <= 32 * 1024
+    """
+    heads = [_STREAM.unpack_from(blob, 44 + 9 * i) for i in range(N_STREAMS)]
+    need, pos = 0, HEADER_SIZE
+    for c, n, p in heads:
+        if c == codec.LZMA:
+            need += codec.lzma_work(blob[pos : pos + p], n)
+        pos += p
+    regs = _parse_regions(blob[HEADER_SIZE : HEADER_SIZE + heads[0][1]], struct.unpack_from("<Q", blob, 4)[0])
+    return need + (max([r[1] // ITEMSIZE[r[2]] for r in regs if r[3] and r[4]], default=0) + 7) // 8 * 8
+
+
+def _candidates(data: bytes, transposed: bool, dict_cap: int, small: bool = False) -> list[bytes]:
+    """[regions layout, whole file as one stream] under one memory plan."""
+    out = []
+    for raw in (streams(data, transposed), [struct.pack("<I", 0), data, b"", b"", b""]):
+        packed = [(STORED, raw[0])] + [codec.best(s, dict_cap, small) for s in raw[1:]]  # the region table is stored
+        out.append(_container(data, [(c, len(s), p) for s, (c, p) in zip(raw, packed)]))
+    return out
+
+
+_PLANS = [(True, LZMA_ENCODER_DICT), (True, 1 << 14), (False, LZMA_ENCODER_DICT), (False, 1 << 14),
+          (True, 1 << 14, True), (False, 1 << 14, True), (False, 1 << 12, True), (False, 0)]
+
+
+def encode(data: bytes, max_work: int | None = None) -> bytes:
     """Encode .tflite bytes into a version-2 package; also tries the whole file as one LZMA stream.
+
+    ``max_work`` bounds the C decoder's work memory (e.g. a microcontroller's free RAM): smaller
+    LZMA dictionaries, then no column-major codes, then no LZMA at all (rANS needs none).
 
     Example::
 
         blob = encode(Path("model.tflite").read_bytes())
+        ota = encode(Path("model.tflite").read_bytes(), max_work=16 * 1024)
     """
     data = bytes(data)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelLoadError("entropy package: input is not a TFLite flatbuffer (no TFL3 identifier)")
     if len(data) > MAX_OUTPUT:
         raise ModelLoadError(f"entropy package: {len(data):,}-byte model is above the {MAX_OUTPUT:,}-byte cap")
-    cands = []
-    for raw in (streams(data), [struct.pack("<I", 0), data, b"", b"", b""]):
-        packed = [(STORED, raw[0])] + [codec.best(s) for s in raw[1:]]  # the region table is stored
-        cands.append(_container(data, [(c, len(s), p) for s, (c, p) in zip(raw, packed)]))
-    blob = min(cands, key=len)
+    if max_work is None:
+        blob = min(_candidates(data, True, LZMA_ENCODER_DICT), key=len)
+    else:
+        fits = []  # memory plans, roomiest first, until the regions layout fits; the last needs no work memory
+        for plan in _PLANS:
+            cands = _candidates(data, *plan)
+            fits += [b for b in cands if work_size(b) <= max_work]
+            if work_size(cands[0]) <= max_work:
+                break
+        blob = min(fits, key=len)
     try:
         ok = decode(blob) == data
     except CorruptPackageError:

@@ -55,6 +55,7 @@ RANS_SCALE_BITS = 14  # symbol frequencies sum to 2**14
 RANS_L = 1 << 23  # lower bound of the 32-bit state; also the encoder's initial (= decoder's final) state
 RANS_X_MAX = 1 << 31  # the state stays below this
 
+LZMA_BASE_PROBS = 1846  # LZMA probabilities besides the 0x300 << (lc + lp) literal ones
 LZMA_MAX_LCLP = 4  # lc + lp
 LZMA_MAX_PB = 4
 LZMA_MIN_DICT = 1 << 12

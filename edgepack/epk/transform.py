@@ -100,8 +100,11 @@ def rebuild_rows(tables: memoryview, pos: int, codes: np.ndarray, dtype: np.dtyp
     return out, pos
 
 
-def encode_region(raw: bytes, reg: Region) -> tuple[int, int, int, bytes, bytes]:
-    """The smallest transform of one region: (transform, transposed, lead, table, codes or raw bytes)."""
+def encode_region(raw: bytes, reg: Region, transposed: bool = True) -> tuple[int, int, int, bytes, bytes]:
+    """The smallest transform of one region: (transform, transposed, lead, table, codes or raw bytes).
+
+    ``transposed=False`` never stores codes column-major (a decoder buffers such a region's codes).
+    """
     arr = np.frombuffer(raw, dtype=DTYPES[reg.dtype])
     lead = reg.shape[0] if len(reg.shape) >= 2 else 1
     options = [(0, 0, lead, b"", raw)]
@@ -115,7 +118,7 @@ def encode_region(raw: bytes, reg: Region) -> tuple[int, int, int, bytes, bytes]
             continue
         full = codes.reshape(lead, -1)
         options.append((transform, 0, lead, table, full.tobytes()))
-        if lead > 1:
+        if lead > 1 and transposed:
             options.append((transform, 1, lead, table, full.T.tobytes()))
     sizes = [len(lzma.compress(t[3] + t[4], format=lzma.FORMAT_RAW, filters=_QUICK)) for t in options]
     return options[int(np.argmin(sizes))]
