@@ -47,7 +47,7 @@ def _mnist():
 
 
 def pruned_clustered_cnn() -> bytes:
-    """A small CNN on MNIST-5k, pruned to 90% zeros and clustered to 16 shared values (fine-tuned), int8."""
+    """A small CNN on MNIST-5k, pruned to 80% zeros and clustered to 16 shared values (fine-tuned), int8."""
     from edgepack.convert.tflite import convert
     from edgepack.keras_compat import keras, set_seed
     from edgepack.passes.base import Context, Labeled
@@ -66,7 +66,7 @@ def pruned_clustered_cnn() -> bytes:
                       k.layers.Flatten(), k.layers.Dense(64, activation="relu"), k.layers.Dense(10)])
     ctx = Context(seed=0, train=train)
     fit(m, train, ctx, FitConfig(epochs=2))
-    m = MagnitudePrune(MagnitudePrune.Config(sparsity=0.9, fine_tune=FitConfig(epochs=2))).apply(m, ctx)
+    m = MagnitudePrune(MagnitudePrune.Config(sparsity=0.8, fine_tune=FitConfig(epochs=2))).apply(m, ctx)
     m = Cluster(Cluster.Config(clusters=16, preserve_sparsity=True, fine_tune=FitConfig(epochs=1))).apply(m, ctx)
     cal = data["calib"].model_input(pre, shape)[:128]
     return convert(m, QuantizeConfig(mode="int8", per_channel=False), calibration=cal)

@@ -41,16 +41,16 @@ def _tiny_models() -> dict[str, bytes]:
             w = rng.normal(0, 0.1, 8).astype(np.float32)[rng.randint(0, 8, w.shape)]
             w[rng.rand(*w.shape) < 0.8] = 0
             layer.set_weights([w, b])
-    dense = k.Sequential([k.layers.InputLayer((40,)), k.layers.Dense(24), k.layers.Dense(3)])
+    dense = k.Sequential([k.layers.InputLayer((96,)), k.layers.Dense(128), k.layers.Dense(3)])
     w, b = dense.layers[0].get_weights()
-    w[rng.rand(40) < 0.6, :] = 0  # dead inputs: long zero columns, the transposed layout's case
-    w[w != 0] = np.round(w[w != 0] * 4) / 4
+    w = rng.normal(0, 0.2, (1, 128, 4)).astype(np.float32)[0, np.arange(128)[None, :], rng.randint(0, 4, w.shape)]
+    w[rng.rand(96) < 0.6, :] = 0  # 4 values per output channel (rank_rows); dead inputs: zero columns (transposed)
     dense.layers[0].set_weights([w, b])
     x = rng.rand(16, 12, 12, 3).astype(np.float32)
     return {"cnn_pruned_clustered_int8": convert(cnn, QuantizeConfig(mode="int8"), calibration=x),
             "cnn_pruned_clustered_f16": convert(cnn, QuantizeConfig(mode="float16")),
             "dense_dead_inputs_f32": convert(dense, QuantizeConfig(mode="none")),
-            "dense_int8": convert(dense, QuantizeConfig(mode="int8"), calibration=rng.rand(16, 40).astype(np.float32))}
+            "dense_int8": convert(dense, QuantizeConfig(mode="int8"), calibration=rng.rand(16, 96).astype(np.float32))}
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +203,71 @@ def test_max_work_bounds_the_c_decoders_memory(corpus, c_tool, tmp_path):
         r = _run(c_tool, pkg, out)
         assert r.returncode == 0 and out.read_bytes() == data, r.stderr
         assert int(re.search(r"work memory (\d+) bytes", r.stdout).group(1)) == work_size(blob)
+
+
+_CHUNKS_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "epk.h"
+/* decode argv[1] with chunks of 1, 3, 7, 64 and 4096 bytes; print the bytes of each decode and a checksum */
+int main(int argc, char **argv) {
+    static uint8_t in[1 << 21], work[1 << 20], out[4096];
+    static const size_t caps[] = {1, 3, 7, 64, 4096};
+    FILE *f = fopen(argv[1], "rb");
+    size_t len = fread(in, 1, sizeof in, f), need, n, i;
+    (void)argc;
+    fclose(f);
+    if (epk_work_size(in, len, &need) != EPK_OK || need > sizeof work) return 3;
+    for (i = 0; i < 5; i++) {
+        epk_decoder d;
+        unsigned long long total = 0, sum = 0;
+        int rc;
+        if (epk_open(&d, in, len, work, sizeof work) != EPK_OK) return 4;
+        while ((rc = epk_read(&d, out, caps[i], &n)) == EPK_OK) {
+            size_t k;
+            if (n > caps[i]) return 5;
+            for (k = 0; k < n; k++) sum = sum * 31 + out[k];
+            total += n;
+        }
+        if (rc != EPK_DONE) return 6;
+        printf("%llu %llu\n", total, sum);
+    }
+    return 0;
+}
+"""
+
+
+def test_c_decoder_output_is_the_same_in_any_chunk_size(corpus, tmp_path):
+    gcc = _need("gcc")
+    src = tmp_path / "chunks.c"
+    src.write_text(_CHUNKS_C)
+    exe = tmp_path / "chunks"
+    subprocess.run([gcc, *C_FLAGS, "-O2", f"-I{SRC / 'c'}", str(src), str(SRC / "c/epk.c"), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    for name in ("cnn_pruned_clustered_f16", "dense_dead_inputs_f32", "mnist_int8"):
+        data, pkg = corpus[name]
+        r = subprocess.run([str(exe), str(pkg)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (name, r.returncode)
+        lines = r.stdout.split("\n")[:5]
+        assert len(set(lines)) == 1 and int(lines[0].split()[0]) == len(data), (name, lines)
+
+
+def test_corpus_exercises_every_transform_and_codec(corpus):
+    import struct
+
+    from edgepack.epk.limits import HEADER_SIZE, N_STREAMS
+
+    seen = set()
+    for _, pkg in corpus.values():
+        blob = pkg.read_bytes()
+        heads = [struct.unpack_from("<BII", blob, 44 + 9 * i) for i in range(N_STREAMS)]
+        seen |= {("codec", c) for c, n, _ in heads if n}
+        lzma_props = [blob[HEADER_SIZE + sum(h[2] for h in heads[:i])] for i, h in enumerate(heads) if h[0] == 3]
+        seen |= {("lp", p // 9 % 5) for p in lzma_props}
+        (n,) = struct.unpack_from("<I", blob, HEADER_SIZE)
+        for i in range(n):
+            _, _, dt, transform, transposed, _ = struct.unpack_from("<QIBBBI", blob, HEADER_SIZE + 4 + 19 * i)
+            seen |= {("transform", transform), ("transposed", transposed), ("dtype", dt)}
+    want = {("codec", 0), ("codec", 3), ("codec", 4), ("transform", 0), ("transform", 1), ("transform", 2),
+            ("transposed", 1), ("dtype", 1), ("dtype", 2), ("dtype", 3)}
+    assert want <= seen, want - seen
