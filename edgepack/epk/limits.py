@@ -24,6 +24,19 @@ then a raw LZMA1 stream; the decoder stops after the raw length) and ``RANS``
 (static order-0 rANS, see :mod:`edgepack.epk.rans`). zlib and bz2 (version 1 only)
 never won a stream on the corpus in bench/codec_bench.py and have no shipped decoders.
 
+Decisions (measured by bench/codec_bench.py; figures in the helper's report):
+
+- Codecs are limited to those with shipped decoders. brotli -q11 is 0.2-0.9% smaller on some plain
+  int8 models (MNIST int8, ResNet-8) and is not used: it needs a dependency on Android
+  (org.brotli:dec) and its 120 KB dictionary in a firmware's flash, for under 1% of download size.
+  Where xz/LZMA would win, the whole file as one LZMA stream is an encoder candidate (stream 1 =
+  the file, no regions), so the package is never larger than that.
+- The region table is stored (read in place: a decoder needs no memory to hold it).
+- ``encode(max_work=...)`` bounds the C decoder's work memory (LZMA windows and probabilities,
+  column-major codes) for microcontrollers; rANS and stored streams need none.
+- Version 1 files (zlib/bz2/LZMA2/rANS streams) are still read by Python, with the same bounds;
+  the C and Java decoders read version 2 only and say so.
+
 Example::
 
     check_output_length(n, len(blob))  # raises CorruptPackageError when n is implausible
