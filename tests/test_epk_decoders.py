@@ -194,8 +194,8 @@ def test_max_work_bounds_the_c_decoders_memory(corpus, c_tool, tmp_path):
 
     from edgepack.epk import work_size
 
-    data = corpus["mnist_int8"][0]
-    for budget in (None, 24 * 1024, 0):
+    data = corpus["cnn_pruned_clustered_f16"][0]
+    for budget in (None, 12 * 1024, 0):
         blob = encode(data, max_work=budget)
         assert budget is None or work_size(blob) <= budget
         pkg, out = tmp_path / "m.epk", tmp_path / "m.tflite"

@@ -17,8 +17,8 @@ import struct
 import zlib
 
 from . import rans
-from .limits import (CODECS, LZMA, LZMA_BASE_PROBS, LZMA_ENCODER_DICT, LZMA_MAX_DICT, LZMA_MAX_LCLP, LZMA_MAX_PB, LZMA_MIN_DICT, RANS, STORED,
-                     corrupt)
+from .limits import (LZMA, LZMA_BASE_PROBS, LZMA_ENCODER_DICT, LZMA_MAX_DICT, LZMA_MAX_LCLP, LZMA_MAX_PB,
+                     LZMA_MIN_DICT, RANS, STORED, corrupt)
 
 _LZMA_CANDIDATES = ((3, 0, 2), (0, 0, 0), (4, 0, 0), (2, 2, 2))  # (lc, lp, pb) tried; lp=2: float32 byte lanes
 _V1_LZMA2 = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 22}]

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from . import codec
-from .limits import (CODECS, HEADER_SIZE, LZMA_ENCODER_DICT, ITEMSIZE, MAGIC, MAX_OUTPUT, MIN_REGION, N_STREAMS, READABLE_VERSIONS, REGION_SIZE, STORED, VERSION,
-                     CorruptPackageError, check_output_length, corrupt, max_stream_length)
+from .limits import (CODECS, HEADER_SIZE, ITEMSIZE, LZMA_ENCODER_DICT, MAGIC, MAX_OUTPUT, MIN_REGION, N_STREAMS,
+                     READABLE_VERSIONS, REGION_SIZE, STORED, VERSION, CorruptPackageError, check_output_length,
+                     corrupt, max_stream_length)
 from .transform import DTYPES, encode_region, rebuild_rows, regions
 
 _REGION = struct.Struct("<QIBBBI")

@@ -12,7 +12,8 @@ Format version 2 (little endian; version 1 files are still read by Python)::
     5 x  stream header: u8 codec, u32 raw length, u32 packed length
     the 5 packed streams, back to back; the file ends exactly after the last one
 
-    stream 0 regions : (always stored, so a decoder reads it in place) u32 n, then n x (u64 offset, u32 length, u8 dtype, u8 transform, u8 transposed, u32 lead)
+    stream 0 regions : (always stored: a decoder reads it in place) u32 n, then n x
+                       (u64 offset, u32 length, u8 dtype, u8 transform, u8 transposed, u32 lead)
     stream 1 skeleton: the .tflite minus all regions
     stream 2 tables  : per table u8 n_pos, u8 n_neg, values (dtype bytes)
     stream 3 codes   : one u8 code per weight of the rank-coded regions
