@@ -45,7 +45,11 @@ bench: setup
 system-deps:
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends adb gcc-arm-none-eabi libnewlib-arm-none-eabi \
+<<<<<<< HEAD
 	  qemu-system-arm binutils-arm-none-eabi libstdc++-arm-none-eabi-newlib cmake g++ chromium
+=======
+	  qemu-system-arm binutils-arm-none-eabi libstdc++-arm-none-eabi-newlib cmake g++ gcc openjdk-17-jdk-headless
+>>>>>>> h/epk
 
 clean:
 	rm -rf build $(VENV) .pytest_cache

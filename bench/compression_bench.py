@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from edgepack.convert.tflite import convert  # noqa: E402
 from edgepack.quantize.apply import quantize_model  # noqa: E402
 from edgepack.data import Preprocess, load_dataset  # noqa: E402
-from edgepack.entropy import decode, encode, stream_stats  # noqa: E402
+from edgepack.epk import decode, encode, stream_stats  # noqa: E402
 from edgepack.passes.base import Context, Labeled  # noqa: E402
 from edgepack.passes.training import FitConfig, fit  # noqa: E402
 from edgepack.recipe import QuantizeConfig, Recipe  # noqa: E402

@@ -34,7 +34,7 @@ class Build:
     calibration: Optional[np.ndarray] = None  # preprocessed float samples
     labels: Optional[list[str]] = None
     report: dict[str, Any] = field(default_factory=dict)
-    download_package: Optional[bytes] = None  # entropy-coded .tflite (edgepack.entropy), for OTA
+    download_package: Optional[bytes] = None  # entropy-coded .tflite (edgepack.epk), for OTA
     options: dict[str, Any] = field(default_factory=dict)
     # Results of the target's checks (edgepack.verify.run_checks), by check name.
     checks: dict[str, Any] = field(default_factory=dict)

@@ -126,7 +126,7 @@ def _step_record(model, ctx: Context, name: str, measure: bool) -> dict:
         rec["keras_accuracy_pct"] = round(evaluate_accuracy(model, ctx.eval), 4)
     if measure:
         from .convert.tflite import convert
-        from .entropy import encode
+        from .epk import encode
         from .errors import ConversionError
         from .recipe import QuantizeConfig
         from .runtime import LiteRT
@@ -264,7 +264,7 @@ def package(req: PackageRequest) -> dict:
     build.tflite = target.finalize_model(build)  # e.g. TFLite Metadata for Android: outputs unchanged
     report["tflite"]["size_bytes"] = len(build.tflite)
     report["provenance"]["outputs"]["model.tflite"] = sha256_bytes(build.tflite)
-    from .entropy import encode
+    from .epk import encode
 
     build.download_package = encode(build.tflite)
     report["entropy"] = {"tflite_bytes": len(build.tflite), "package_bytes": len(build.download_package),

@@ -22,8 +22,10 @@ def test_int8_bundle_is_complete_verified_and_runs(run_cli, mnist, tmp_path):
     r = _package(run_cli, mnist, out, "--recipe", mnist.recipe, "--eval", mnist.eval, "--labels", mnist.labels)
     assert r.exit_code == 0, r.err
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["model.tflite", "model.tflite.epk", "manifest.json", "labels.txt", "README.md", "report.json",
-         "report.md", "recipe.yaml"])
+        ["model.tflite", "model.tflite.epk", "epk", "manifest.json", "labels.txt", "README.md", "report.json",
+         "report.md", "report.html", "recipe.yaml"])
+    assert (out / "epk" / "c" / "epk.c").is_file() and (out / "epk" / "java" / "dev" / "edgepack" / "epk" /
+                                                       "EpkDecoder.java").is_file()
     man = json.loads((out / "manifest.json").read_text())
     rep = json.loads((out / "report.json").read_text())
     data = (out / "model.tflite").read_bytes()
@@ -112,7 +114,7 @@ def test_same_inputs_same_bytes(run_cli, mnist, tmp_path):
     for name in ("a", "b"):
         out = tmp_path / name
         assert _package(run_cli, mnist, out, "--quantize", "int8").exit_code == 0
-        digests.append({p.name: p.read_bytes() for p in out.iterdir()})
+        digests.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert digests[0] == digests[1]
 
 

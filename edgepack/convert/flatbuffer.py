@@ -28,6 +28,16 @@ def _schema():
     return s
 
 
+def tflite_schema():
+    """The TFLite flatbuffer schema module (flatc-generated classes) shipped in the tensorflow wheel.
+
+    Example::
+
+        model = tflite_schema().Model.GetRootAsModel(data, 0)
+    """
+    return _schema()
+
+
 @lru_cache(maxsize=1)
 def _enum_names(enum_name: str) -> dict[int, str]:
     enum = getattr(_schema(), enum_name)

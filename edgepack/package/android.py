@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..convert.flatbuffer import TensorInfo
 from ..build import Build
+from ..epk import VERSION as EPK_VERSION, decoder_sources
 from .base import Target
 
 
@@ -41,7 +42,9 @@ def manifest(build: Build, model: bytes) -> dict:
                             "associated_files": ["labels.txt"] if build.labels else [],
                             "recipe_sha256": recipe_sha256(build)},
         "mediapipe": mediapipe_support(build),
-        "download_package": {"file": "model.tflite.epk", "format": "edgepack-epk/1",
+        "download_package": {"file": "model.tflite.epk", "format": f"edgepack-epk/{EPK_VERSION}",
+                             "decoders": {"c": "epk/c/epk.h, epk/c/epk.c (C99, no heap)",
+                                          "java": "epk/java/dev/edgepack/epk/EpkDecoder.java (JDK 17)"},
                              "bytes": len(build.download_package) if build.download_package is not None else None,
                              "restore": "edgepack unpack model.tflite.epk model.tflite (exact bytes, SHA-256 checked)"},
         "ops": build.info.op_names(),
@@ -84,6 +87,10 @@ class AndroidTarget(Target):
         if build.download_package is not None:
             (out / "model.tflite.epk").write_bytes(build.download_package)
             files.append("model.tflite.epk")
+            for rel, data in decoder_sources().items():  # the app/firmware decodes the download itself
+                (out / "epk" / rel).parent.mkdir(parents=True, exist_ok=True)
+                (out / "epk" / rel).write_bytes(data)
+                files.append(f"epk/{rel}")
         if build.labels:
             (out / "labels.txt").write_text("\n".join(build.labels) + "\n")
             files.append("labels.txt")
