@@ -24,7 +24,7 @@ def inspect_path(path: Path, unsafe: bool = False) -> dict:
             raise ModelLoadError(f"{path}: no such .tflite file")
         return {"kind": "tflite", "path": str(path), **read_tflite(path.read_bytes(), str(path)).as_dict()}
     from .keras_stats import model_summary
-    from .model_io import load_model
+    from .load import load_model
 
     return {"kind": "keras", "path": str(path), **model_summary(load_model(path, unsafe=unsafe))}
 

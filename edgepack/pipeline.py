@@ -164,7 +164,7 @@ def package(req: PackageRequest) -> dict:
     from .convert.flatbuffer import read_tflite
     from .convert.tflite import convert
     from .keras_compat import set_seed
-    from .model_io import load_model
+    from .load import load_model
     from .package import Build, target_class
     from .report import write_report
     from .verify.accuracy import compare, keras_predict
