@@ -164,7 +164,8 @@ def package(req: PackageRequest) -> dict:
     from .convert.flatbuffer import read_tflite
     from .convert.tflite import convert
     from .keras_compat import set_seed
-    from .load import load_model
+    from .errors import ModelLoadError
+    from .load import load_source
     from .package import Build, target_class
     from .report import write_report
     from .verify.accuracy import compare, keras_predict
@@ -178,7 +179,10 @@ def package(req: PackageRequest) -> dict:
     passes = recipe.build_passes(str(req.recipe_path or "recipe"))
     set_seed(req.seed)
     req.progress("load model", 0, 1)
-    model = load_model(req.model, unsafe=req.unsafe)
+    source = load_source(req.model, unsafe=req.unsafe)
+    if not source.compressible:
+        raise ModelLoadError(f"{req.model}: {source.reason}; this pipeline packages Keras models only")
+    model = source.model
     req.progress("load model", 1, 1)
     shape = [int(d) for d in model.input_shape[1:]]
     calib = _labelled(req.calibration, recipe, shape, recipe.data.calibration_limit)
@@ -208,7 +212,7 @@ def package(req: PackageRequest) -> dict:
         tflite = compact_model(tflite)
     req.progress("convert", 1, 1)
     info = read_tflite(tflite)
-    report: dict[str, Any] = {"model": req.model.name, "target": req.target,
+    report: dict[str, Any] = {"model": req.model.name, "source": source.report(), "target": req.target,
                               "quantize": recipe.quantize.model_dump(), "steps": ctx.records,
                               "tflite": {"size_bytes": len(tflite), "converter_bytes": converted_bytes,
                                          "compacted": req.compact, "ops": info.op_names(),

@@ -134,7 +134,8 @@ def _keras3_file(raw: RawModel, unsafe: bool, allow_export: bool) -> SourceModel
             raise
         saved, keep, translation = export_conversion_only(raw, unsafe)
         return SourceModel("saved_model", raw.format, "keras3", raw.path, saved_model=saved, translation=translation,
-                           reason=f"layer '{e.layer}' is a Keras 3 {e.cls} with no tf_keras twin: packaged from "
+                           reason=f"layer '{e.layer}' is a Keras 3 {e.cls}{' with ' + e.detail if e.detail else ''} with no "
+                                  "tf_keras twin: packaged from "
                                   "Keras 3's SavedModel export; compression steps need tf_keras layers", _keep=keep)
     return SourceModel("keras", raw.format, "keras3", raw.path, model=model, translation=translation)
 

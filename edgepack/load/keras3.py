@@ -27,7 +27,7 @@ class NoTwinError(ModelLoadError):
     """A Keras 3 layer (or option) with no tf_keras equivalent."""
 
     def __init__(self, source: str, layer: str, cls: str, detail: str = ""):
-        self.layer, self.cls = layer, cls
+        self.layer, self.cls, self.detail = layer, cls, detail
         what = f"Keras 3 {cls}{(' with ' + detail) if detail else ''}"
         super().__init__(f"{source}: layer '{layer}' is a {what}, which has no tf_keras twin, so compression steps "
                          "cannot run on it; the file can still be packaged conversion-only (no steps; edgepack "

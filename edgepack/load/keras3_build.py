@@ -46,11 +46,15 @@ def build_translated(tf_cfg: dict, source: str):
     scan_config(tf_cfg, source + " (translated)")
     k = keras()
     try:
-        return k.models.model_from_config(tf_cfg)
+        model = k.models.model_from_config(tf_cfg)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0][:300]
         raise ModelLoadError(f"{source}: the translated tf_keras model does not build ({first}); "
                              "the file's graph is malformed or uses a form edgepack does not translate") from e
+    if not getattr(model, "inputs", None):
+        raise ModelLoadError(f"{source}: the model has no inputs (empty, or never built); "
+                             "build it on keras.Input(...) and save it again")
+    return model
 
 
 def _verdict(model, xs, ref: Reference, rerun, source: str, version: str) -> dict:
@@ -98,8 +102,8 @@ def export_conversion_only(raw: RawModel, unsafe: bool):
     xs = [np.random.default_rng(0).normal(size=[8] + [8 if d is None else int(d) for d in s]).astype(np.float32)
           for s in shapes]
     ref = Keras3Worker.shared().run(raw.path, xs, export=out, safe=not unsafe)
-    served = tf().saved_model.load(str(out)).serve
-    ys = served(*xs) if len(xs) > 1 else served(xs[0])
+    loaded = tf().saved_model.load(str(out))  # keep it referenced: its variables die with it
+    ys = loaded.serve(*xs) if len(xs) > 1 else loaded.serve(xs[0])
     ys = [np.asarray(y) for y in (ys if isinstance(ys, (list, tuple)) else [ys])]
     diff, scale = max_diff(ys, ref.outputs)
     return out, keep, {"from": f"Keras {raw.keras_version}", "exported": "Keras 3 model.export() (safe mode)",

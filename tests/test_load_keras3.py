@@ -1,0 +1,168 @@
+"""The model corpus: Keras 3 files (built in a Keras 3 child process) and tf_keras files, every format they
+support, loaded, checked against their own framework's outputs, and (a few by default, all when slow)
+packaged int8 through the CLI and checked again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import model_corpus as corpus
+
+HERE = Path(__file__).resolve().parent
+
+
+def _build_keras3(out: Path, everything: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    cmd = [sys.executable, str(HERE / "model_corpus.py"), str(out)] + (["--all"] if everything else [])
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def k3(tmp_path_factory):
+    out = tmp_path_factory.mktemp("k3corpus")
+    return out, _build_keras3(out, everything=False)
+
+
+def _data(out: Path, name: str, n_inputs: int):
+    with np.load(out / f"{name}.npz") as z:
+        return [z[f"x{i}"] for i in range(n_inputs)], [z[f] for f in sorted(z.files) if f.startswith("y")]
+
+
+def _check_against_reference(model, xs, ys):
+    pred = corpus.predict(model, xs)
+    assert len(pred) == len(ys)
+    for p, y in zip(pred, ys):
+        assert p.shape == y.shape
+        np.testing.assert_allclose(p, y, atol=1e-4 * max(1.0, float(np.abs(y).max())), rtol=0)
+
+
+def _package_int8(run_cli, tmp_path, model_path, xs, ys):
+    from edgepack.runtime import LiteRT
+
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=xs[0])
+    out = tmp_path / f"pkg_{model_path.stem}_{model_path.suffix[1:]}"
+    r = run_cli("package", model_path, "--target", "android", "--quantize", "int8", "--calibration", calib,
+                "--out", out, "-q", "--json")
+    assert r.exit_code == 0, r.err
+    report = json.loads((out / "report.json").read_text())
+    pred = LiteRT((out / "model.tflite").read_bytes()).predict(xs[0])
+    y = ys[0]
+    err = float(np.abs(pred - y).max())
+    spread = float(y.max() - y.min())
+    assert err <= 0.1 * spread + 1e-3, (err, spread)  # int8 vs the original framework's float outputs
+    return report
+
+
+H5_DEFAULT = {"resnet_dw", "nested", "lstm", "rms_norm"}  # the slow sweep loads every .h5
+
+
+def test_keras3_corpus_loads_equivalent(k3):
+    from edgepack.load import load_source
+
+    out, manifest = k3
+    assert len(manifest) >= 15
+    seen = set()
+    for name, entry in manifest.items():
+        xs, ys = _data(out, name, entry["inputs"])
+        for fmt in ("keras", "h5") if name in H5_DEFAULT else ("keras",):
+            src = load_source(out / entry["files"][fmt])
+            assert src.framework == "keras3" and src.format == {"keras": "keras_zip", "h5": "h5"}[fmt]
+            if "no_twin" in entry["flags"]:
+                assert src.kind == "saved_model" and "rms_scaling" in src.reason
+                assert src.translation["max_abs_diff"] <= 1e-4 * src.translation["output_scale"]
+                continue
+            assert src.kind == "keras", (name, fmt, src.reason)
+            tr = src.translation
+            assert tr["ok"] and tr["max_abs_diff"] <= tr["tolerance"], (name, fmt, tr)
+            _check_against_reference(src.model, xs, ys)  # independent of the loader's own check
+            seen |= {type(l).__name__ for l in src.model.layers}
+    assert {"Rescaling", "BatchNormalization", "DepthwiseConv2D", "GRU", "LSTM", "Embedding",
+            "Sequential", "Functional"} <= seen
+
+
+@pytest.mark.parametrize("name", [n for n, (_, f) in corpus.SPECS.items() if "package" in f])
+def test_keras3_corpus_packages_int8(k3, run_cli, tmp_path, name):
+    out, manifest = k3
+    xs, ys = _data(out, name, manifest[name]["inputs"])
+    report = _package_int8(run_cli, tmp_path, out / manifest[name]["files"]["keras"], xs, ys)
+    assert report["source"]["framework"] == "keras3"
+    assert report["source"]["translation"]["max_abs_diff"] <= report["source"]["translation"]["tolerance"]
+
+
+def test_keras3_export_is_a_saved_model_source(k3):
+    from edgepack.load import load_model, load_source
+    from edgepack.errors import ModelLoadError
+
+    out, manifest = k3
+    src = load_source(out / manifest["resnet_dw"]["files"]["export"])
+    assert (src.kind, src.framework, src.compressible) == ("saved_model", "tensorflow", False)
+    assert "Keras .keras/.h5" in src.reason
+    with pytest.raises(ModelLoadError, match="without a Keras config"):
+        load_model(out / manifest["resnet_dw"]["files"]["export"])
+
+
+TF_KERAS_CORPUS = ["mlp", "resnet_dw", "nested", "gru", "multi_io"]
+
+
+@pytest.mark.parametrize("name", TF_KERAS_CORPUS)
+def test_tf_keras_corpus_compiled_files_load(tmp_path, name):
+    from edgepack.keras_compat import keras
+    from edgepack.load import load_source
+
+    k = keras()
+    model = corpus.build(k, name)
+    model.compile(loss=k.losses.SparseCategoricalCrossentropy(), optimizer=k.optimizers.Adam(1e-3),
+                  metrics=[k.metrics.SparseCategoricalAccuracy()])
+    xs = corpus.inputs(model)
+    ys = corpus.predict(model, xs)
+    paths = [tmp_path / f"{name}.keras", tmp_path / f"{name}.h5"]
+    for p in paths:
+        model.save(p)
+    if name in ("mlp", "resnet_dw"):
+        paths.append(tmp_path / f"{name}_tf")
+        model.save(paths[-1], save_format="tf")
+    for p in paths:
+        src = load_source(p)
+        assert (src.kind, src.framework) == ("keras", "tf_keras"), p
+        _check_against_reference(src.model, xs, ys)
+
+
+def test_tf_keras_compiled_keras_file_packages(run_cli, tmp_path):
+    from edgepack.keras_compat import keras
+
+    k = keras()
+    model = corpus.build(k, "cnn")
+    model.compile(loss=k.losses.MeanSquaredError(), optimizer="adam", metrics=[k.metrics.MeanAbsoluteError()])
+    model.save(tmp_path / "cnn.keras")
+    xs = corpus.inputs(model)
+    report = _package_int8(run_cli, tmp_path, tmp_path / "cnn.keras", xs, corpus.predict(model, xs))
+    assert report["source"] == {"kind": "keras", "format": "keras_zip", "framework": "tf_keras"}
+
+
+@pytest.mark.slow
+def test_keras3_full_sweep_packages_every_model(run_cli, tmp_path):
+    """Every corpus model, slow ones included: loaded from both formats, packaged int8 from .keras."""
+    from edgepack.load import load_source
+
+    out = tmp_path / "corpus"
+    out.mkdir()
+    manifest = _build_keras3(out, everything=True)
+    for name, entry in manifest.items():
+        xs, ys = _data(out, name, entry["inputs"])
+        for fmt in ("keras", "h5"):
+            src = load_source(out / entry["files"][fmt])
+            if src.kind == "keras":
+                _check_against_reference(src.model, xs, ys)
+        if "no_twin" not in entry["flags"] and entry["inputs"] == 1 and name != "embedding":
+            _package_int8(run_cli, tmp_path, out / entry["files"]["keras"], xs, ys)
