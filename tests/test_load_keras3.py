@@ -5,6 +5,7 @@ packaged int8 through the CLI and checked again."""
 from __future__ import annotations
 
 import json
+import zipfile
 import os
 import subprocess
 import sys
@@ -166,3 +167,110 @@ def test_keras3_full_sweep_packages_every_model(run_cli, tmp_path):
                 _check_against_reference(src.model, xs, ys)
         if "no_twin" not in entry["flags"] and entry["inputs"] == 1 and name != "embedding":
             _package_int8(run_cli, tmp_path, out / entry["files"]["keras"], xs, ys)
+
+
+def _k3_variant(k3, tmp_path, name, edit):
+    from test_load_bad import rewrite_zip_config
+
+    out, manifest = k3
+    return rewrite_zip_config(out / manifest["mlp"]["files"]["keras"], tmp_path / name, edit)
+
+
+def _last_dense(cfg):
+    return [l for l in cfg["config"]["layers"] if l["class_name"] == "Dense"][-1]
+
+
+def test_keras3_lambda_refused_without_running_it(k3, run_cli, tmp_path):
+    from test_load_bad import _refused
+
+    out, _ = k3
+    flag = out / "lambda_ran"
+    _refused(run_cli("package", out / "lambda.keras", "--quantize", "dynamic", "--out", tmp_path / "o"),
+             "payload", "Lambda", "--unsafe")
+    _refused(run_cli("inspect", out / "lambda.keras"), "payload", "Lambda")
+    assert not flag.exists() and not (tmp_path / "o").exists()
+    # control: with --unsafe the same file reaches Keras 3 (no twin -> its export), which runs the payload
+    r = run_cli("package", out / "lambda.keras", "--quantize", "dynamic", "--unsafe", "--out", tmp_path / "o")
+    assert flag.exists(), r.err
+    flag.unlink()
+
+
+@pytest.mark.parametrize("case", ["custom_class", "module", "functional_lambda", "registered_name"])
+def test_keras3_hostile_configs_refused(k3, run_cli, tmp_path, case, monkeypatch):
+    from test_load_bad import _refused
+
+    flag = tmp_path / "imported"
+    mod = f"k3_payload_{case}"
+    (tmp_path / f"{mod}.py").write_text(f"open({str(flag)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def edit(cfg):
+        d = _last_dense(cfg)
+        if case == "custom_class":
+            d.update(class_name="MyDense", module="mypkg.layers", registered_name="mypkg>MyDense")
+        elif case == "module":
+            d["config"]["kernel_initializer"]["module"] = mod
+        elif case == "registered_name":
+            d["registered_name"] = "Lambda"
+        else:
+            cfg["config"]["layers"].append({"module": "keras.layers", "class_name": "Functional",
+                                            "registered_name": None, "config": {"name": "sneaky", "function": {
+                                                "class_name": "__lambda__", "config": {"code": "AAAA"}}}})
+        return cfg
+
+    f = _k3_variant(k3, tmp_path, f"{case}.keras", edit)
+    words = {"custom_class": ["MyDense"], "module": [mod], "functional_lambda": ["sneaky"],
+             "registered_name": ["Lambda"]}[case]
+    _refused(run_cli("package", f, "--quantize", "dynamic", "--out", tmp_path / "o"), f.name, *words)
+    assert not flag.exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("case", ["truncated", "weights", "list"])
+def test_keras3_broken_files_are_one_line(k3, run_cli, tmp_path, case):
+    from test_load_bad import _refused
+
+    out, manifest = k3
+    src = out / manifest["mlp"]["files"]["keras"]
+    f = tmp_path / f"{case}.keras"
+    if case == "truncated":
+        f.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
+    elif case == "list":
+        f = _k3_variant(k3, tmp_path, "list.keras", lambda cfg: [cfg])
+    else:
+        with zipfile.ZipFile(src) as z, zipfile.ZipFile(f, "w") as w:
+            for n in z.namelist():
+                data = z.read(n)
+                w.writestr(n, data[:200] + bytes(len(data) - 200) if n == "model.weights.h5" else data)
+    _refused(run_cli("package", f, "--quantize", "dynamic", "--out", tmp_path / "o"), f.name)
+    assert not (tmp_path / "o").exists()
+
+
+def test_live_models_tf_keras_and_keras3():
+    import keras as keras3  # Keras 3: TF_USE_LEGACY_KERAS only redirects tf.keras
+
+    from edgepack.keras_compat import keras
+    from edgepack.load import load_source
+
+    assert keras3.__version__.startswith("3.")
+    k2 = keras()
+    m2 = corpus.build(k2, "cnn")
+    src = load_source(m2)
+    assert (src.kind, src.format, src.framework) == ("keras", "live", "tf_keras") and src.model is m2
+    m3 = corpus.build(keras3, "nested")
+    src = load_source(m3)
+    assert (src.kind, src.framework) == ("keras", "keras3") and isinstance(src.model, k2.Model)
+    assert src.translation["reference"] == "the live Keras 3 model" and src.translation["ok"]
+    xs = corpus.inputs(m3)
+    _check_against_reference(src.model, xs, corpus.predict(m3, xs))
+
+
+def test_tflite_source(tmp_path, mlperf_dir):
+    from edgepack.errors import ModelLoadError
+    from edgepack.load import load_source
+
+    src = load_source(mlperf_dir / "ad01_int8.tflite")
+    assert src.kind == "tflite" and src.tflite[4:8] == b"TFL3" and not src.compressible
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"\0" * 64)
+    with pytest.raises(ModelLoadError, match="TFL3"):
+        load_source(bad)

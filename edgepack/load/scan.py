@@ -93,7 +93,7 @@ def _check_object(d: dict, source: str, layer: str, known: Callable[[str], bool]
     if module is not None:
         if not isinstance(module, str) or not (module in PUBLIC_MODULES or
                                                (cls in MODEL_CLASSES and module in MODEL_MODULES)):
-            raise _refuse(source, layer, f"names module {module!r} (Keras would import it)")
+            raise _refuse(source, layer, f"names module {module!r} for class {cls!r} (Keras would import it)")
     if reg is not None and reg != cls:
         raise _refuse(source, layer, f"has class_name {cls!r} but registered_name {reg!r}")
     if cls is None:
