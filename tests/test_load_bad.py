@@ -193,3 +193,40 @@ def test_h5_model_config_list_is_one_line(run_cli, tmp_path):
         h.attrs["model_config"] = json.dumps([1, 2])
     _refused(run_cli("package", f, "--quantize", "dynamic", "--out", tmp_path / "o"), "m.h5", "JSON list")
     np.testing.assert_equal(f.exists(), True)
+
+
+def test_config_json_bomb_refused_before_inflating(run_cli, tmp_path):
+    f = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("metadata.json", '{"keras_version": "2.21.0"}')
+        z.writestr("config.json", b" " * (65 << 20))
+    assert f.stat().st_size < 1 << 20
+    _refused(run_cli("package", f, "--quantize", "dynamic", "--out", tmp_path / "o"), "config.json", "limit")
+
+
+def test_fuzzed_tf_keras_files_raise_only_model_load_errors(tmp_path):
+    """Truncated and bit-flipped .keras/.h5 files: a ModelLoadError (one line), never another exception."""
+    from edgepack.errors import ModelLoadError
+    from edgepack.load import load_model
+
+    k = keras()
+    m = k.Sequential([k.Input((6,)), k.layers.Dense(4, activation="relu"), k.layers.BatchNormalization(),
+                      k.layers.Dense(2)])
+    rng = np.random.default_rng(0)
+    for suffix in (".keras", ".h5"):
+        good = tmp_path / f"good{suffix}"
+        m.save(good)
+        data = good.read_bytes()
+        for i in range(12):
+            bad = bytearray(data)
+            if i < 4:
+                bad = bad[: int(len(bad) * (i + 1) / 5)]
+            else:
+                for pos in rng.integers(0, len(bad), size=8):
+                    bad[pos] ^= 1 << int(rng.integers(0, 8))
+            f = tmp_path / f"fuzz{i}{suffix}"
+            f.write_bytes(bytes(bad))
+            try:
+                load_model(f)
+            except ModelLoadError as e:
+                assert "\n" not in str(e)

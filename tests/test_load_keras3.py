@@ -274,3 +274,16 @@ def test_tflite_source(tmp_path, mlperf_dir):
     bad.write_bytes(b"\0" * 64)
     with pytest.raises(ModelLoadError, match="TFL3"):
         load_source(bad)
+
+
+def test_keras3_model_goes_through_a_compression_step(k3, run_cli, tmp_path):
+    out, manifest = k3
+    xs, _ = _data(out, "resnet_dw", 1)
+    np.savez(tmp_path / "calib.npz", x=xs[0])
+    rec = tmp_path / "r.yaml"
+    rec.write_text("steps:\n  - {type: prune_structured, ratio: 0.5}\nquantize: {mode: int8}\n")
+    r = run_cli("package", out / manifest["resnet_dw"]["files"]["keras"], "--recipe", rec, "--calibration",
+                tmp_path / "calib.npz", "--out", tmp_path / "o", "-q")
+    assert r.exit_code == 0, r.err
+    steps = json.loads((tmp_path / "o" / "report.json").read_text())["steps"]
+    assert steps[-1]["step"] == "prune_structured" and steps[-1]["macs"] < steps[0]["macs"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -76,7 +77,8 @@ def read_keras_zip(path: Path) -> RawModel:
         with zipfile.ZipFile(path) as z:
             meta = _json(_member(z, "metadata.json", MAX_METADATA_BYTES, path), str(path), "metadata.json")
             cfg = _json(_member(z, "config.json", MAX_CONFIG_BYTES, path), str(path), "config.json")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, NotImplementedError,
+            RuntimeError) as e:
         raise ModelLoadError(f"{path}: not a valid .keras file ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
                              "re-save it with model.save()") from e
     if not isinstance(meta, dict):
@@ -89,7 +91,7 @@ def read_keras_zip_weights(path: Path) -> bytes:
     try:
         with zipfile.ZipFile(path) as z:
             return _member(z, "model.weights.h5", MAX_WEIGHTS_BYTES, path)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as e:
         raise ModelLoadError(f"{path}: cannot read model.weights.h5 ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
                              "the file is truncated or corrupt") from e
 

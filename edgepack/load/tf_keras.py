@@ -11,6 +11,8 @@ Example::
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 from ..errors import ModelLoadError
@@ -55,7 +57,8 @@ def load_tf_keras(path: Path, unsafe: bool, raw: RawModel | None = None):
             if "safe_mode" not in str(e):
                 raise
             model = k.models.load_model(str(path), compile=False)  # loaders without the keyword
-    except (OSError, ValueError, KeyError, ImportError, TypeError, AttributeError, IndexError) as e:
+    except (OSError, ValueError, KeyError, ImportError, TypeError, AttributeError, IndexError, RuntimeError,
+            zipfile.BadZipFile, zlib.error, EOFError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0][:300]
         raise ModelLoadError(f"{path}: cannot load the model ({first})") from e
     return check_graph_network(model, str(path))
