@@ -30,8 +30,16 @@ def _build_keras3(out: Path, everything: bool) -> dict:
 
 @pytest.fixture(scope="session")
 def k3(tmp_path_factory):
+    import threading
+
+    from edgepack.load.reference import Keras3Worker
+
     out = tmp_path_factory.mktemp("k3corpus")
-    return out, _build_keras3(out, everything=False)
+    warm = threading.Thread(target=Keras3Worker.shared().request, args=({"op": "ping"}, "warm-up"))
+    warm.start()  # the loader's Keras 3 worker starts while the corpus builds
+    manifest = _build_keras3(out, everything=False)
+    warm.join()
+    return out, manifest
 
 
 def _data(out: Path, name: str, n_inputs: int):
@@ -287,3 +295,18 @@ def test_keras3_model_goes_through_a_compression_step(k3, run_cli, tmp_path):
     assert r.exit_code == 0, r.err
     steps = json.loads((tmp_path / "o" / "report.json").read_text())["steps"]
     assert steps[-1]["step"] == "prune_structured" and steps[-1]["macs"] < steps[0]["macs"]
+
+
+def test_divergent_translation_is_refused_naming_the_layer(k3, monkeypatch):
+    """A wrong twin (tanh translated as sigmoid, injected here) is caught by the Keras 3 reference run."""
+    from edgepack.errors import ModelLoadError
+    from edgepack.load import keras3, load_model
+
+    out, manifest = k3
+    path = out / manifest["normalization"]["files"]["keras"]
+    with zipfile.ZipFile(path) as z:
+        cfg = json.loads(z.read("config.json"))
+    tanh = next(l["config"]["name"] for l in cfg["config"]["layers"] if l["config"].get("activation") == "tanh")
+    monkeypatch.setitem(keras3.ACTIVATIONS, "tanh", "sigmoid")
+    with pytest.raises(ModelLoadError, match=f"first diverging layer '{tanh}'"):
+        load_model(path)

@@ -111,7 +111,8 @@ def _savedmodel_source(path: Path, unsafe: bool) -> SourceModel:
     records = scan_savedmodel(path, unsafe)
     if savedmodel.is_keras_savedmodel(records):
         try:
-            return SourceModel("keras", "savedmodel", "tf_keras", path, model=load_tf_keras(path, unsafe, None))
+            model = load_tf_keras(path, unsafe, None, scanned=True)
+            return SourceModel("keras", "savedmodel", "tf_keras", path, model=model)
         except ModelLoadError as e:
             if "subclassed" not in str(e):
                 raise

@@ -106,7 +106,7 @@ class Keras3Worker:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = self._start()
-            proc = self._proc
+            proc, ready = self._proc, False
             try:
                 proc.stdin.write(json.dumps(req) + "\n")
                 proc.stdin.flush()

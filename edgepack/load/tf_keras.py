@@ -41,11 +41,11 @@ def check_graph_network(model, source: str):
     return model
 
 
-def load_tf_keras(path: Path, unsafe: bool, raw: RawModel | None = None):
-    """Load a tf_keras file or Keras SavedModel folder (scanned first unless ``unsafe``)."""
+def load_tf_keras(path: Path, unsafe: bool, raw: RawModel | None = None, scanned: bool = False):
+    """Load a tf_keras file or Keras SavedModel folder (scanned first unless ``unsafe`` or ``scanned``)."""
     if raw is not None:
         scan_config(raw.config, str(path), unsafe)
-    else:
+    elif not scanned:
         scan_savedmodel(path, unsafe)
     from ..keras_compat import keras
 
