@@ -19,9 +19,7 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -60,14 +58,6 @@ class SourceModel:
         if self.reason:
             out["reason"] = self.reason
         return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _framework(raw: RawModel) -> str:
@@ -134,7 +124,8 @@ def _keras3_file(raw: RawModel, unsafe: bool, allow_export: bool) -> SourceModel
         if not allow_export:
             raise
         saved, keep, translation = export_conversion_only(raw, unsafe)
-        return SourceModel("saved_model", raw.format, "keras3", raw.path, saved_model=saved, translation=translation,
+        return SourceModel("saved_model", raw.format, "keras3", raw.path, saved_model=saved,
+                           translation=translation,
                            reason=f"layer '{e.layer}' is a Keras 3 {e.cls}{' with ' + e.detail if e.detail else ''} with no "
                                   "tf_keras twin: packaged from "
                                   "Keras 3's SavedModel export; compression steps need tf_keras layers", _keep=keep)

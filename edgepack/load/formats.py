@@ -39,6 +39,10 @@ class RawModel:
         return self.keras_version.startswith("3.")
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
 def _json(data: bytes | str, where: str, what: str) -> Any:
     try:
         return json.loads(data)
@@ -79,8 +83,7 @@ def read_keras_zip(path: Path) -> RawModel:
             cfg = _json(_member(z, "config.json", MAX_CONFIG_BYTES, path), str(path), "config.json")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, NotImplementedError,
             RuntimeError) as e:
-        raise ModelLoadError(f"{path}: not a valid .keras file ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                             "re-save it with model.save()") from e
+        raise ModelLoadError(f"{path}: not a valid .keras file ({_first_line(e)}); re-save it with model.save()") from e
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{path}: metadata.json is not a JSON object; re-save the model with model.save()")
     return RawModel(path, "keras_zip", str(meta.get("keras_version", "?")), _model_dict(cfg, f"{path} config.json"))
@@ -92,7 +95,7 @@ def read_keras_zip_weights(path: Path) -> bytes:
         with zipfile.ZipFile(path) as z:
             return _member(z, "model.weights.h5", MAX_WEIGHTS_BYTES, path)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as e:
-        raise ModelLoadError(f"{path}: cannot read model.weights.h5 ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+        raise ModelLoadError(f"{path}: cannot read model.weights.h5 ({_first_line(e)}); "
                              "the file is truncated or corrupt") from e
 
 
@@ -115,7 +118,7 @@ def read_h5(path: Path) -> RawModel:
             if version is None and "model_weights" in f:
                 version = _attr_text(f["model_weights"].attrs.get("keras_version"))
     except (OSError, KeyError, ValueError, TypeError) as e:
-        raise ModelLoadError(f"{path}: not a readable HDF5 model file ({str(e).splitlines()[0]})") from e
+        raise ModelLoadError(f"{path}: not a readable HDF5 model file ({_first_line(e)})") from e
     if raw is None:
         raise ModelLoadError(f"{path}: holds weights only, no model config; save the whole model with model.save()")
     if not isinstance(raw, (bytes, str)):

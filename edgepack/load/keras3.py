@@ -54,7 +54,6 @@ _NO_QUANT = {"quantization_config": None, "lora_rank": None, "lora_alpha": None}
 _RNN = dict(fixed={"zero_output_for_mask": False, "seed": None, "use_cudnn": "auto"},
             extra=frozenset({"return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                              "time_major", "zero_output_for_mask"}))
-_CONV = Twin("", fixed=dict(_NO_QUANT))
 _POOL = frozenset({"keepdims"})
 _BN_EXTRA = frozenset({"renorm", "renorm_clipping", "renorm_momentum", "fused", "virtual_batch_size",
                        "adjustment"})
@@ -69,11 +68,11 @@ TWINS: dict[str, Twin] = {
     "Dense": _same("Dense", fixed=dict(_NO_QUANT)),
     "EinsumDense": _same("EinsumDense", fixed=dict(_NO_QUANT)),
     "Embedding": _same("Embedding", fixed=dict(_NO_QUANT)),
-    "Conv1D": _same("Conv1D", fixed=dict(_CONV.fixed)),
-    "Conv2D": _same("Conv2D", fixed=dict(_CONV.fixed)),
-    "Conv3D": _same("Conv3D", fixed=dict(_CONV.fixed)),
-    "Conv1DTranspose": _same("Conv1DTranspose", fixed=dict(_CONV.fixed)),
-    "Conv2DTranspose": _same("Conv2DTranspose", fixed=dict(_CONV.fixed)),
+    "Conv1D": _same("Conv1D", fixed=dict(_NO_QUANT)),
+    "Conv2D": _same("Conv2D", fixed=dict(_NO_QUANT)),
+    "Conv3D": _same("Conv3D", fixed=dict(_NO_QUANT)),
+    "Conv1DTranspose": _same("Conv1DTranspose", fixed=dict(_NO_QUANT)),
+    "Conv2DTranspose": _same("Conv2DTranspose", fixed=dict(_NO_QUANT)),
     "DepthwiseConv1D": _same("DepthwiseConv1D"),
     "DepthwiseConv2D": _same("DepthwiseConv2D"),
     "SeparableConv1D": _same("SeparableConv1D"),

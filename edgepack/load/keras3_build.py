@@ -121,7 +121,7 @@ def _input_shapes(cfg: dict) -> list[list]:
         if shape:
             found.append(shape[1:])
     if not found:
-        raise ModelLoadError(f"the Keras 3 model declares no input shape; build it with keras.Input(...)")
+        raise ModelLoadError("the Keras 3 model declares no input shape; build it with keras.Input(...)")
     return found
 
 

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import ModelLoadError
+from .formats import _first_line
 
 _MODELS = ("Functional", "Sequential", "Model")
 
@@ -112,7 +113,7 @@ def _open_h5(data: bytes, source: str):
     try:
         return h5py.File(io.BytesIO(data), "r")
     except (OSError, ValueError) as e:
-        raise ModelLoadError(f"{source}: model.weights.h5 is not a readable HDF5 file ({str(e).splitlines()[0]}); "
+        raise ModelLoadError(f"{source}: model.weights.h5 is not a readable HDF5 file ({_first_line(e)}); "
                              "the file is truncated or corrupt") from e
 
 
@@ -124,7 +125,7 @@ def copy_zip_weights(model, k3_cfg: dict, weights: bytes, source: str) -> int:
             leaves = list(_walk_zip(k3_cfg, f, (), source))
             arrays = [(p, a) for p, a, _ in leaves]
         except (KeyError, ValueError, OSError, TypeError) as e:
-            raise ModelLoadError(f"{source}: model.weights.h5 is damaged ({str(e).splitlines()[0]})") from e
+            raise ModelLoadError(f"{source}: model.weights.h5 is damaged ({_first_line(e)})") from e
     for path, arr in arrays:
         n += _assign(model, path, arr, source)
     return n
@@ -148,7 +149,7 @@ def copy_h5_weights(model, path, source: str) -> int:
                 names = [x.decode() if isinstance(x, bytes) else str(x) for x in g.attrs.get("weight_names", [])]
                 plan.append(((layer.name,), [np.asarray(g[w]) for w in names]))
     except (KeyError, OSError, ValueError, TypeError) as e:
-        raise ModelLoadError(f"{source}: the weights are damaged ({str(e).splitlines()[0]})") from e
+        raise ModelLoadError(f"{source}: the weights are damaged ({_first_line(e)})") from e
     for p, arrays in plan:
         n += _assign(model, p, arrays, source)
     return n
