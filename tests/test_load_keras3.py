@@ -287,6 +287,7 @@ def test_tflite_source(tmp_path, mlperf_dir):
         load_source(bad)
 
 
+@pytest.mark.slow  # ~20 s; bench/keras3_residual_check.py runs prune_structured + fine-tune on a trained one
 def test_keras3_model_goes_through_a_compression_step(k3, run_cli, tmp_path):
     out, manifest = k3
     xs, _ = _data(out, "resnet_dw", 1)
