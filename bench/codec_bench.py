@@ -74,7 +74,7 @@ def pruned_clustered_cnn() -> bytes:
 
 def corpus(only: set[str] | None) -> dict[str, bytes]:
     from edgepack.convert.tflite import convert
-    from edgepack.model_io import load_model
+    from edgepack.load import load_model
     from edgepack.recipe import QuantizeConfig
 
     models: dict[str, bytes] = {}

@@ -204,7 +204,7 @@ def mixed_precision(tmp: Path) -> dict:
 def qat_vs_ptq(tmp: Path) -> dict:
     """PTQ int8 vs QAT int8, with a control: the float model fine-tuned as long as QAT, then PTQ."""
     from edgepack.keras_compat import keras
-    from edgepack.model_io import load_model
+    from edgepack.load import load_model
     from edgepack.passes.qat import QAT
 
     out = {}

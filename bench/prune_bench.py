@@ -134,7 +134,7 @@ def describe(tfl: bytes) -> dict:
 
 # -- 1. ResNet-8 -------------------------------------------------------------
 def resnet8(quick: bool) -> dict:
-    from edgepack.model_io import load_model
+    from edgepack.load import load_model
 
     train, ev, calib = mnist((32, 32, 3), pad_rgb=True)
     set_seed(0)

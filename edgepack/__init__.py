@@ -25,7 +25,7 @@ _API = {
     "PackageRequest": "edgepack.pipeline:PackageRequest",
     "Recipe": "edgepack.recipe:Recipe",
     "QuantizeConfig": "edgepack.recipe:QuantizeConfig",
-    "load_model": "edgepack.model_io:load_model",
+    "load_model": "edgepack.load:load_model",
     "load_dataset": "edgepack.data:load_dataset",
     "inspect": "edgepack.inspect:inspect_path",
     "profile": "edgepack.devices.base:profile",

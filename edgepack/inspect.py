@@ -28,7 +28,7 @@ def inspect_path(path: Path, unsafe: bool = False) -> dict:
             raise ModelLoadError(f"{path}: cannot read the file ({e.strerror or e})") from None
         return {"kind": "tflite", "path": str(path), **read_tflite(data, str(path)).as_dict()}
     from .keras_stats import model_summary
-    from .model_io import load_model
+    from .load import load_model
 
     return {"kind": "keras", "path": str(path), **model_summary(load_model(path, unsafe=unsafe))}
 

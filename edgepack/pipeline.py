@@ -205,7 +205,8 @@ def package(req: PackageRequest) -> dict:
     from .build import Build
     from .convert.flatbuffer import read_tflite
     from .keras_compat import set_seed
-    from .model_io import load_model
+    from .errors import ModelLoadError
+    from .load import load_source
     from .package import target_class
     from .report import REPORT_FILES, write_report
     from .verify import run_checks
@@ -221,7 +222,10 @@ def package(req: PackageRequest) -> dict:
     steps = recipe.build_passes(str(req.recipe_path or "recipe"))
     set_seed(req.seed)
     req.progress("load model", 0, 1)
-    model = load_model(req.model, unsafe=req.unsafe)
+    source = load_source(req.model, unsafe=req.unsafe)
+    if not source.compressible:
+        raise ModelLoadError(f"{req.model}: {source.reason}; this pipeline packages Keras models only")
+    model = source.model
     req.progress("load model", 1, 1)
     shape = [int(d) for d in model.input_shape[1:]]
     calib = _labelled(req.calibration, recipe, shape, recipe.data.calibration_limit)
@@ -243,7 +247,7 @@ def package(req: PackageRequest) -> dict:
     tflite, converted = _convert(compressed, recipe, target, ctx, plan, req.compact)
     req.progress("convert", 1, 1)
     info = read_tflite(tflite)
-    report: dict[str, Any] = {"model": req.model.name, "target": req.target,
+    report: dict[str, Any] = {"model": req.model.name, "source": source.report(), "target": req.target,
                               "quantize": recipe.quantize.model_dump(), "steps": ctx.records,
                               "tflite": {"size_bytes": len(tflite), "converter_bytes": len(converted),
                                          "compacted": req.compact, "ops": info.op_names(),

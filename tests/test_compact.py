@@ -28,7 +28,7 @@ def test_compact_package_is_smaller_and_computes_the_same(run_cli, mnist, tmp_pa
 
 def test_compact_outputs_are_bit_identical(mnist):
     from edgepack.convert.tflite import convert
-    from edgepack.model_io import load_model
+    from edgepack.load import load_model
     from edgepack.recipe import QuantizeConfig
 
     x = np.load(mnist.calib)["x"][:64].astype(np.float32) / 255.0  # (64, 28, 28, 1) pixels -> 0..1

@@ -58,7 +58,7 @@ def corpus(tmp_path_factory, mnist, mlperf_dir) -> dict[str, tuple[bytes, object
     """name -> (.tflite bytes, path of its .epk): MNIST int8, MLPerf Tiny int8 models, tiny synthetic models."""
     from edgepack.convert.tflite import convert
     from edgepack.data import Preprocess, load_dataset
-    from edgepack.model_io import load_model
+    from edgepack.load import load_model
     from edgepack.recipe import QuantizeConfig
 
     m = load_model(mnist.model)

@@ -34,7 +34,7 @@ def test_inspect_tflite_matches_interpreter(run_cli, mnist, tmp_path):
 
 
 def test_inspect_keras_counts_params_like_keras(run_cli, mnist):
-    from edgepack.model_io import load_model
+    from edgepack.load import load_model
 
     r = run_cli("inspect", mnist.model, "--json")
     data = json.loads(r.out)
@@ -44,7 +44,7 @@ def test_inspect_keras_counts_params_like_keras(run_cli, mnist):
 
 
 def test_savedmodel_and_keras_formats_load(mlperf_dir, tmp_path):
-    from edgepack.model_io import load_model
+    from edgepack.load import load_model
 
     kws = load_model(mlperf_dir / "kws_ref_model")
     assert kws.input_shape == (None, 49, 10, 1)

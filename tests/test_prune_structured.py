@@ -236,7 +236,7 @@ def test_deterministic_weights():
 def test_resnet8_groups_and_int8_run(mlperf_dir):
     from edgepack.convert.flatbuffer import read_tflite
     from edgepack.convert.tflite import convert
-    from edgepack.model_io import load_model
+    from edgepack.load import load_model
     from edgepack.recipe import QuantizeConfig
     from edgepack.runtime import LiteRT
 

@@ -156,7 +156,7 @@ class Distill(Pass):
     def teacher(self, ctx: Optional[Context]):
         """The teacher model: the ``teacher`` file if given, else ``ctx.teacher``."""
         if self.config.teacher is not None:
-            from ..model_io import load_model
+            from ..load import load_model
 
             return load_model(self.config.teacher, unsafe=False)
         teacher = ctx.teacher

@@ -1,0 +1,270 @@
+"""A corpus of small Keras architectures, buildable with tf_keras or Keras 3 (same code, ``k`` = module).
+
+Keras 3 models are built in a separate process (``python tests/model_corpus.py OUT [--all]``, run without
+``TF_USE_LEGACY_KERAS``), each saved as ``.keras`` and ``.h5`` (and ``export()``-ed when marked), with
+``NAME.npz`` holding deterministic inputs ``x0..`` and Keras 3's own outputs ``y0..``, and
+``manifest.json`` describing them. tf_keras models are built in the test process with :func:`build`.
+
+Example::
+
+    python tests/model_corpus.py /tmp/corpus
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# name -> (builder, flags). flags: "package" (int8 through the pipeline in the default suite),
+# "export" (also model.export()), "slow" (only in the full sweep), "no_twin" (conversion-only).
+SPECS: dict[str, tuple[str, set]] = {}
+
+
+def spec(*flags: str):
+    def deco(fn):
+        SPECS[fn.__name__] = (fn, set(flags))
+        return fn
+    return deco
+
+
+@spec()
+def mlp(k):
+    return k.Sequential([k.Input((12,)), k.layers.Dense(16, activation="relu"), k.layers.Dropout(0.2),
+                         k.layers.Dense(5, activation="softmax")], name="mlp")
+
+
+@spec()
+def cnn(k):
+    return k.Sequential([k.Input((10, 10, 1)), k.layers.Conv2D(4, 3, activation="relu"), k.layers.MaxPooling2D(),
+                         k.layers.Conv2D(6, 3, padding="same"), k.layers.GlobalAveragePooling2D(),
+                         k.layers.Dense(4)], name="cnn")
+
+
+@spec("package", "export")
+def resnet_dw(k):
+    L = k.layers
+    i = k.Input((12, 12, 1), name="image")
+    x = L.Rescaling(1 / 255.0)(i)
+    x = L.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    y = L.DepthwiseConv2D(3, padding="same")(x)
+    y = L.BatchNormalization()(y)
+    x = L.Add()([x, y])
+    x = L.Activation("relu")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return k.Model(i, L.Dense(10, activation="softmax")(x), name="resnet_dw")
+
+
+@spec()
+def separable(k):
+    L = k.layers
+    return k.Sequential([k.Input((12, 12, 3)), L.SeparableConv2D(6, 3, activation="relu"),
+                         L.AveragePooling2D(2), L.Flatten(), L.Dense(3)], name="separable")
+
+
+@spec()
+def conv1d(k):
+    L = k.layers
+    return k.Sequential([k.Input((16, 3)), L.Conv1D(6, 3, activation="relu"), L.MaxPooling1D(),
+                         L.Conv1D(4, 3, padding="same"), L.GlobalMaxPooling1D(), L.Dense(2)], name="conv1d")
+
+
+@spec()
+def gru(k):
+    L = k.layers
+    return k.Sequential([k.Input((10, 4)), L.GRU(6), L.Dense(3, activation="softmax")], name="gru")
+
+
+@spec()
+def lstm(k):
+    L = k.layers
+    return k.Sequential([k.Input((10, 4)), L.LSTM(5, return_sequences=True), L.LSTM(4), L.Dense(2)], name="lstm")
+
+
+@spec()
+def embedding(k):
+    L = k.layers
+    i = k.Input((8,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 6)(i)
+    x = L.GlobalAveragePooling1D()(x)
+    return k.Model(i, L.Dense(2, activation="softmax")(x), name="embedding")
+
+
+@spec()
+def multi_io(k):
+    L = k.layers
+    a, b = k.Input((6,), name="a"), k.Input((4,), name="b")
+    x = L.Concatenate()([L.Dense(5, activation="relu")(a), b])
+    return k.Model([a, b], [L.Dense(2, name="head1")(x), L.Dense(3, activation="softmax", name="head2")(x)],
+                   name="multi_io")
+
+
+@spec("package")
+def merges(k):
+    L = k.layers
+    i = k.Input((8,))
+    p, q = L.Dense(6, name="p")(i), L.Dense(6, name="q")(i)
+    x = L.Concatenate()([L.Add()([p, q]), L.Subtract()([p, q]), L.Multiply()([p, q]), L.Average()([p, q]),
+                         L.Maximum()([p, q])])
+    return k.Model(i, L.Dense(3)(x), name="merges")
+
+
+@spec()
+def layernorm(k):
+    L = k.layers
+    return k.Sequential([k.Input((6, 8)), L.Dense(8), L.LayerNormalization(), L.Activation("gelu"),
+                         L.Flatten(), L.Dense(4), L.Softmax()], name="layernorm")
+
+
+@spec()
+def normalization(k):
+    L = k.layers
+    return k.Sequential([k.Input((5,)), L.Normalization(mean=[1.0, 2.0, 3.0, 4.0, 5.0],
+                                                         variance=[1.0, 4.0, 9.0, 1.0, 0.25]),
+                         L.Dense(4, activation="tanh"), L.Dense(2)], name="normalization")
+
+
+@spec()
+def pad_upsample(k):
+    L = k.layers
+    return k.Sequential([k.Input((6, 6, 2)), L.ZeroPadding2D(1), L.Conv2D(4, 3), L.UpSampling2D(),
+                         L.Conv2D(2, 3, padding="same"), L.Reshape((12 * 12 * 2,)), L.Dense(3)], name="pad_upsample")
+
+
+@spec()
+def nested(k):
+    L = k.layers
+    block = k.Sequential([k.Input((8,)), L.Dense(8, name="inner_dense"), L.BatchNormalization(name="inner_bn"),
+                          L.ReLU()], name="block")
+    fi = k.Input((8,))
+    sub = k.Model(fi, L.Dense(8, activation="relu", name="fn_dense")(fi), name="sub_functional")
+    i = k.Input((8,))
+    x = block(i)
+    x = L.Add()([sub(x), x])
+    return k.Model(i, L.Dense(3)(x), name="nested")
+
+
+@spec()
+def activations(k):
+    L = k.layers
+    return k.Sequential([k.Input((6,)), L.Dense(8), L.LeakyReLU(), L.Dense(8), L.ReLU(max_value=6.0), L.Dense(8),
+                         L.ELU(), L.Dense(8, activation="swish"), L.Dense(4), L.Softmax()], name="activations")
+
+
+@spec()
+def conv_pool(k):
+    L = k.layers
+    i = k.Input((16, 16, 3))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(i)
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(x)
+    x = L.MaxPooling2D()(x)
+    x = L.UpSampling2D()(x)
+    x = L.GlobalMaxPooling2D()(x)
+    return k.Model(i, L.Dense(5)(x), name="conv_pool")
+
+
+@spec("no_twin")
+def rms_norm(k):
+    L = k.layers
+    return k.Sequential([k.Input((8,)), L.Dense(8), L.LayerNormalization(rms_scaling=True), L.Dense(2)],
+                        name="rms_norm")
+
+
+@spec("slow")
+def wide_cnn(k):
+    L = k.layers
+    i = k.Input((24, 24, 3))
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(i)
+    for _ in range(3):
+        y = L.SeparableConv2D(16, 3, padding="same")(x)
+        y = L.BatchNormalization()(y)
+        x = L.Add()([x, L.ReLU()(y)])
+    x = L.ZeroPadding2D(((0, 1), (1, 0)))(x)
+    x = L.AveragePooling2D(2)(x)
+    x = L.Flatten()(x)
+    x = L.Dropout(0.3)(x)
+    return k.Model(i, L.Dense(6, activation="softmax")(x), name="wide_cnn")
+
+
+def randomize(model, seed: int = 0) -> None:
+    """Non-trivial weights: BatchNorm statistics and biases away from their 0/1 initial values."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        shape = tuple(w.shape)
+        if "variance" in w.name:
+            w.assign(rng.uniform(0.5, 1.5, shape).astype(np.float32))
+        else:
+            w.assign((rng.normal(0, 0.4, shape)).astype(w.dtype.as_numpy_dtype if hasattr(w.dtype, "as_numpy_dtype")
+                                                          else np.float32))
+
+
+def inputs(model, n: int = 16, seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in model.inputs:
+        shape = [n] + [int(d) for d in t.shape[1:]]
+        if "int" in str(t.dtype):
+            out.append(rng.integers(0, 30, size=shape).astype(np.int32))
+        else:
+            scale = 255.0 if t.shape[1:] == (12, 12, 1) else 1.0
+            out.append((rng.uniform(0, 1, size=shape) * scale).astype(np.float32))
+    return out
+
+
+def build(k, name: str):
+    model = SPECS[name][0](k)
+    randomize(model)
+    return model
+
+
+def predict(model, xs: list[np.ndarray]) -> list[np.ndarray]:
+    ys = model(xs[0] if len(xs) == 1 else xs, training=False)
+    return [np.asarray(y) for y in (ys if isinstance(ys, (list, tuple)) else [ys])]
+
+
+def build_keras3(out: Path, everything: bool) -> dict:
+    """Build and save the Keras 3 corpus into ``out`` (run in a process where ``keras`` is Keras 3)."""
+    import keras
+
+    assert keras.__version__.startswith("3."), keras.__version__
+    manifest = {}
+    for name, (_, flags) in SPECS.items():
+        if "slow" in flags and not everything:
+            continue
+        model = build(keras, name)
+        model.compile(loss=keras.losses.MeanSquaredError(), optimizer=keras.optimizers.Adam(1e-3),
+                      metrics=[keras.metrics.MeanAbsoluteError()])
+        xs = inputs(model)
+        np.savez(out / f"{name}.npz", **{f"x{i}": x for i, x in enumerate(xs)},
+                 **{f"y{i}": y for i, y in enumerate(predict(model, xs))})
+        files = {"keras": f"{name}.keras", "h5": f"{name}.h5"}
+        model.save(out / files["keras"])
+        model.save(out / files["h5"])
+        if "export" in flags:
+            model.export(str(out / f"{name}_export"), verbose=False)
+            files["export"] = f"{name}_export"
+        manifest[name] = {"files": files, "flags": sorted(flags), "inputs": len(xs)}
+    _hostile(keras, out)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _hostile(keras, out: Path) -> None:
+    """``lambda.keras``: a Keras 3 Lambda whose code touches ``lambda_ran`` whenever it runs (the sentinel
+    the safety tests look for; created here by the symbolic call, then removed)."""
+    sentinel = out / "lambda_ran"
+    i = keras.Input((4,))
+    payload = eval(f"lambda t: t * float(open({str(sentinel)!r}, 'a').close() is None)")  # path in the bytecode
+    x = keras.layers.Lambda(payload, name="payload")(i)
+    keras.Model(i, keras.layers.Dense(2)(x)).save(out / "lambda.keras")
+    sentinel.unlink()
+
+
+if __name__ == "__main__":
+    os.environ.pop("TF_USE_LEGACY_KERAS", None)
+    build_keras3(Path(sys.argv[1]), "--all" in sys.argv[2:])
