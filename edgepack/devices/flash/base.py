@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +71,10 @@ class FlashTool:
     image_suffixes: ClassVar[tuple[str, ...]] = (".elf",)
 
     def find(self) -> str:
-        """Path of the executable; FlashError saying how to install it."""
+        """Path of the executable (on PATH, or beside this Python: pip-installed tools in a venv);
+        FlashError saying how to install it."""
         for exe in (self.executable, *self.alternatives):
-            path = shutil.which(exe)
+            path = shutil.which(exe) or shutil.which(exe, path=str(Path(sys.executable).parent))
             if path:
                 return path
         raise FlashError(f"{self.name}: '{self.executable}' is not installed or not on PATH; {self.install}")

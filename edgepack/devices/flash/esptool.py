@@ -40,7 +40,7 @@ class Esptool(FlashTool):
         (r"(?:MD5 of file does not match data in flash|Write verify failed at \S+|Verification failed)",
          "verify failed: the flash contents differ from the image; check the power supply and retry at a lower "
          "baud rate (flash.options.baud)"),
-        (r"No such file or directory: '([^']+)'", "image {0} does not exist; build it with ESP-IDF first"),
+        (r"No such file or\W+directory: '([^']+)'", "image {0} does not exist; build it with ESP-IDF first"),
     )
 
     def command(self, exe: str, req: FlashRequest, work: Path) -> list[str]:

@@ -29,6 +29,7 @@ class GdbRemote(FlashTool):
     install = "install it with `apt-get install --no-install-recommends gdb-multiarch`"
     image_suffixes = (".elf",)
     failures = (
+        (r"^(\S+): No such file or directory", "{0} does not exist; build the firmware first"),
         (r"^(\S+:\d+): Connection (?:timed out|refused)",
          "no GDB server answers at {0}: start one (" + _SERVERS + ") or pass --probe gdb:HOST:PORT"),
         (r"Remote connection closed|Remote communication error",
@@ -41,7 +42,6 @@ class GdbRemote(FlashTool):
         (r"(Load failed|Error (?:erasing|writing) flash[^\n]*|Cannot access memory at address \S+)",
          "{0}: the load did not complete (locked flash or wrong memory map); unlock the chip with the vendor tool "
          "and check the profile's flash_origin"),
-        (r"^(\S+): No such file or directory", "{0} does not exist; build the firmware first"),
     )
 
     def script(self, req: FlashRequest) -> str:

@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import tempfile
 from pathlib import Path
 
 from .base import FlashError, FlashReport, FlashRequest, FlashTool
 
 UF2_MAGIC = (0x0A324655, 0x9E5D5157, 0x0AB16F30)
 UF2_FLAG_FAMILY = 0x00002000
+FLASH_SECTIONS = (".isr_vector", ".boot2", ".text", ".rodata", ".ARM.exidx", ".init_array", ".data")
 FAMILIES = {"rp2040": 0xE48BFF56, "rp2350-arm-s": 0xE48BFF59, "nrf52840": 0xADA52840, "stm32f4": 0x57755A57}
 
 
@@ -92,14 +94,13 @@ def elf_to_uf2(objcopy: str, elf: Path, base: int, family: int) -> bytes:
 
     Example: ``elf_to_uf2("arm-none-eabi-objcopy", Path("h.elf"), 0x10000000, FAMILIES["rp2040"])``.
     """
-    out = subprocess.run([objcopy, "-O", "binary", "--only-section=.isr_vector", "--only-section=.boot2",
-                          "--only-section=.text", "--only-section=.rodata", "--only-section=.ARM.exidx",
-                          "--only-section=.init_array", "--only-section=.data", str(elf), "/dev/stdout"],
-                         capture_output=True)
-    if out.returncode != 0 or not out.stdout:
-        raise FlashError(f"uf2: {objcopy} could not extract the image from {elf}: "
-                         f"{out.stderr.decode(errors='replace').strip()[:160]}")
-    return uf2_blocks(out.stdout, base, family)
+    with tempfile.TemporaryDirectory(prefix="edgepack-uf2-") as tmp:
+        flat = Path(tmp) / "image.bin"
+        out = subprocess.run([objcopy, "-O", "binary", *(f"--only-section={s}" for s in FLASH_SECTIONS), str(elf),
+                              str(flat)], capture_output=True, text=True)
+        if out.returncode != 0 or not flat.is_file() or not flat.stat().st_size:
+            raise FlashError(f"uf2: {objcopy} could not extract the image from {elf}: {out.stderr.strip()[:160]}")
+        return uf2_blocks(flat.read_bytes(), base, family)
 
 
 def uf2_blocks(binary: bytes, base: int, family: int) -> bytes:
