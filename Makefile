@@ -29,11 +29,11 @@ test-all: setup
 bench: setup
 	$(BIN)/python bench/package_bench.py
 
-# Debian packages the compile, ADB and QEMU tests use (they skip, saying why, without them).
+# Debian packages the compile, ADB, QEMU and board-flashing tests use (they skip, saying why, without them).
 system-deps:
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends adb gcc-arm-none-eabi libnewlib-arm-none-eabi \
-	  qemu-system-arm binutils-arm-none-eabi libstdc++-arm-none-eabi-newlib cmake g++
+	  qemu-system-arm binutils-arm-none-eabi libstdc++-arm-none-eabi-newlib cmake g++ gdb-multiarch openocd
 
 clean:
 	rm -rf build $(VENV) .pytest_cache
