@@ -18,7 +18,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgepack.devices.base import open_device
@@ -27,6 +26,7 @@ from edgepack.devices.flash import FlashError
 from edgepack.devices.result import Settings
 from edgepack.devices.tflm_build import CORE_FLAGS
 from edgepack.errors import DeviceError, UsageError
+from test_qemu import tiny_int8  # noqa: F401  (the same tiny int8 model as the qemu: tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 KWS = ROOT.parent / "shared/models/mlperf_tiny/kws_ref_model.tflite"
@@ -193,22 +193,6 @@ def halted_qemu():
     yield gdb, uart
     proc.kill()
     proc.wait()
-
-
-@pytest.fixture(scope="module")
-def tiny_int8(tmp_path_factory) -> Path:
-    from edgepack.convert.tflite import convert
-    from edgepack.keras_compat import keras, set_seed
-    from edgepack.recipe import QuantizeConfig
-
-    set_seed(3)
-    k = keras()
-    model = k.Sequential([k.layers.Input((10, 10, 2)), k.layers.Conv2D(4, 3, activation="relu"),
-                          k.layers.Flatten(), k.layers.Dense(3)])
-    x = np.random.default_rng(3).random((16, 10, 10, 2), dtype=np.float32)
-    path = tmp_path_factory.mktemp("board") / "tiny.tflite"
-    path.write_bytes(convert(model, QuantizeConfig(mode="int8", io="int8"), calibration=x))
-    return path
 
 
 @needs_all

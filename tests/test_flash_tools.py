@@ -204,3 +204,15 @@ def test_uf2_copy_writes_the_flash_image_in_uf2_blocks(tmp_path, elf):
         assert (addr, size, no, total, fam) == (base + 256 * n, 256, n, len(data) // 512, FAMILIES["rp2040"])
         payload += blk[32:32 + 256]
     assert payload[:len(flat)] == flat
+
+
+def test_arduino_cli_compiles_the_packaged_profile_sketch(tmp_path):
+    tool = flash_tool("arduino-cli")
+    with pytest.raises(FlashError, match="has no arduino/<library>/ folder"):
+        tool.compile_command("arduino-cli", tmp_path, "arduino:mbed_nano:nano33ble", tmp_path / "out")
+    lib = tmp_path / "arduino" / "edgepack_g_model"
+    (lib / "examples" / "Profile").mkdir(parents=True)
+    (lib / "library.properties").write_text("name=edgepack_g_model\n")
+    assert tool.compile_command("arduino-cli", tmp_path, "arduino:mbed_nano:nano33ble", tmp_path / "out") == [
+        "arduino-cli", "compile", "--fqbn", "arduino:mbed_nano:nano33ble", "--library", str(lib),
+        "--output-dir", str(tmp_path / "out"), str(lib / "examples" / "Profile")]

@@ -39,6 +39,9 @@ class GdbRemote(FlashTool):
         (r"Section (\S+), range \S+ -- \S+: MIS-MATCHED",
          "verify failed: section {0} on the target differs from the ELF after loading (flash locked or "
          "write-protected, or a wrong memory map): unlock/mass-erase the chip and check the profile's flash_origin"),
+        (r"[Tt]arget not halted",
+         "the GDB server's target is running: halt it first (profile flash.options.reset: \"monitor reset halt\" "
+         "for OpenOCD/pyOCD/J-Link servers)"),
         (r"(Load failed|Error (?:erasing|writing) flash[^\n]*|Cannot access memory at address \S+)",
          "{0}: the load did not complete (locked flash or wrong memory map); unlock the chip with the vendor tool "
          "and check the profile's flash_origin"),
