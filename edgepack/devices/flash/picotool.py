@@ -30,8 +30,8 @@ FAMILIES = {"rp2040": 0xE48BFF56, "rp2350-arm-s": 0xE48BFF59, "nrf52840": 0xADA5
 
 class Picotool(FlashTool):
     name = executable = "picotool"
-    install = ("install it from your distribution (Debian: `apt-get install picotool`) or build it from "
-               "raspberrypi/picotool with the Pico SDK")
+    install = ("install it from your distribution where packaged (`apt-get install picotool`) or build it from "
+               "raspberrypi/picotool with the Pico SDK; or use --probe uf2:MOUNT-FOLDER")
     version_args = ("version",)
     image_suffixes = (".elf", ".uf2", ".bin")
     failures = (
