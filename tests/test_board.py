@@ -202,7 +202,8 @@ def qemu_reference(tiny_int8):
 @needs_all
 @pytest.mark.parametrize("machine, profile, clock_hz", [
     ("mps2-an386", QEMU_BOARD, 25_000_000),  # flash at 0x0, CMSDK UART (board_mps2.c)
-    ("netduinoplus2", ROOT / "tests/data/flash/netduinoplus2-gdb.yaml", 168_000_000),  # STM32: 0x08000000, USART1
+    pytest.param("netduinoplus2", ROOT / "tests/data/flash/netduinoplus2-gdb.yaml", 168_000_000,
+                 marks=pytest.mark.slow),  # an STM32 memory map: flash at 0x08000000, USART1
 ])
 def test_build_flash_over_gdb_and_profile_equals_the_qemu_path(tiny_int8, qemu_reference, machine, profile,
                                                                 clock_hz):
@@ -234,6 +235,7 @@ def test_build_flash_over_gdb_and_profile_equals_the_qemu_path(tiny_int8, qemu_r
 
 
 @needs_all
+@pytest.mark.slow  # a full harness build before the flash fails; the unit tests above cover the parsing
 def test_a_failed_flash_is_an_error_and_no_result(tiny_int8, tmp_path):
     dead = _free_port()
     with pytest.raises(FlashError, match=f"gdb: no GDB server answers at 127.0.0.1:{dead}"):
