@@ -14,11 +14,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
+import yaml
 
 from edgepack.devices.base import open_device
 from edgepack.devices.board import BoardDevice, parse_probe
@@ -27,6 +28,7 @@ from edgepack.devices.result import Settings
 from edgepack.devices.tflm_build import CORE_FLAGS
 from edgepack.errors import DeviceError, UsageError
 from test_qemu import tiny_int8  # noqa: F401  (the same tiny int8 model as the qemu: tests)
+from test_serial_device import _profile_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 KWS = ROOT.parent / "shared/models/mlperf_tiny/kws_ref_model.tflite"
@@ -39,31 +41,14 @@ needs_all = pytest.mark.skipif(not (TFLM_ROOT and all(HAVE.values())),
                                       "qemu-system-arm and gdb-multiarch (make system-deps)")
 
 
-def _profile(tmp_path: Path, name: str = "test-board", flash: str = "", core: str = "cortex-m4",
-             fpu: str = "sp", flash_bytes: int = 2097152) -> Path:
+def _profile(tmp_path: Path, name: str = "test-board", flash: Optional[dict] = None, **fields) -> Path:
+    """A test device profile (the serial tests' one) with another name, fields and a flash: block."""
+    data = yaml.safe_load(_profile_yaml(tmp_path, active_mw=40.0, clock_hz=25_000_000).read_text())
+    data.update(name=name, **fields)
+    if flash is not None:
+        data["flash"] = flash
     path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        name: {name}
-        board: Test board
-        mcu: TEST
-        core: {core}
-        fpu: {fpu}
-        clock_hz: 25000000
-        flash_bytes: {flash_bytes}
-        ram_bytes: 655360
-        int8_only: false
-        runtime_flash_bytes: 1000
-        runtime_ram_bytes: 1000
-        power: {{active_mw: 40.0, idle_mw: 1.0}}
-        sources:
-          clock_hz: [test]
-          flash_bytes: [test]
-          ram_bytes: [test]
-          runtime_flash_bytes: [test]
-          runtime_ram_bytes: [test]
-          power.active_mw: [test]
-          power.idle_mw: [test]
-        """) + textwrap.dedent(flash))
+    path.write_text(yaml.safe_dump(data))
     return path
 
 
@@ -85,12 +70,12 @@ def test_a_profile_without_a_flash_block_needs_a_probe(tmp_path):
 def test_errors_before_any_build(tmp_path, monkeypatch):
     """Port, board support, the tool and the core are checked before the (minutes-long) TFLM build."""
     monkeypatch.delenv("EDGEPACK_TFLM_ROOT", raising=False)
-    prof = _profile(tmp_path, flash="flash: {tool: gdb, target: '127.0.0.1:1'}\n")
+    prof = _profile(tmp_path, flash={"tool": "gdb", "target": "127.0.0.1:1"})
     with pytest.raises(UsageError, match="needs its serial port: pass --port"):
         open_device(f"board:{prof}").profile(KWS, Settings(runs=1, warmup=0))
     with pytest.raises(DeviceError, match="no board support for test-board: write harness/board_test-board.c"):
         open_device(f"board:{prof}", port="/dev/null").profile(KWS, Settings(runs=1, warmup=0))
-    esp = _profile(tmp_path, "esp", "flash: {tool: esptool, target: esp32s3}\n", core="xtensa-lx7")
+    esp = _profile(tmp_path, "esp", {"tool": "esptool", "target": "esp32s3"}, core="xtensa-lx7")
     if shutil.which("esptool") or (Path(sys.executable).parent / "esptool").exists():
         with pytest.raises(DeviceError, match="xtensa-lx7 core, which edgepack's arm-none-eabi build does not "
                                               "target: build the harness .* with the vendor SDK"):
@@ -141,8 +126,8 @@ def test_linker_script_follows_the_profiles_memory_map_and_sizes_are_checked(tmp
     from edgepack.devices.tflm_build import Toolchain
     from edgepack.paths import data_dir
 
-    prof = _profile(tmp_path, flash="flash: {tool: openocd, target: stm32l4x, flash_origin: 0x08000000, "
-                                    "ram_origin: 0x20000000, board_support: [board_mps2.c]}\n")
+    prof = _profile(tmp_path, flash={"tool": "openocd", "target": "stm32l4x", "flash_origin": 0x08000000,
+                                     "ram_origin": 0x20000000, "board_support": ["board_mps2.c"]})
     dev = open_device(f"board:{prof}", port="/dev/null")
     ld = dev.linker_script(tmp_path / "board.ld")
     tflm = data_dir("targets") / "tflm"
@@ -159,8 +144,7 @@ def test_linker_script_follows_the_profiles_memory_map_and_sizes_are_checked(tmp
     dev._tc = Toolchain.find(need_qemu=False)
     sizes = dev.check_fits(elf)
     assert sizes["flash"] > 200000
-    small = open_device(f"board:{_profile(tmp_path, 'small', flash_bytes=131072, flash='flash: {tool: gdb}')}",
-                        port="/dev/null")
+    small = open_device(f"board:{_profile(tmp_path, 'small', {'tool': 'gdb'}, flash_bytes=131072)}", port="/dev/null")
     small._tc = dev._tc
     with pytest.raises(DeviceError, match=r"needs [\d,]+ B flash .* the board has 131,072 B .*nothing was flashed"):
         small.check_fits(elf)
