@@ -220,7 +220,8 @@ class BoardDevice(Device):
         r.memory.flash_bytes, r.memory.ram_bytes = sizes["flash"], sizes["ram"]
         r.device.name = self.board.board
         r.device.details.update({
-            "port": self.port, "core": self.board.core, "fpu": self.board.fpu, "probe": self.probe or fl.executable,
+            "port": self.port, "core": self.board.core, "fpu": self.board.fpu, "probe": self.probe or (f"gdb remote {self.flash_target}" if fl.tool == "gdb"
+                                                                   else "the one attached"),
             "flash_tool": fl.tool, "flash_target": self.flash_target, "flash_command": " ".join(fl.command),
             "image_sha256": sha256_bytes(self._image.read_bytes()), "elf_text": str(sizes["text"]),
             "elf_data": str(sizes["data"]), "elf_bss": str(sizes["bss"]), "kernels": self.kernels})
