@@ -219,9 +219,9 @@ class BoardDevice(Device):
         sizes, fl = self._sizes, self._flashed
         r.memory.flash_bytes, r.memory.ram_bytes = sizes["flash"], sizes["ram"]
         r.device.name = self.board.board
+        probe = self.probe or (f"gdb remote {self.flash_target}" if fl.tool == "gdb" else "the one attached")
         r.device.details.update({
-            "port": self.port, "core": self.board.core, "fpu": self.board.fpu, "probe": self.probe or (f"gdb remote {self.flash_target}" if fl.tool == "gdb"
-                                                                   else "the one attached"),
+            "port": self.port, "core": self.board.core, "fpu": self.board.fpu, "probe": probe,
             "flash_tool": fl.tool, "flash_target": self.flash_target, "flash_command": " ".join(fl.command),
             "image_sha256": sha256_bytes(self._image.read_bytes()), "elf_text": str(sizes["text"]),
             "elf_data": str(sizes["data"]), "elf_bss": str(sizes["bss"]), "kernels": self.kernels})
