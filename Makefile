@@ -31,7 +31,7 @@ test-slow: setup
 
 # Build TFLite-Micro for the QEMU Cortex-M4 once (cached under ~/.cache/edgepack): needs EDGEPACK_TFLM_ROOT.
 tflm-cache: setup
-	$(BIN)/python -c "import os; from pathlib import Path; from edgepack.devices.tflm_build import Toolchain, \
+	$(BIN)/python -c "import os; from pathlib import Path; from edgepack.tflm.build import Toolchain, \
 	build_library, find_tree; print(build_library(find_tree(Path(os.environ['EDGEPACK_TFLM_ROOT'])), \
 	Toolchain.find()).archive)"
 
@@ -41,15 +41,12 @@ test-all: setup
 bench: setup
 	$(BIN)/python bench/package_bench.py
 
-# Debian packages the compile, ADB and QEMU tests use (they skip, saying why, without them).
+# Debian packages the compile, ADB, QEMU and board-flashing tests use (they skip, saying why, without them).
 system-deps:
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends adb gcc-arm-none-eabi libnewlib-arm-none-eabi \
-<<<<<<< HEAD
-	  qemu-system-arm binutils-arm-none-eabi libstdc++-arm-none-eabi-newlib cmake g++ chromium
-=======
-	  qemu-system-arm binutils-arm-none-eabi libstdc++-arm-none-eabi-newlib cmake g++ gcc openjdk-17-jdk-headless
->>>>>>> h/epk
+	  qemu-system-arm binutils-arm-none-eabi libstdc++-arm-none-eabi-newlib cmake g++ gcc \
+	  openjdk-17-jdk-headless chromium gdb-multiarch openocd
 
 clean:
 	rm -rf build $(VENV) .pytest_cache

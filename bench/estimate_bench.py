@@ -223,7 +223,7 @@ def mlperf_in_qemu(tflm_root: str, m: InstructionModel, work: dict) -> dict:
     from edgepack.devices.base import open_device
     from edgepack.devices.estimate_fit import MLPERF_FILES
     from edgepack.devices.result import Settings
-    from edgepack.devices.tflm_build import find_tree
+    from edgepack.tflm.build import find_tree
 
     published = {p["model"]: p for p in PUBLISHED["cortex-m4"]["points"]["NUCLEO-L4R5ZI"]}
     out = {}

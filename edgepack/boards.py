@@ -68,6 +68,24 @@ class CostModel(BaseModel):
         return v
 
 
+class Flash(BaseModel):
+    """How ``--device board:NAME`` flashes the board: the tool (a key of
+    edgepack.devices.flash.TOOLS), the tool's name for the chip (pyOCD target type,
+    OpenOCD target config, esptool chip, Arduino FQBN, GDB server HOST:PORT), tool
+    options (OpenOCD interface, pyOCD pack ...), the memory map the harness is linked
+    for, the board-support sources (board.h's functions + startup) and the serial port."""
+
+    model_config = ConfigDict(extra="forbid")
+    tool: Literal["pyocd", "openocd", "esptool", "picotool", "uf2", "arduino-cli", "gdb"]
+    target: str = ""
+    options: dict[str, str] = Field(default_factory=dict)
+    flash_origin: int = Field(0x08000000, ge=0)
+    ram_origin: int = Field(0x20000000, ge=0)
+    ram_bytes: Optional[int] = Field(None, gt=0, description="the linked RAM region when smaller than ram_bytes")
+    board_support: list[str] = Field(default_factory=list)
+    port: str = ""
+
+
 class DeviceProfile(BaseModel):
     """One board. Sizes in bytes, clock in Hz, power in mW."""
 
@@ -86,6 +104,7 @@ class DeviceProfile(BaseModel):
     runtime_ram_bytes: int = Field(ge=0, description="stack, heap and statics besides the arena, estimate")
     power: Power
     cost_model: Optional[CostModel] = None
+    flash: Optional[Flash] = None
     sources: dict[str, list[str]]
     notes: str = ""
 

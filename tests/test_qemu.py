@@ -73,7 +73,7 @@ def test_unknown_machine_is_a_usage_error():
 def test_elf_sizes_match_the_toolchain_symbols(tmp_path):
     """flash/RAM from arm-none-eabi-size on a real mps2-an386 link (the harness's shim and script)."""
     from edgepack.devices.qemu import elf_sizes
-    from edgepack.devices.tflm_build import CPU_FLAGS, Toolchain
+    from edgepack.tflm.build import CPU_FLAGS, Toolchain
 
     src = tmp_path / "t.c"
     src.write_text('#include "board.h"\nconst unsigned char g_table[3000] = {1};\nunsigned char g_buf[5000];\n'
@@ -117,7 +117,7 @@ def test_qemu_profile_is_deterministic_and_reports_sizes(tiny_int8):
 
 @needs_tree
 def test_cmsis_nn_kernels_are_bit_exact_and_run_fewer_instructions(tiny_int8):
-    from edgepack.devices.tflm_build import find_tree
+    from edgepack.tflm.build import find_tree
 
     if find_tree(Path(TFLM_ROOT)).cmsis_nn is None:
         pytest.skip("the TFLM tree has no third_party/cmsis_nn (CMSIS-NN sources)")

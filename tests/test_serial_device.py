@@ -138,3 +138,45 @@ def test_missing_port_and_unknown_option():
             dev.profile(KWS, Settings(runs=1, warmup=0))
     with pytest.raises(UsageError, match="--threads-per-core"):
         open_device("serial:/dev/null", threads_per_core=2)
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("flood_result", "sent EP RESULT after its RESULT"),
+    ("extra_runs", r"run 3 arrived, expected RESULT \(of 3 requested\)"),
+])
+def test_a_board_that_keeps_sending_valid_lines_is_stopped(tiny_int8, fault, message):
+    """Issue 12: valid lines forever (RESULT again and again, runs past the request) end the session."""
+    import time
+
+    with SerialBoardEmulator(tiny_int8.read_bytes(), fault=fault) as board:
+        dev = open_device(f"serial:{board.port}", timeout=5.0, handshake_timeout=2.0)
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match=message):
+            dev.profile(tiny_int8, Settings(runs=3, warmup=0))
+        dev.close()
+    assert time.monotonic() - t0 < 5.0 * (3 + 0 + 2)  # well inside the session deadline
+
+
+def test_the_whole_session_has_a_deadline_even_when_each_line_is_on_time(tiny_int8):
+    """Every RUN line comes 0.3 s after the last (inside --timeout 1), but 10 runs need 3 s:
+    a session deadline of 1 s stops it, naming the deadline and how far the board got."""
+    import time
+
+    with SerialBoardEmulator(tiny_int8.read_bytes(), fault="slow") as board:
+        dev = open_device(f"serial:{board.port}", timeout=1.0, handshake_timeout=2.0, session_timeout=1.0)
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match=r"the session did not end within 1 s \([0-9] of 10 runs"):
+            dev.profile(tiny_int8, Settings(runs=10, warmup=0))
+        elapsed = time.monotonic() - t0
+        dev.close()
+    assert elapsed < 2.9  # the board alone would take 3 s
+
+
+def test_the_default_session_deadline_follows_timeout_runs_and_warmup(tiny_int8):
+    from edgepack.devices.serial import session_deadline_s
+
+    assert session_deadline_s(5.0, 10, 2) == 5.0 * 14
+    with SerialBoardEmulator(tiny_int8.read_bytes(), fault="slow") as board:  # slow but within the default
+        with open_device(f"serial:{board.port}", timeout=1.0, handshake_timeout=2.0) as dev:
+            r = dev.profile(tiny_int8, Settings(runs=2, warmup=0))
+    assert r.latency.n == 2

@@ -35,6 +35,9 @@ def _device_options(f):
                      help="qemu: TFLM kernel set to build (default reference)."),
         click.option("--baud", type=int, help="serial: baud rate (default 115200)."),
         click.option("--handshake-timeout", type=float, help="serial: seconds to wait for the board's HELLO."),
+        click.option("--probe", help="board: flashing tool pyocd|openocd|esptool|picotool|uf2|arduino-cli|gdb, "
+                     "optionally TOOL:PROBE-ID or gdb:HOST:PORT (default: the profile's flash.tool)."),
+        click.option("--port", help="board: the board's serial port (/dev/ttyACM0, socket://HOST:PORT)."),
         click.option("--no-check-output", "no_check_output", is_flag=True,
                      help="serial/qemu: do not compare the output CRC with the TFLM host interpreter."),
     ]
@@ -47,7 +50,7 @@ def _device_options(f):
 @click.argument("artifact", required=False, type=click.Path(path_type=Path))
 @click.option("--device", "-d", "spec", default="host", show_default=True,
               help="host, adb (the only phone), adb:SERIAL, adb:all, adb-tcp:HOST:PORT, serial:PORT, "
-                   "qemu:mps2-an386 or estimate:PROFILE.")
+                   "qemu:mps2-an386, board:PROFILE or estimate[:PROFILE].")
 @click.option("--runs", type=int, default=50, show_default=True, help="Timed runs.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs before them.")
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads (host, adb).")
@@ -74,6 +77,8 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
       edgepack profile build/android --device adb:all \\
         --benchmark-binary arm64-v8a=./bm64 --benchmark-binary armeabi-v7a=./bm32
       edgepack profile --compare float.tflite int8.tflite --device host
+      edgepack profile build/firmware --device board:nucleo-l4r5zi --port /dev/ttyACM0 \\
+        --tflm-root ~/src/tflite-micro
     """
     from ..devices.base import expand_spec, open_device, parse_spec
     from ..devices.result import Settings

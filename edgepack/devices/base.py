@@ -64,6 +64,7 @@ DEVICES: dict[str, str] = {
     "adb-tcp": "edgepack.devices.adb:AdbTcpDevice",
     "serial": "edgepack.devices.serial:SerialDevice",
     "qemu": "edgepack.devices.qemu:QemuDevice",
+    "board": "edgepack.devices.board:BoardDevice",
     "estimate": "edgepack.devices.estimate:EstimateDevice",
 }
 

@@ -37,7 +37,7 @@ from .base import ARENA, ENERGY_ESTIMATE, FLASH_RAM, INSTRUCTIONS, LATENCY, OUTP
     ResolvedArtifact
 from .result import Latency, ProfileResult, Settings
 from .serial import LineReader, _profile_power, build_result, estimated_energy, handshake, read_session
-from .tflm_build import CPU_FLAGS, KERNEL_SETS, Library, Toolchain, build_library, compile_one, find_tree
+from ..tflm.build import KERNEL_SETS, Library, Toolchain, build_library, elf_sizes, find_tree, link_firmware
 
 MACHINES = ("mps2-an386",)
 MPS2_CLOCK_HZ = 25_000_000
@@ -67,37 +67,8 @@ def _firmware_dir(art: ResolvedArtifact, work: Path, profile: Optional[str]) -> 
 def link_harness(tc: Toolchain, lib: Library, fw: Path, work: Path) -> Path:
     """Compile the harness + model array against TFLM and link ``harness.elf`` for mps2-an386."""
     harness = fw / "harness"
-    missing = [n for n in (*HARNESS_SOURCES, LINKER_SCRIPT) if not (harness / n).is_file()]
-    if missing or not (fw / "model_data.cc").is_file():
-        raise DeviceError(f"{fw} is not a complete firmware package (missing {', '.join(missing) or 'model_data.cc'}); "
-                          "regenerate it with `edgepack package --target tflm`")
-    includes = (fw, harness, *lib.includes)
-    support = work / "ep_link_support.c"  # the shim's startup replaces crt0/crtbegin (-nostartfiles)
-    support.write_text("/* C++ statics register destructors against this handle; weak: a board shim may\n"
-                       " * define it. */\n__attribute__((weak)) void* __dso_handle = 0;\n")
-    objs = []
-    for src in [fw / "model_data.cc", *(harness / n for n in HARNESS_SOURCES), support]:
-        obj = work / (src.name + ".o")
-        compile_one(tc, src, obj, includes, lib.defines)
-        objs.append(str(obj))
-    elf = work / "harness.elf"
-    cmd = [tc.gxx, *CPU_FLAGS, "-T", str(harness / LINKER_SCRIPT), "-Wl,--gc-sections", "-nostartfiles",
-           "--specs=nano.specs", "--specs=nosys.specs", *objs, str(lib.archive), "-lm", "-o", str(elf)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        err = next((ln for ln in out.stderr.splitlines() if "error" in ln or "undefined" in ln), out.stderr[:300])
-        raise DeviceError(f"linking the harness for mps2-an386 failed: {err.strip()}; check the TFLM tree version")
-    return elf
-
-
-def elf_sizes(tc: Toolchain, elf: Path) -> dict[str, int]:
-    """text/data/bss of an ELF (Berkeley format); flash = text + data, RAM = data + bss."""
-    out = subprocess.run([tc.size, "-B", str(elf)], capture_output=True, text=True, check=False)
-    try:
-        text, data, bss = (int(v) for v in out.stdout.splitlines()[1].split()[:3])
-    except (IndexError, ValueError):
-        raise DeviceError(f"{tc.size} could not read {elf}: {out.stderr.strip()[:200]}") from None
-    return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
+    return link_firmware(tc, lib, fw, [harness / n for n in HARNESS_SOURCES], harness / LINKER_SCRIPT, work,
+                         "mps2-an386")
 
 
 def _free_port() -> int:

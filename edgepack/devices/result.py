@@ -30,7 +30,7 @@ class _Strict(BaseModel):
 
 
 class DeviceInfo(_Strict):
-    kind: Literal["host", "adb", "serial", "qemu", "estimate"]
+    kind: Literal["host", "adb", "serial", "qemu", "estimate", "board"]
     id: str
     name: str = ""
     profile: Optional[str] = None  # device profile name, when one applies

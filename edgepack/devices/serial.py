@@ -124,19 +124,48 @@ def _raise_board_error(name: str, msg: hp.Message) -> None:
                       f"{msg.text('msg')}; fix the firmware build (arena size, op resolver) and reflash")
 
 
-def read_session(reader: LineReader, runs: int, warmup: int, timeout_s: float) -> dict:
-    """After HELLO: send the run request and collect RUN cycles and the RESULT fields."""
+def session_deadline_s(timeout_s: float, runs: int, warmup: int) -> float:
+    """The whole session's deadline: every inference (timed or warm-up) and the RESULT/DONE
+    lines may each take up to the per-line ``timeout_s``, and no longer."""
+    return timeout_s * (runs + warmup + 2)
+
+
+def read_session(reader: LineReader, runs: int, warmup: int, timeout_s: float,
+                 session_timeout_s: Optional[float] = None) -> dict:
+    """After HELLO: send the run request and collect RUN cycles and the RESULT fields.
+
+    Each line must come within ``timeout_s`` and the whole session within
+    ``session_timeout_s`` (default :func:`session_deadline_s`), so a board that keeps
+    sending valid lines still ends; lines out of protocol order (a RUN past the
+    requested count, a second RESULT, anything after RESULT but DONE) are errors.
+    """
+    total = session_timeout_s if session_timeout_s is not None else session_deadline_s(timeout_s, runs, warmup)
+    deadline = time.monotonic() + total
     reader.write(hp.run_command(runs, warmup))
     cycles: list[int] = []
     result: Optional[hp.Message] = None
     while True:
-        msg = reader.message(timeout_s, "RUN/RESULT/DONE")
+        left = deadline - time.monotonic()
+        line = reader.raw_line(min(timeout_s, max(left, 0.0)))
+        if line is None and left >= timeout_s:
+            raise DeviceError(f"serial device {reader.name}: no RUN/RESULT/DONE line within {timeout_s:g} s; "
+                              "reset the board or raise --timeout")
+        if line is None or time.monotonic() > deadline:
+            raise DeviceError(f"serial device {reader.name}: the session did not end within {total:g} s "
+                              f"({len(cycles)} of {runs} runs{', RESULT' if result else ''}, no DONE); reset the "
+                              "board, check it runs the edgepack harness, or raise --timeout")
+        msg = hp.parse(line)
         if msg.kind == "ERR":
             _raise_board_error(reader.name, msg)
+        if result is not None and msg.kind != "DONE":
+            raise DeviceError(f"board on {reader.name} sent EP {msg.kind} after its RESULT (only DONE may follow); "
+                              "the harness is not edgepack's v1 firmware - rebuild and reflash it")
         if msg.kind == "RUN":
-            if msg.int("i") != len(cycles):
-                raise DeviceError(f"serial device {reader.name}: run {msg.int('i')} arrived, expected run "
-                                  f"{len(cycles)}; lines were lost - check the cable and baud rate")
+            if msg.int("i") != len(cycles) or len(cycles) >= runs:
+                raise DeviceError(f"serial device {reader.name}: run {msg.int('i')} arrived, expected "
+                                  f"{'run ' + str(len(cycles)) if len(cycles) < runs else 'RESULT'} (of {runs} "
+                                  "requested); lines were lost or the firmware ignores the request - check the "
+                                  "cable and baud rate")
             cycles.append(msg.int("cycles"))
         elif msg.kind == "RESULT":
             result = msg
@@ -195,7 +224,8 @@ class SerialDevice(Device):
     ``socket://127.0.0.1:5555`` (QEMU's or ser2net's TCP serial), ``rfc2217://...``.
     Options: ``profile`` (device profile giving the power figures for the energy
     estimate), ``baud``, ``timeout`` (seconds to wait for each line once running),
-    ``handshake_timeout`` (seconds to wait for HELLO) and ``check_output`` (compare
+    ``handshake_timeout`` (seconds to wait for HELLO), ``session_timeout`` (seconds for the
+    whole run session; default ``timeout`` x (runs + warmup + 2)) and ``check_output`` (compare
     the board's output CRC with the TFLM host interpreter's on the same input; int8
     kernels are bit-exact across builds).
 
@@ -205,11 +235,12 @@ class SerialDevice(Device):
 
     kind = "serial"
     capabilities = frozenset({LATENCY, CYCLES, ARENA, OUTPUT_CHECKSUM, ENERGY_ESTIMATE})
-    option_names = frozenset({"profile", "baud", "timeout", "handshake_timeout", "check_output"})
+    option_names = frozenset({"profile", "baud", "timeout", "handshake_timeout", "check_output",
+                              "session_timeout"})
 
     def __init__(self, target: str, profile: Optional[str] = None, baud: int = hp.BAUD,
                  timeout: float = DEFAULT_TIMEOUT_S, handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
-                 check_output: bool = True):
+                 check_output: bool = True, session_timeout: Optional[float] = None):
         super().__init__(target)
         if not target:
             raise DeviceError("serial device: no port given; use serial:/dev/ttyACM0 or serial:socket://HOST:PORT")
@@ -217,6 +248,7 @@ class SerialDevice(Device):
         self.baud = int(baud)
         self.timeout = float(timeout)
         self.handshake_timeout = float(handshake_timeout)
+        self.session_timeout = None if session_timeout is None else float(session_timeout)
         self.check_output = check_output
         self._clock, self._active_mw, self._pname = _profile_power(profile)
         self._serial = None
@@ -243,7 +275,7 @@ class SerialDevice(Device):
         self.connect()
         reader = LineReader(self._serial, self.port)
         hello = handshake(reader, self.handshake_timeout)
-        return hello, read_session(reader, settings.runs, settings.warmup, self.timeout)
+        return hello, read_session(reader, settings.runs, settings.warmup, self.timeout, self.session_timeout)
 
     def run(self, settings: Settings) -> ProfileResult:
         """Run the flashed model ``settings.runs`` times and return the measured result."""

@@ -11,7 +11,9 @@ arena the interpreter recorded, and the CRC-32 of the output bytes.
 "stall" (HELLO, then silence), "garbage" (line noise instead of HELLO),
 "wrong_crc" (a wrong output CRC), "drop_run" (RUN 1 missing), "disconnect"
 (pty closed after HELLO), "wrong_model" (HELLO with another model size), "noise"
-(a line of boot noise before HELLO, which hosts must skip).
+(a line of boot noise before HELLO, which hosts must skip), "flood_result" (valid
+RESULT lines forever, never DONE), "extra_runs" (RUN lines past the requested count,
+forever), "slow" (every RUN line 0.3 s after the last: valid, but slower than a deadline).
 
 ``transport="tcp"`` serves the same board on a loopback TCP port chosen at run time
 (like QEMU's ``-serial tcp:...,server``); ``port`` is then ``socket://127.0.0.1:N``.
@@ -187,7 +189,11 @@ class SerialBoardEmulator:
         for _ in range(warmup):
             self.interp.set_input(x, 0)
             self.interp.invoke()
-        for k in range(runs):
+        for k in range(runs if self.fault != "extra_runs" else 1 << 30):
+            if self._stop.is_set():
+                return
+            if self.fault == "slow":
+                time.sleep(0.3)
             # TFLM's planner reuses the input buffer for activations: refill before each run
             self.interp.set_input(x, 0)
             t0 = time.perf_counter()
@@ -198,4 +204,9 @@ class SerialBoardEmulator:
         out = np.ascontiguousarray(np.asarray(self.interp.get_output(0))).tobytes()
         crc = zlib.crc32(out) ^ (0xFFFFFFFF if self.fault == "wrong_crc" else 0)
         self._send("RESULT", arena_used=self.arena_used, crc32=f"{crc & 0xFFFFFFFF:08x}", out_bytes=len(out))
+        while self.fault == "flood_result" and not self._stop.wait(0.002):
+            try:
+                self._send("RESULT", arena_used=self.arena_used, crc32=f"{crc & 0xFFFFFFFF:08x}", out_bytes=len(out))
+            except OSError:  # the host closed the port
+                return
         self._send("DONE", status=0)

@@ -27,7 +27,40 @@ from typing import Optional
 
 from ..errors import DeviceError, UsageError
 
-CPU_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+# (core, fpu) of a device profile -> the arm-none-eabi-gcc CPU flags (each picks a newlib multilib).
+CORE_FLAGS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("cortex-m0plus", "none"): ("-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"),
+    ("cortex-m3", "none"): ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
+    ("cortex-m4", "none"): ("-mcpu=cortex-m4+nofp", "-mthumb", "-mfloat-abi=soft"),
+    ("cortex-m4", "sp"): ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
+    ("cortex-m7", "none"): ("-mcpu=cortex-m7+nofp", "-mthumb", "-mfloat-abi=soft"),
+    ("cortex-m7", "sp"): ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
+    ("cortex-m7", "dp"): ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
+    ("cortex-m33", "none"): ("-mcpu=cortex-m33+nofp", "-mthumb", "-mfloat-abi=soft"),
+    ("cortex-m33", "sp"): ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
+    ("cortex-m55", "sp"): ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
+    ("cortex-m55", "dp"): ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
+    ("cortex-m55", "none"): ("-mcpu=cortex-m55+nofp+nomve", "-mthumb", "-mfloat-abi=soft"),
+}
+CPU_FLAGS = CORE_FLAGS[("cortex-m4", "sp")]  # QEMU mps2-an386's Cortex-M4F
+
+
+def cpu_flags(core: str, fpu: str = "none") -> tuple[str, ...]:
+    """The compiler CPU flags for a device profile's ``core`` and ``fpu``.
+
+    Example: ``cpu_flags("cortex-m7", "dp")`` -> ``("-mcpu=cortex-m7", ..., "-mfpu=fpv5-d16")``.
+    """
+    flags = CORE_FLAGS.get((core, fpu))
+    if flags is None:
+        known = sorted({c for c, _ in CORE_FLAGS})
+        raise DeviceError(f"no arm-none-eabi-gcc build for core {core} with fpu {fpu}; edgepack builds TFLM for "
+                          f"{', '.join(known)} (other cores: build the harness with the vendor SDK and flash it)")
+    return flags
+
+
+def core_name(cpu: tuple[str, ...]) -> str:
+    """'cortex-m4' from a CPU flag tuple (for messages)."""
+    return next((f.split("=", 1)[1].split("+")[0] for f in cpu if f.startswith("-mcpu=")), "Cortex-M")
 COMMON_FLAGS = ("-fno-unwind-tables", "-fno-asynchronous-unwind-tables", "-ffunction-sections",
                 "-fdata-sections", "-fmessage-length=0", "-DTF_LITE_STATIC_MEMORY",
                 "-DTF_LITE_DISABLE_X86_NEON", "-DNDEBUG", "-DTF_LITE_STRIP_ERROR_STRINGS")
@@ -150,6 +183,11 @@ class Library:
     flags: tuple[str, ...]
     defines: tuple[str, ...] = ()  # for the harness: the kernel set's declarations
 
+    @property
+    def cpu(self) -> tuple[str, ...]:
+        """The CPU flags the library was built with (the harness must use the same)."""
+        return tuple(f for f in self.flags if f not in COMMON_FLAGS)
+
 
 def _cache_root() -> Path:
     base = os.environ.get("EDGEPACK_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME")
@@ -157,39 +195,41 @@ def _cache_root() -> Path:
     return Path(base) / "tflm"
 
 
-def object_key(src: Path, extra: tuple[str, ...], includes, compiler: str) -> str:
+def object_key(src: Path, extra: tuple[str, ...], includes, compiler: str, cpu: tuple[str, ...] = CPU_FLAGS) -> str:
     """Cache key of one object: source identity, every flag, include folders, compiler."""
     st = src.stat()
     h = hashlib.sha256()
-    h.update("\0".join((str(src), str(st.st_size), str(st.st_mtime_ns), compiler, *CPU_FLAGS, *COMMON_FLAGS,
+    h.update("\0".join((str(src), str(st.st_size), str(st.st_mtime_ns), compiler, *cpu, *COMMON_FLAGS,
                         *CXX_FLAGS, *extra, *map(str, includes))).encode())
     return h.hexdigest()[:20]
 
 
-def compile_one(tc: Toolchain, src: Path, obj: Path, includes, extra=()) -> None:
-    """Compile one C/C++ file for the Cortex-M4 (DeviceError with the compiler's first error)."""
+def compile_one(tc: Toolchain, src: Path, obj: Path, includes, extra=(), cpu: tuple[str, ...] = CPU_FLAGS) -> None:
+    """Compile one C/C++ file for the core ``cpu`` names (DeviceError with the compiler's first error)."""
     cxx = src.suffix in (".cc", ".cpp")
     opt = "-O2" if ("/kernels/" in src.as_posix() or "/cmsis_nn/" in src.as_posix()) else "-Os"
-    cmd = [tc.gxx if cxx else tc.gcc, *CPU_FLAGS, *COMMON_FLAGS, *(CXX_FLAGS if cxx else ("-std=c11",)),
+    cmd = [tc.gxx if cxx else tc.gcc, *cpu, *COMMON_FLAGS, *(CXX_FLAGS if cxx else ("-std=c11",)),
            opt, *extra, *(f"-I{i}" for i in includes), "-c", str(src), "-o", str(obj)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         err = next((ln for ln in out.stderr.splitlines() if "error" in ln), out.stderr.strip()[:300])
-        raise DeviceError(f"compiling {src} for Cortex-M4 failed: {err}; check the TFLM tree "
+        raise DeviceError(f"compiling {src} for {core_name(cpu)} failed: {err}; check the TFLM tree "
                           "matches its third-party headers")
 
 
-def build_library(tree: Tree, tc: Toolchain, kernels: str = "reference", jobs: Optional[int] = None) -> Library:
-    """Compile TFLM into a cached ``libtflm.a``; objects are cached one by one, so a changed
-    file, another kernel set or an interrupted build recompiles only what it must."""
+def build_library(tree: Tree, tc: Toolchain, kernels: str = "reference", jobs: Optional[int] = None,
+                  cpu: tuple[str, ...] = CPU_FLAGS) -> Library:
+    """Compile TFLM for the core ``cpu`` names (default Cortex-M4F) into a cached ``libtflm.a``;
+    objects are cached one by one, so a changed file, another core or kernel set, or an
+    interrupted build recompiles only what it must."""
     srcs = library_sources(tree, kernels)
     version = tc.version()
     objdir = _cache_root() / "objects"
     objdir.mkdir(parents=True, exist_ok=True)
-    objs = [objdir / f"{object_key(src, extra, tree.includes, version)}_{src.stem}.o" for src, extra in srcs]
+    objs = [objdir / f"{object_key(src, extra, tree.includes, version, cpu)}_{src.stem}.o" for src, extra in srcs]
     h = hashlib.sha256("\n".join(o.name for o in objs).encode()).hexdigest()[:16]
     archive = _cache_root() / "lib" / f"libtflm-{kernels}-{h}.a"
-    lib = Library(archive, tree.includes, CPU_FLAGS + COMMON_FLAGS,
+    lib = Library(archive, tree.includes, cpu + COMMON_FLAGS,
                   CMSIS_DEFINES if kernels == "cmsis_nn" else ())
     if archive.is_file():
         return lib
@@ -198,7 +238,7 @@ def build_library(tree: Tree, tc: Toolchain, kernels: str = "reference", jobs: O
         (src, extra), obj = item
         if not obj.is_file():
             part = obj.with_suffix(f".part{os.getpid()}")
-            compile_one(tc, src, part, tree.includes, extra)
+            compile_one(tc, src, part, tree.includes, extra, cpu)
             part.rename(obj)
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
@@ -210,3 +250,42 @@ def build_library(tree: Tree, tc: Toolchain, kernels: str = "reference", jobs: O
         raise DeviceError(f"{tc.ar} failed: {res.stderr.strip()[:200]}")
     part.rename(archive)
     return lib
+
+
+def link_firmware(tc: Toolchain, lib: Library, fw: Path, sources: list[Path], linker: Path, work: Path,
+                  board: str) -> Path:
+    """Compile the harness ``sources`` + the package's model array against ``lib`` (same CPU flags)
+    and link ``harness.elf`` with ``linker``; DeviceError naming what is missing or the first error."""
+    missing = [p.name for p in (*sources, linker) if not p.is_file()]
+    if missing or not (fw / "model_data.cc").is_file():
+        raise DeviceError(f"{fw} is not a complete firmware package (missing {', '.join(missing) or 'model_data.cc'}); "
+                          "regenerate it with `edgepack package --target tflm`")
+    includes = (fw, fw / "harness", *lib.includes)
+    support = work / "ep_link_support.c"  # the shim's startup replaces crt0/crtbegin (-nostartfiles)
+    support.write_text("/* C++ statics register destructors against this handle; weak: a board shim may\n"
+                       " * define it. */\n__attribute__((weak)) void* __dso_handle = 0;\n")
+    objs = []
+    for src in [fw / "model_data.cc", *sources, support]:
+        obj = work / (src.name + ".o")
+        compile_one(tc, src, obj, includes, lib.defines, lib.cpu)
+        objs.append(str(obj))
+    elf = work / "harness.elf"
+    cmd = [tc.gxx, *lib.cpu, "-T", str(linker), "-Wl,--gc-sections", "-nostartfiles",
+           "--specs=nano.specs", "--specs=nosys.specs", *objs, str(lib.archive), "-lm", "-o", str(elf)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        err = next((ln for ln in out.stderr.splitlines() if "error" in ln or "undefined" in ln or "overflow" in ln),
+                   out.stderr[:300])
+        raise DeviceError(f"linking the harness for {board} failed: {err.strip()}; check the TFLM tree version"
+                          + (" and the board's memory map (the image does not fit)" if "overflow" in err else ""))
+    return elf
+
+
+def elf_sizes(tc: Toolchain, elf: Path) -> dict[str, int]:
+    """text/data/bss of an ELF (Berkeley format); flash = text + data, RAM = data + bss."""
+    out = subprocess.run([tc.size, "-B", str(elf)], capture_output=True, text=True, check=False)
+    try:
+        text, data, bss = (int(v) for v in out.stdout.splitlines()[1].split()[:3])
+    except (IndexError, ValueError):
+        raise DeviceError(f"{tc.size} could not read {elf}: {out.stderr.strip()[:200]}") from None
+    return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
