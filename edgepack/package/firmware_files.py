@@ -103,10 +103,10 @@ def quantize_like_tflm(x: np.ndarray, scale: float, zero_point: int, dtype: str)
     This is what ``ep_quantize`` in ``ep_quantize.h`` computes on the device (numpy's
     ``np.round`` rounds halves to even and would differ on ties).
     """
-    q = np.asarray(x, np.float32) / np.float32(scale)
-    r = np.trunc(q) + np.where(np.abs(q - np.trunc(q)) >= 0.5, np.sign(q), 0)
     lo, hi = QUANT_RANGES[dtype]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = np.asarray(x, np.float32) / np.float32(scale)
+        r = np.trunc(q) + np.where(np.abs(q - np.trunc(q)) >= 0.5, np.sign(q), 0)
         r = np.where(np.isnan(q), 0, np.clip(r, lo - zero_point - 1, hi - zero_point + 1))
     return np.clip(r.astype(np.int64) + zero_point, lo, hi).astype(dtype)
 
