@@ -3,6 +3,7 @@ harness protocol code + QEMU board shim speak protocol v1 on an emulated Cortex-
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -138,3 +139,60 @@ def test_protocol_over_the_mps2_uart_in_qemu(tmp_path):
     assert [m.kind for m in err] == ["ERR", "DONE"] and err[0].int("code") == 4 and err[1].int("status") == 4
     assert err[0].text("msg") == "expected R runs warmup"
     assert np.array_equal(x[:3], [7, 38, 69])
+
+
+TFLM_TREE = Path(__file__).resolve().parents[2] / "shared" / "third_party" / "tflite-micro"
+WARN = ["-Wall", "-Wextra", "-Werror"]
+
+
+def _firmware_folder(tmp_path: Path, data: bytes, mode: str = "int8", labels=None) -> Path:
+    from edgepack.package.firmware import FirmwareTarget
+    from tflm_helpers import build_for, calib
+
+    build = build_for(data, options={"device": "nucleo-l4r5zi", "array_name": "g_tiny"}, mode=mode,
+                      calibration=calib(4))
+    build.labels = labels
+    out = tmp_path / "fw"
+    out.mkdir()
+    FirmwareTarget().write(build, out)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["int8", "float"])
+def test_model_header_compiles_for_cortex_m4_from_c_and_cpp(tmp_path, kind):
+    """model_config.h (I/O tensors, quantize helpers, preprocessing, labels) is clean C99 and C++11."""
+    if kind == "int8":
+        out = _firmware_folder(tmp_path, (GOLDEN / "tiny_int8.tflite").read_bytes(), labels=["a", "b\n*/", "c"])
+    else:
+        from tflm_helpers import convert_tiny
+
+        out = _firmware_folder(tmp_path, convert_tiny(mode="none"), mode="none")
+    use = ('#include "model_config.h"\n#include "model_data.h"\n'
+           "float f(const float* raw, EP_INPUT0_CTYPE* in, const EP_OUTPUT0_CTYPE* y) {\n"
+           "  const int shape[] = EP_INPUT0_SHAPE; unsigned i; float s = 0.0f;\n"
+           "  for (i = 0; i < EP_INPUT0_ELEMENTS; ++i) in[i] = ep_input0_quantize(ep_preprocess(raw[i], i));\n"
+           "  for (i = 0; i < EP_OUTPUT0_ELEMENTS; ++i) s += ep_output0_dequantize(y[i]);\n"
+           "#if EP_HAVE_LABELS\n  s += (float)ep_labels[0][0];\n#endif\n"
+           "  return s + (float)shape[0] + (float)EP_ARENA_SIZE + (float)g_tiny_len; }\n")
+    (tmp_path / "use.c").write_text(use)
+    (tmp_path / "use.cc").write_text(use)
+    _run("arm-none-eabi-gcc", *CPU, "-std=c99", "-pedantic", *WARN, f"-I{out}", "-c", "use.c", "-o", "c.o", cwd=tmp_path)
+    _run("arm-none-eabi-g++", *CPU, "-std=c++11", *WARN, f"-I{out}", "-c", "use.cc", "-o", "cc.o", cwd=tmp_path)
+    syms = _run("arm-none-eabi-nm", "c.o", cwd=tmp_path)
+    assert " T f" in syms and "roundf" not in syms  # no libm call: rounding is done in the header
+
+
+@pytest.mark.skipif(not (TFLM_TREE / "tensorflow/lite/micro/micro_interpreter.h").is_file(),
+                    reason=f"no TFLM tree at {TFLM_TREE}")
+def test_inference_helper_and_example_compile_for_cortex_m4(tmp_path):
+    from edgepack.devices.tflm_build import COMMON_FLAGS, CXX_FLAGS, find_tree
+
+    out = _firmware_folder(tmp_path, (GOLDEN / "tiny_int8.tflite").read_bytes(), labels=["a", "b", "c"])
+    inc = [f"-isystem{p}" for p in find_tree(TFLM_TREE).includes] + [f"-I{out}", f"-I{out / 'harness'}"]
+    for src in ("harness/ep_inference.cc", "examples/inference/main.cc"):
+        _run("arm-none-eabi-g++", *CPU, *COMMON_FLAGS, *CXX_FLAGS, "-Os", *WARN, *inc,
+             f"-I{out / 'examples/inference'}", "-c", str(out / src), "-o", Path(src).stem + ".o", cwd=tmp_path)
+    syms = _run("arm-none-eabi-nm", "-S", "ep_inference.o", cwd=tmp_path)
+    arena = next(ln.split() for ln in syms.splitlines() if "g_inference_arena" in ln)
+    assert int(arena[1], 16) == int(re.search(r"EP_ARENA_SIZE (\d+)u", (out / "model_config.h").read_text())[1])
+    assert " T ep_run_inference" in syms
