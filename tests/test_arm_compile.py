@@ -3,6 +3,7 @@ harness protocol code + QEMU board shim speak protocol v1 on an emulated Cortex-
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -196,3 +197,69 @@ def test_inference_helper_and_example_compile_for_cortex_m4(tmp_path):
     arena = next(ln.split() for ln in syms.splitlines() if "g_inference_arena" in ln)
     assert int(arena[1], 16) == int(re.search(r"EP_ARENA_SIZE (\d+)u", (out / "model_config.h").read_text())[1])
     assert " T ep_run_inference" in syms
+
+
+MPS2_SUPPORT = r"""
+/* The inference example's printf goes to the mps2 UART; board_init runs as a constructor. */
+#include "board.h"
+__attribute__((constructor)) static void ep_support_init(void) { board_init(); }
+int _write(int fd, const char* buf, int n) {
+  int i;
+  (void)fd;
+  for (i = 0; i < n; ++i) board_putc(buf[i]);
+  return n;
+}
+"""
+
+
+@pytest.mark.skipif(not (os.environ.get("EDGEPACK_TFLM_ROOT") and shutil.which("qemu-system-arm")),
+                    reason="set EDGEPACK_TFLM_ROOT to a TFLM tree and install qemu-system-arm")
+def test_inference_example_runs_on_a_cortex_m4_in_qemu(tmp_path):
+    """examples/inference/main.cc, unchanged, on QEMU mps2-an386 against TFLM built for Cortex-M4: the top
+    class it prints is the one the host TFLM gave when the package was written."""
+    from edgepack.devices.qemu import LINKER_SCRIPT
+    from edgepack.devices.tflm_build import CPU_FLAGS, Toolchain, build_library, compile_one, find_tree
+    from edgepack.package.firmware import FirmwareTarget
+    from tflm_helpers import build_for, calib
+
+    build = build_for((GOLDEN / "tiny_int8.tflite").read_bytes(), options={"device": "nucleo-l4r5zi",
+                      "array_name": "g_tiny"}, calibration=calib(4, seed=5))
+    build.labels = ["zero", "one", "two"]
+    out = tmp_path / "fw"
+    out.mkdir()
+    FirmwareTarget().write(build, out)
+    expected = build.report["firmware"]["example"]["top_class"]
+    tc = Toolchain.find()
+    lib = build_library(find_tree(Path(os.environ["EDGEPACK_TFLM_ROOT"])), tc)
+    (tmp_path / "support.c").write_text(MPS2_SUPPORT)
+    includes = (out, out / "harness", out / "examples/inference", *lib.includes)
+    objs = []
+    for src in (out / "model_data.cc", out / "harness/ep_inference.cc", out / "examples/inference/main.cc",
+                out / "harness/board_mps2.c", tmp_path / "support.c"):
+        obj = tmp_path / f"{src.name}.o"
+        compile_one(tc, src, obj, includes, lib.defines)
+        objs.append(str(obj))
+    elf = tmp_path / "inference.elf"
+    _run(tc.gxx, *CPU_FLAGS, "-T", str(out / "harness" / LINKER_SCRIPT), "-Wl,--gc-sections", "-nostartfiles",
+         "--specs=nano.specs", "--specs=nosys.specs", "-u", "_printf_float", *objs, str(lib.archive), "-lm",
+         "-o", str(elf), cwd=tmp_path)
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none",
+                             "-icount", "shift=0", "-serial", "stdio", "-kernel", str(elf)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        os.set_blocking(qemu.stdout.fileno(), False)
+        buf, deadline = b"", time.monotonic() + 60
+        while b"host TFLM" not in buf or not buf.endswith(b"\n"):
+            assert time.monotonic() < deadline and qemu.poll() is None, f"no result line; got {buf!r}"
+            buf += qemu.stdout.read() or b""
+            time.sleep(0.05)
+    finally:
+        qemu.kill()
+        qemu.wait()
+    line = buf.decode().strip().splitlines()[-1]
+    m = re.fullmatch(rf"top class {expected} score ([0-9.]+) label {build.labels[expected]} "
+                     rf"\(packaging-time host TFLM: {expected}\)", line)
+    assert m, line
+    t_out = build.info.tensors[build.info.outputs[0]]  # the score is the host's raw top value, dequantized
+    raw = build.report["firmware"]["example"]["raw"]
+    assert m[1] == f"{(raw - t_out.zero_point[0]) * np.float32(t_out.scale[0]):.6f}"
