@@ -159,11 +159,17 @@ def _firmware_folder(tmp_path: Path, data: bytes, mode: str = "int8", labels=Non
     return out
 
 
+@pytest.fixture(scope="module")
+def fw_int8(tmp_path_factory) -> Path:
+    return _firmware_folder(tmp_path_factory.mktemp("fw8"), (GOLDEN / "tiny_int8.tflite").read_bytes(),
+                            labels=["a", "b\n*/", "c"])
+
+
 @pytest.mark.parametrize("kind", ["int8", "float"])
-def test_model_header_compiles_for_cortex_m4_from_c_and_cpp(tmp_path, kind):
+def test_model_header_compiles_for_cortex_m4_from_c_and_cpp(tmp_path, kind, request):
     """model_config.h (I/O tensors, quantize helpers, preprocessing, labels) is clean C99 and C++11."""
     if kind == "int8":
-        out = _firmware_folder(tmp_path, (GOLDEN / "tiny_int8.tflite").read_bytes(), labels=["a", "b\n*/", "c"])
+        out = request.getfixturevalue("fw_int8")
     else:
         from tflm_helpers import convert_tiny
 
@@ -185,10 +191,10 @@ def test_model_header_compiles_for_cortex_m4_from_c_and_cpp(tmp_path, kind):
 
 @pytest.mark.skipif(not (TFLM_TREE / "tensorflow/lite/micro/micro_interpreter.h").is_file(),
                     reason=f"no TFLM tree at {TFLM_TREE}")
-def test_inference_helper_and_example_compile_for_cortex_m4(tmp_path):
+def test_inference_helper_and_example_compile_for_cortex_m4(tmp_path, fw_int8):
     from edgepack.devices.tflm_build import COMMON_FLAGS, CXX_FLAGS, find_tree
 
-    out = _firmware_folder(tmp_path, (GOLDEN / "tiny_int8.tflite").read_bytes(), labels=["a", "b", "c"])
+    out = fw_int8
     inc = [f"-isystem{p}" for p in find_tree(TFLM_TREE).includes] + [f"-I{out}", f"-I{out / 'harness'}"]
     for src in ("harness/ep_inference.cc", "examples/inference/main.cc"):
         _run("arm-none-eabi-g++", *CPU, *COMMON_FLAGS, *CXX_FLAGS, "-Os", *WARN, *inc,

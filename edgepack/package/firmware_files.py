@@ -81,7 +81,7 @@ def c_float(x: float) -> str:
     """A float32 value as a C ``float`` literal that reads back bit-exact.
 
     >>> c_float(1.0), c_float(0.00390625), c_float(-2.5e-07)
-    ('1.0f', '0.00390625f', '-2.50000003e-07f')
+    ('1.0f', '0.00390625f', '-2.5e-07f')
     """
     f = float(np.float32(x))
     if not np.isfinite(f):
@@ -340,8 +340,8 @@ def _readme(build: Build, plan: "FirmwarePlan", library: str, example: dict) -> 
               f"{par['samples']} {par['data']} samples")
     label = f" ({one_line(example['label'], 80)})" if example["label"] is not None else ""
     return _render("README.md.tmpl", ident=plan.ident, version=__version__, model=one_line(build.model_name, 120),
-                   device=p.name, board=one_line(p.board), size_bytes=len(build.tflite),
-                   sha256=sha256_bytes(build.tflite), ops=", ".join(build.info.op_names()),
+                   device=one_line(p.name), board=one_line(p.board), size_bytes=len(build.tflite),
+                   sha256=sha256_bytes(build.tflite), ops=one_line(", ".join(build.info.op_names()), 1000),
                    arena_bytes=a.recommended_bytes, arena_min=a.min_bytes, arena_recorded=a.recorded_bytes,
                    arena_margin=a.margin_bytes, flash_needed=b["flash"]["needed"],
                    flash_total=b["flash"]["available"], runtime_flash=p.runtime_flash_bytes,
@@ -408,7 +408,7 @@ def write_firmware(build: Build, plan: "FirmwarePlan", out: Path) -> list[str]:
     (out / "harness").mkdir()
     for name in HARNESS_FILES:
         shutil.copyfile(tmpl / name, out / "harness" / name)
-    build.report.setdefault("firmware_example", example)
+    build.report["firmware_example"] = example
     files = [*texts, "model.tflite", *ROOT_FILES, *(f"harness/{n}" for n in HARNESS_FILES)]
     files += _arduino(build, plan, out, generated, example_h)
     return sorted(files)
