@@ -3,6 +3,8 @@ harness protocol code + QEMU board shim speak protocol v1 on an emulated Cortex-
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import socket
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.convert.c_array import model_array_files
+from edgepack.tflm.c_array import model_array_files
 from edgepack.tflm import protocol as hp
 from edgepack.paths import data_dir
 
@@ -138,3 +140,132 @@ def test_protocol_over_the_mps2_uart_in_qemu(tmp_path):
     assert [m.kind for m in err] == ["ERR", "DONE"] and err[0].int("code") == 4 and err[1].int("status") == 4
     assert err[0].text("msg") == "expected R runs warmup"
     assert np.array_equal(x[:3], [7, 38, 69])
+
+
+TFLM_TREE = Path(__file__).resolve().parents[2] / "shared" / "third_party" / "tflite-micro"
+WARN = ["-Wall", "-Wextra", "-Werror"]
+
+
+def _firmware_folder(tmp_path: Path, data: bytes, mode: str = "int8", labels=None) -> Path:
+    from edgepack.package.firmware import FirmwareTarget
+    from tflm_helpers import build_for, calib
+
+    build = build_for(data, options={"device": "nucleo-l4r5zi", "array_name": "g_tiny"}, mode=mode,
+                      calibration=calib(4))
+    build.labels = labels
+    out = tmp_path / "fw"
+    out.mkdir()
+    FirmwareTarget().write(build, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fw_int8(tmp_path_factory) -> Path:
+    return _firmware_folder(tmp_path_factory.mktemp("fw8"), (GOLDEN / "tiny_int8.tflite").read_bytes(),
+                            labels=["a", "b\n*/", "c"])
+
+
+@pytest.mark.parametrize("kind", ["int8", "float"])
+def test_model_header_compiles_for_cortex_m4_from_c_and_cpp(tmp_path, kind, request):
+    """model_config.h (I/O tensors, quantize helpers, preprocessing, labels) is clean C99 and C++11."""
+    if kind == "int8":
+        out = request.getfixturevalue("fw_int8")
+    else:
+        from tflm_helpers import convert_tiny
+
+        out = _firmware_folder(tmp_path, convert_tiny(mode="none"), mode="none")
+    use = ('#include "model_config.h"\n#include "model_data.h"\n'
+           "float f(const float* raw, EP_INPUT0_CTYPE* in, const EP_OUTPUT0_CTYPE* y) {\n"
+           "  const int shape[] = EP_INPUT0_SHAPE; unsigned i; float s = 0.0f;\n"
+           "  for (i = 0; i < EP_INPUT0_ELEMENTS; ++i) in[i] = ep_input0_quantize(ep_preprocess(raw[i], i));\n"
+           "  for (i = 0; i < EP_OUTPUT0_ELEMENTS; ++i) s += ep_output0_dequantize(y[i]);\n"
+           "#if EP_HAVE_LABELS\n  s += (float)ep_labels[0][0];\n#endif\n"
+           "  return s + (float)shape[0] + (float)EP_ARENA_SIZE + (float)g_tiny_len; }\n")
+    (tmp_path / "use.c").write_text(use)
+    (tmp_path / "use.cc").write_text(use)
+    _run("arm-none-eabi-gcc", *CPU, "-std=c99", "-pedantic", *WARN, f"-I{out}", "-c", "use.c", "-o", "c.o", cwd=tmp_path)
+    _run("arm-none-eabi-g++", *CPU, "-std=c++11", *WARN, f"-I{out}", "-c", "use.cc", "-o", "cc.o", cwd=tmp_path)
+    syms = _run("arm-none-eabi-nm", "c.o", cwd=tmp_path)
+    assert " T f" in syms and "roundf" not in syms  # no libm call: rounding is done in the header
+
+
+@pytest.mark.skipif(not (TFLM_TREE / "tensorflow/lite/micro/micro_interpreter.h").is_file(),
+                    reason=f"no TFLM tree at {TFLM_TREE}")
+def test_inference_helper_and_example_compile_for_cortex_m4(tmp_path, fw_int8):
+    from edgepack.tflm.build import COMMON_FLAGS, CXX_FLAGS, find_tree
+
+    out = fw_int8
+    inc = [f"-isystem{p}" for p in find_tree(TFLM_TREE).includes] + [f"-I{out}", f"-I{out / 'harness'}"]
+    for src in ("harness/ep_inference.cc", "examples/inference/main.cc"):
+        _run("arm-none-eabi-g++", *CPU, *COMMON_FLAGS, *CXX_FLAGS, "-Os", *WARN, *inc,
+             f"-I{out / 'examples/inference'}", "-c", str(out / src), "-o", Path(src).stem + ".o", cwd=tmp_path)
+    syms = _run("arm-none-eabi-nm", "-S", "ep_inference.o", cwd=tmp_path)
+    arena = next(ln.split() for ln in syms.splitlines() if "g_inference_arena" in ln)
+    assert int(arena[1], 16) == int(re.search(r"EP_ARENA_SIZE (\d+)u", (out / "model_config.h").read_text())[1])
+    assert " T ep_run_inference" in syms
+
+
+MPS2_SUPPORT = r"""
+/* The inference example's printf goes to the mps2 UART; board_init runs as a constructor. */
+#include "board.h"
+__attribute__((constructor)) static void ep_support_init(void) { board_init(); }
+int _write(int fd, const char* buf, int n) {
+  int i;
+  (void)fd;
+  for (i = 0; i < n; ++i) board_putc(buf[i]);
+  return n;
+}
+"""
+
+
+@pytest.mark.skipif(not (os.environ.get("EDGEPACK_TFLM_ROOT") and shutil.which("qemu-system-arm")),
+                    reason="set EDGEPACK_TFLM_ROOT to a TFLM tree and install qemu-system-arm")
+def test_inference_example_runs_on_a_cortex_m4_in_qemu(tmp_path):
+    """examples/inference/main.cc, unchanged, on QEMU mps2-an386 against TFLM built for Cortex-M4: the top
+    class it prints is the one the host TFLM gave when the package was written."""
+    from edgepack.devices.qemu import LINKER_SCRIPT
+    from edgepack.tflm.build import CPU_FLAGS, Toolchain, build_library, compile_one, find_tree
+    from edgepack.package.firmware import FirmwareTarget
+    from tflm_helpers import build_for, calib
+
+    build = build_for((GOLDEN / "tiny_int8.tflite").read_bytes(), options={"device": "nucleo-l4r5zi",
+                      "array_name": "g_tiny"}, calibration=calib(4, seed=5))
+    build.labels = ["zero", "one", "two"]
+    out = tmp_path / "fw"
+    out.mkdir()
+    FirmwareTarget().write(build, out)
+    expected = build.report["firmware"]["example"]["top_class"]
+    tc = Toolchain.find()
+    lib = build_library(find_tree(Path(os.environ["EDGEPACK_TFLM_ROOT"])), tc)
+    (tmp_path / "support.c").write_text(MPS2_SUPPORT)
+    includes = (out, out / "harness", out / "examples/inference", *lib.includes)
+    objs = []
+    for src in (out / "model_data.cc", out / "harness/ep_inference.cc", out / "examples/inference/main.cc",
+                out / "harness/board_mps2.c", tmp_path / "support.c"):
+        obj = tmp_path / f"{src.name}.o"
+        compile_one(tc, src, obj, includes, lib.defines)
+        objs.append(str(obj))
+    elf = tmp_path / "inference.elf"
+    _run(tc.gxx, *CPU_FLAGS, "-T", str(out / "harness" / LINKER_SCRIPT), "-Wl,--gc-sections", "-nostartfiles",
+         "--specs=nano.specs", "--specs=nosys.specs", "-u", "_printf_float", *objs, str(lib.archive), "-lm",
+         "-o", str(elf), cwd=tmp_path)
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none",
+                             "-icount", "shift=0", "-serial", "stdio", "-kernel", str(elf)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        os.set_blocking(qemu.stdout.fileno(), False)
+        buf, deadline = b"", time.monotonic() + 60
+        while b"host TFLM" not in buf or not buf.endswith(b"\n"):
+            assert time.monotonic() < deadline and qemu.poll() is None, f"no result line; got {buf!r}"
+            buf += qemu.stdout.read() or b""
+            time.sleep(0.05)
+    finally:
+        qemu.kill()
+        qemu.wait()
+    line = buf.decode().strip().splitlines()[-1]
+    m = re.fullmatch(rf"top class {expected} score ([0-9.]+) label {build.labels[expected]} "
+                     rf"\(packaging-time host TFLM: {expected}\)", line)
+    assert m, line
+    t_out = build.info.tensors[build.info.outputs[0]]  # the score is the host's raw top value, dequantized
+    raw = build.report["firmware"]["example"]["raw"]
+    assert m[1] == f"{(raw - t_out.zero_point[0]) * np.float32(t_out.scale[0]):.6f}"

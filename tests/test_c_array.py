@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.convert.c_array import c_identifier, check_identifier, model_array_files
+from edgepack.tflm.c_array import c_identifier, c_string, check_identifier, comment_text, model_array_files
 from edgepack.errors import UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "tflm"
@@ -57,6 +57,34 @@ def test_provenance_comment_cannot_close_the_comment():
     header, _ = model_array_files(b"\x01\x02", "g_m", {"recipe": "evil */ int x;"})
     comment = header[: header.index("*/\n#ifndef")]
     assert "*/" not in comment[2:]
+
+
+@pytest.mark.parametrize("text", ["plain", 'q"uote', "back\\slash", "new\nline", "tri??/graph", "é☃", "\x00\x7f", "0\x01" + "7"])
+def test_c_string_is_ascii_and_keeps_the_bytes(text):
+    lit = c_string(text)
+    assert lit.isascii() and lit.startswith('"') and lit.endswith('"') and "\n" not in lit and "??" not in lit
+    # decode the literal the way a C compiler does (simple and octal escapes) and compare bytes
+    body, out, i = lit[1:-1], bytearray(), 0
+    while i < len(body):
+        if body[i] == "\\":
+            if body[i + 1] in "01234567":
+                out.append(int(body[i + 1 : i + 4], 8))
+                i += 4
+                continue
+            out += {"n": b"\n", "r": b"\r", "t": b"\t"}.get(body[i + 1], body[i + 1].encode())
+            i += 2
+        else:
+            assert body[i] != '"'
+            out += body[i].encode()
+            i += 1
+    assert bytes(out) == text.encode("utf-8")
+
+
+@pytest.mark.parametrize("text", ["a */ b", "x\ny\rz\u2028w", "tail\\", "/* open", "??/", "é" * 300])
+def test_comment_text_is_one_safe_line(text):
+    c = comment_text(text)
+    assert c.isascii() and c.isprintable() and "*/" not in c and "/*" not in c and "??" not in c
+    assert not c.endswith("\\") and len(c) <= 200
 
 
 def test_empty_model_is_refused():

@@ -86,6 +86,11 @@ def test_layouts_plain_folder_and_arduino_library(tiny_out):
     assert {"main.cc", "ep_harness.cc", "board_mps2.c", "mps2_an386.ld"} <= {p.name for p in (out / "harness").iterdir()}
     cmake = (out / "CMakeLists.txt").read_text()
     assert "add_library(g_tiny_model STATIC" in cmake and "idf_component_register" in cmake
+    assert "REQUIRES esp-tflite-micro" in cmake and "espressif/esp-tflite-micro" in (out / "idf_component.yml").read_text()
+    assert "zephyr_library()" in (out / "zephyr/CMakeLists.txt").read_text()
+    assert (lib / "examples" / "Inference" / "example_input.h").read_text() == (
+        out / "examples" / "inference" / "example_input.h").read_text()
+    assert fw["example"]["sample"] == "the first calibration sample" and fw["example"]["top_class"] in (0, 1, 2)
     assert sorted(fw["written"]) == sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 

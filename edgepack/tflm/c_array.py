@@ -9,6 +9,11 @@ Example::
     ident = c_identifier("mnist-cnn.v2")         # 'g_mnist_cnn_v2'
     check_identifier("g_model")                  # raises UsageError if not a usable C name
     header, source = model_array_files(data, ident, {"model": "mnist.h5", "sha256": "..."})
+    c_string('say "hi"\n')                     # '"say \\"hi\\"\\n"' (a C string literal)
+    comment_text("evil */ x\ny")               # 'evil * / x y' (safe inside /* ... */)
+
+Every user string that reaches generated C goes through ``c_string`` (string literals)
+or ``comment_text`` (comments); identifiers through ``check_identifier``/``c_identifier``.
 """
 
 from __future__ import annotations
@@ -64,6 +69,47 @@ def c_identifier(model_name: str, prefix: str = "g_") -> str:
     return check_identifier(name)
 
 
+def c_string(text: str) -> str:
+    """``text`` as a C/C++ string literal, quotes included, in plain ASCII.
+
+    Quotes, backslashes and control bytes are escaped; non-ASCII text is written as its
+    UTF-8 bytes in octal escapes (octal, not hex: a hex escape would swallow a following
+    hex digit); ``?`` is escaped so no trigraph can form. The literal's bytes are the
+    UTF-8 encoding of ``text``. Example: ``c_string('a"b')`` is ``"a\\"b"`` in C.
+    """
+    named = {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x3F: "\\?"}
+    out = []
+    for b in str(text).encode("utf-8"):
+        if b in named:
+            out.append(named[b])
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def comment_text(text: object, limit: int = 200) -> str:
+    """One line of printable ASCII that is safe inside a ``/* */`` or ``//`` comment.
+
+    Line breaks (any Unicode line separator) and control characters become spaces,
+    ``*/``, ``/*`` and ``??`` (trigraphs) are broken up, a trailing backslash (a line
+    splice in ``//`` comments) is dropped, non-ASCII characters become ``U+XXXX``, and the
+    result is capped at ``limit`` characters.
+
+    >>> comment_text("a */ b" + chr(10) + "é")
+    'a * / b U+00E9'
+    """
+    s = " ".join(str(text).splitlines())
+    s = "".join(c if 0x20 <= ord(c) < 0x7F else " " if (c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F)
+                else f"U+{ord(c):04X}" for c in s)
+    while "*/" in s or "/*" in s or "??" in s:
+        s = s.replace("*/", "* /").replace("/*", "/ *").replace("??", "? ?")
+    if len(s) > limit:
+        s = s[: limit - 3] + "..."
+    return s.rstrip("\\ ")
+
+
 def _hex_lines(data: bytes) -> str:
     lines = []
     for i in range(0, len(data), BYTES_PER_LINE):
@@ -73,7 +119,7 @@ def _hex_lines(data: bytes) -> str:
 
 
 def _comment(provenance: Mapping[str, object]) -> str:
-    rows = [f" * {k}: {str(v).replace('*/', '* /')}" for k, v in provenance.items()]
+    rows = [f" * {comment_text(k, 60)}: {comment_text(v)}" for k, v in provenance.items()]
     return "\n".join(rows)
 
 
