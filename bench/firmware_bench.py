@@ -55,7 +55,7 @@ def package_one(model: Path, calib: Path, device: str, out: Path, compact: bool 
 def reference_figures(data: bytes, device: str) -> dict:
     from edgepack.convert.flatbuffer import read_tflite
     from edgepack.build import Build
-    from edgepack.package.firmware import FirmwareTarget
+    from edgepack.targets.firmware import FirmwareTarget
     from edgepack.recipe import Recipe
 
     b = Build(tflite=data, info=read_tflite(data), recipe=Recipe(), model_name="mlperf",

@@ -336,3 +336,17 @@ def load_dataset(
         x = x[:limit]
         y = None if y is None else y[:limit]
     return Dataset(x=x, y=y, source=str(path))
+
+
+def from_arrays(x: Any, y: Any = None, source: str = "array", limit: Optional[int] = None) -> Dataset:
+    """A Dataset from in-memory samples (and labels), with the same checks as a file's.
+
+    Example: ``from_arrays(np.zeros((8, 28, 28)), np.arange(8) % 10, "calibration array")``
+    """
+    x = np.asarray(x)
+    y = None if y is None else np.asarray(y)
+    _check_dtype(x.dtype, source, "x")
+    _check(x, y, source)
+    if limit is not None:
+        x, y = x[:limit], (None if y is None else y[:limit])
+    return Dataset(x=x, y=y, source=source)

@@ -16,16 +16,19 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import __version__
-from .data import check_labels, load_dataset
+from .data import check_labels
 from .errors import DataError, RecipeError, UsageError
-from .fsutil import check_out_dir, read_text, sha256_bytes, sha256_path, staged_dir
+from .fsutil import check_out_dir, read_text, sha256_bytes, staged_dir
 from .passes.base import Context, Labeled
 from .recipe import Recipe
 
 
 @dataclass
 class PackageRequest:
-    model: Path
+    """One package job. ``model``: a path (.keras/.h5/SavedModel folder/.tflite) or a live tf_keras or
+    Keras 3 model; ``calibration``/``eval``/``train``: a path, a numpy array of samples or an (x, y) pair."""
+
+    model: Any
     out: Path
     target: str = "android"
     recipe: Optional[Recipe] = None
@@ -67,10 +70,13 @@ def resolve_recipe(req: PackageRequest) -> Recipe:
     return Recipe.from_dict(raw, str(req.recipe_path or "options"))
 
 
-def _labelled(path: Optional[Path], recipe: Recipe, shape, limit: Optional[int] = None) -> Optional[Labeled]:
-    if path is None:
+def _labelled(data: Any, recipe: Recipe, shape, limit: Optional[int], what: str) -> Optional[Labeled]:
+    """Preprocessed model input (and labels) from a path, an array or an (x, y) pair."""
+    from .inputs import dataset
+
+    ds = dataset(data, limit, tuple(shape) if len(shape) == 3 else None, what)
+    if ds is None:
         return None
-    ds = load_dataset(path, limit=limit, image_size=tuple(shape) if len(shape) == 3 else None)
     return Labeled(x=ds.model_input(recipe.data.preprocess, shape), y=ds.y)
 
 
@@ -85,16 +91,16 @@ def _read_labels(path: Optional[Path], n_out: int) -> Optional[list[str]]:
     return labels
 
 
-def _check_needs(passes, recipe: Recipe, ctx: Context) -> None:
+def _check_needs(passes, recipe: Recipe, ctx: Context, converts: bool = True) -> None:
     for p in passes:
         for what in sorted(p.needs):
             p.require(ctx, what)
-    if recipe.quantize.needs_calibration and ctx.calibration is None:
+    if converts and recipe.quantize.needs_calibration and ctx.calibration is None:
         raise RecipeError(f"quantization mode '{recipe.quantize.mode}' needs calibration data; "
                           "pass --calibration DATA (.npz with x, .npy or an image folder)")
 
 
-def _provenance(req: PackageRequest, recipe: Recipe, tflite: bytes) -> dict:
+def _provenance(req: PackageRequest, recipe: Recipe, tflite: bytes, src=None) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"edgepack": __version__}
@@ -103,11 +109,13 @@ def _provenance(req: PackageRequest, recipe: Recipe, tflite: bytes) -> dict:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = "absent"
-    inputs = {"model": {"path": str(req.model), "sha256": sha256_path(req.model)}}
+    from .inputs import fingerprint
+
+    inputs = {"model": fingerprint(req.model, src)}
     for name in ("calibration", "eval", "train", "labels"):
         p = getattr(req, name)
         if p is not None:
-            inputs[name] = {"path": str(p), "sha256": sha256_path(p)}
+            inputs[name] = fingerprint(p)
     return {"recipe": recipe.model_dump(mode="json") | {"steps": [{"type": s.type, **s.params()} for s in recipe.steps]},
             "seed": req.seed, "inputs": inputs, "outputs": {"model.tflite": sha256_bytes(tflite)},
             "versions": versions}
@@ -166,12 +174,18 @@ def compress(model, steps, ctx: Context, quant, measure: bool = False) -> tuple[
     return model, plan
 
 
-def _convert(model, recipe: Recipe, target, ctx: Context, plan: Optional[dict], compact: bool) -> tuple[bytes, bytes]:
-    """The quantize/convert stage: (TFLite bytes, the converter's bytes before --compact)."""
-    from .quantize.apply import quantize_model
+def _convert(src, model, recipe: Recipe, target, ctx: Context, plan: Optional[dict],
+             compact: bool) -> tuple[bytes, bytes]:
+    """The quantize/convert stage: (TFLite bytes, the converter's bytes before --compact).
 
-    tflite = quantize_model(model, recipe.quantize, ctx.calibration, plan=plan,
-                            dense_per_channel=target.dense_per_channel)
+    A .tflite source is packaged as given; a SavedModel converts from its serving signature."""
+    if src.kind == "tflite":
+        tflite = bytes(src.tflite)
+    else:
+        from .quantize.apply import quantize_model
+
+        tflite = quantize_model(model if src.kind == "keras" else src.saved_model, recipe.quantize, ctx.calibration,
+                                plan=plan, dense_per_channel=target.dense_per_channel)
     converted = tflite
     if compact:
         from .convert.compact import compact as compact_model
@@ -180,39 +194,68 @@ def _convert(model, recipe: Recipe, target, ctx: Context, plan: Optional[dict], 
     return tflite, converted
 
 
-def _verify_accuracy(float_model, tflite: bytes, verify_set: Labeled, float_pred, data: str, recipe: Recipe,
+def _verify_accuracy(tflite: bytes, verify_set: Labeled, float_pred, data: str, recipe: Recipe,
                      steps: list[dict]) -> dict:
-    from .verify.accuracy import compare, gate
+    from .verify.accuracy import compare, gate, tflite_accuracy
 
-    ver = compare(float_model, tflite, verify_set.x, verify_set.y, float_pred=float_pred)
+    if float_pred is None:  # a .tflite input: nothing to compare with, only its own accuracy
+        ver = {"samples": int(verify_set.x.shape[0]), "data": data, "metric": "accuracy_only",
+               "gate": {"applied": False, "reason": "no float model to compare with: the input is a .tflite"}}
+        if verify_set.y is not None:
+            ver["tflite_accuracy_pct"] = round(tflite_accuracy(tflite, verify_set.x, verify_set.y), 4)
+        return ver
+    ver = compare(None, tflite, verify_set.x, verify_set.y, float_pred=float_pred)
     ver["data"] = data
     ver["gate"] = gate(ver, recipe.verify.limit(), steps)
     return ver
 
 
-def _layers(model, converted: bytes, recipe: Recipe, target, ctx: Context, plan: Optional[dict]) -> list[dict]:
+def _layers(src, model, converted: bytes, recipe: Recipe, target, ctx: Context, plan: Optional[dict]) -> list[dict]:
     """The per-layer table (names from the converter's own tensors, before --compact)."""
     from .convert.flatbuffer import read_tflite
     from .quantize.debug import layer_errors
     from .verify.layers import layer_table
 
-    errors = None if plan else layer_errors(model, recipe.quantize, ctx.calibration, target.dense_per_channel)
+    errors = None
+    if not plan and src.kind != "tflite":
+        errors = layer_errors(model if src.kind == "keras" else src.saved_model, recipe.quantize, ctx.calibration,
+                              target.dense_per_channel)
     return layer_table(read_tflite(converted), errors)
 
 
+def _warnings(report: dict, ctx: Context, log) -> None:
+    warnings = list(ctx.warnings)
+    caveat = report.get("verification", {}).get("agreement_caveat")
+    if caveat:
+        warnings.append(f"top-1 agreement on the {report['verification']['data']} samples cannot mean anything "
+                        f"({caveat}); the gate used the relative output error instead: pass --eval with labels")
+    if warnings:
+        report["warnings"] = warnings
+        for w in warnings[len(ctx.warnings):]:
+            log(f"warning: {w}")
+
+
+def _tflite_section(tflite: bytes, converted: bytes, compact: bool, info) -> dict:
+    return {"size_bytes": len(tflite), "converter_bytes": len(converted), "compacted": compact,
+            "ops": info.op_names(), "params": info.params(), "macs": info.macs(),
+            "io": {"inputs": [info.tensors[i].dtype for i in info.inputs],
+                   "outputs": [info.tensors[i].dtype for i in info.outputs]}}
+
+
 def package(req: PackageRequest) -> dict:
-    """Run the whole job; return the report (also written as report.json/.md in ``req.out``)."""
+    """Run the whole job; return the report (also written as report.json/.md/.html in ``req.out``)."""
     from .build import Build
     from .convert.flatbuffer import read_tflite
+    from .epk import encode
+    from .inputs import check_steps, float_reference, input_shape, is_path, output_size, source_name
     from .keras_compat import set_seed
-    from .errors import ModelLoadError
     from .load import load_source
-    from .package import target_class
+    from .targets import target_class
     from .report import REPORT_FILES, write_report
     from .verify import run_checks
-    from .verify.accuracy import keras_predict
 
-    check_out_dir(req.out, req.force, [req.model, req.calibration, req.eval, req.train, req.labels, req.recipe_path])
+    paths = [p for p in (req.model, req.calibration, req.eval, req.train, req.labels, req.recipe_path) if is_path(p)]
+    check_out_dir(req.out, req.force, paths)
     recipe = resolve_recipe(req)
     target = target_class(req.target)()
     unknown = set(req.target_options) - set(target.option_names)
@@ -222,66 +265,51 @@ def package(req: PackageRequest) -> dict:
     steps = recipe.build_passes(str(req.recipe_path or "recipe"))
     set_seed(req.seed)
     req.progress("load model", 0, 1)
-    source = load_source(req.model, unsafe=req.unsafe)
-    if not source.compressible:
-        raise ModelLoadError(f"{req.model}: {source.reason}; this pipeline packages Keras models only")
-    model = source.model
+    src = load_source(req.model, unsafe=req.unsafe)
+    check_steps(src, steps, req.quantize is not None or req.io is not None or bool(recipe.quantize.rules))
+    model = src.model
     req.progress("load model", 1, 1)
-    shape = [int(d) for d in model.input_shape[1:]]
-    calib = _labelled(req.calibration, recipe, shape, recipe.data.calibration_limit)
+    shape = input_shape(src)
+    calib = _labelled(req.calibration, recipe, shape, recipe.data.calibration_limit, "calibration")
     ctx = Context(seed=req.seed, calibration=None if calib is None else calib.x,
-                  train=_labelled(req.train, recipe, shape), eval=_labelled(req.eval, recipe, shape),
-                  progress=req.progress, log=req.log, teacher=model,
-                  max_accuracy_drop=recipe.verify.limit())
-    check_labels(int(np.prod(model.output_shape[1:])),
-                 [(req.calibration, calib), (req.train, ctx.train), (req.eval, ctx.eval)])
-    _check_needs(steps, recipe, ctx)
+                  train=_labelled(req.train, recipe, shape, None, "train"),
+                  eval=_labelled(req.eval, recipe, shape, None, "eval"),
+                  progress=req.progress, log=req.log, teacher=model, max_accuracy_drop=recipe.verify.limit())
+    n_out = output_size(src)
+    check_labels(n_out, [(req.calibration, calib), (req.train, ctx.train), (req.eval, ctx.eval)])
+    _check_needs(steps, recipe, ctx, converts=src.kind != "tflite")
     for p in steps:
         p.preflight(model)
-    labels = _read_labels(req.labels, int(np.prod(model.output_shape[1:])))
-    float_model = model
+    labels = _read_labels(req.labels, n_out)
     verify_set = ctx.eval or calib
-    float_pred = keras_predict(float_model, verify_set.x) if verify_set is not None else None
+    float_pred = float_reference(src, verify_set.x) if verify_set is not None else None
     compressed, plan = compress(model, steps, ctx, recipe.quantize, measure=recipe.verify.step_metrics)
     req.progress("convert", 0, 1)
-    tflite, converted = _convert(compressed, recipe, target, ctx, plan, req.compact)
+    tflite, converted = _convert(src, compressed, recipe, target, ctx, plan, req.compact)
     req.progress("convert", 1, 1)
     info = read_tflite(tflite)
-    report: dict[str, Any] = {"model": req.model.name, "source": source.report(), "target": req.target,
-                              "quantize": recipe.quantize.model_dump(), "steps": ctx.records,
-                              "tflite": {"size_bytes": len(tflite), "converter_bytes": len(converted),
-                                         "compacted": req.compact, "ops": info.op_names(),
-                                         "params": info.params(), "macs": info.macs(),
-                                         "io": {"inputs": [info.tensors[i].dtype for i in info.inputs],
-                                                "outputs": [info.tensors[i].dtype for i in info.outputs]}}}
+    name, stem = source_name(req.model, src)
+    quant = recipe.quantize.model_dump() if src.kind != "tflite" else {"mode": "as given (.tflite input)"}
+    report: dict[str, Any] = {"model": name, "source": src.report(), "target": req.target, "quantize": quant,
+                              "steps": ctx.records, "tflite": _tflite_section(tflite, converted, req.compact, info)}
     if verify_set is not None:
         req.progress("verify", 0, 1)
-        report["verification"] = _verify_accuracy(float_model, tflite, verify_set, float_pred,
+        report["verification"] = _verify_accuracy(tflite, verify_set, float_pred,
                                                   "eval" if ctx.eval is not None else "calibration", recipe, ctx.records)
         req.progress("verify", 1, 1)
     if recipe.verify.layer_errors:
-        report["layers"] = _layers(compressed, converted, recipe, target, ctx, plan)
-    build = Build(tflite=tflite, info=info, recipe=recipe, model_name=req.model.stem, float_model=float_model,
+        report["layers"] = _layers(src, compressed, converted, recipe, target, ctx, plan)
+    build = Build(tflite=tflite, info=info, recipe=recipe, model_name=stem, float_model=model,
                   calibration=ctx.calibration, labels=labels, report=report, options=dict(req.target_options))
     build.checks = run_checks(build, spec)
-    report["provenance"] = _provenance(req, recipe, tflite)
+    report["provenance"] = _provenance(req, recipe, tflite, src)
     build.tflite = target.finalize_model(build)  # e.g. TFLite Metadata for Android: outputs unchanged
     report["tflite"]["size_bytes"] = len(build.tflite)
     report["provenance"]["outputs"]["model.tflite"] = sha256_bytes(build.tflite)
-    from .epk import encode
-
     build.download_package = encode(build.tflite)
     report["entropy"] = {"tflite_bytes": len(build.tflite), "package_bytes": len(build.download_package),
                          "ratio": round(len(build.tflite) / len(build.download_package), 2)}
-    warnings = list(ctx.warnings)
-    caveat = report.get("verification", {}).get("agreement_caveat")
-    if caveat:
-        warnings.append(f"top-1 agreement on the {report['verification']['data']} samples cannot mean anything "
-                        f"({caveat}); the gate used the relative output error instead: pass --eval with labels")
-    if warnings:
-        report["warnings"] = warnings
-        for w in warnings[len(ctx.warnings):]:
-            req.log(f"warning: {w}")
+    _warnings(report, ctx, req.log)
     with staged_dir(req.out, force=req.force) as tmp:
         files = target.write(build, tmp)
         (tmp / "recipe.yaml").write_text(recipe.to_yaml())

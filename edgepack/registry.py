@@ -6,7 +6,7 @@ recipe or running ``--help`` does not import TensorFlow.
 
 Example::
 
-    TARGETS = {"android": "edgepack.package.android:AndroidTarget"}
+    TARGETS = {"android": "edgepack.targets.android:AndroidTarget"}
     cls = load_entry(TARGETS, "android", what="target", plural="targets")
 """
 

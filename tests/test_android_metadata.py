@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from edgepack.package import metadata as md
+from edgepack.targets import metadata as md
 from edgepack.runtime import LiteRT
 
 
@@ -162,7 +162,7 @@ def test_input_kind_must_fit_the_model(run_cli, mnist, tmp_path):
 
 def _build(in_shape, in_dtype, in_q=None, out_dtype="float32", scale=1.0, mean=0.0, **options):
     from edgepack.convert.flatbuffer import TensorInfo, TfliteInfo
-    from edgepack.package import Build
+    from edgepack.targets import Build
     from edgepack.recipe import Recipe
 
     tin = TensorInfo(0, "in", list(in_shape), in_dtype, [in_q[0]] if in_q else [], [in_q[1]] if in_q else [], 0,
@@ -186,7 +186,7 @@ def _build(in_shape, in_dtype, in_q=None, out_dtype="float32", scale=1.0, mean=0
     (dict(in_shape=[1, 28, 28, 1], in_dtype="float32"), "3 or 4"),
 ])
 def test_mediapipe_image_classifier_fit(case, why):
-    from edgepack.package.android_metadata import mediapipe_support
+    from edgepack.targets.android_metadata import mediapipe_support
 
     got = mediapipe_support(_build(**case))
     assert got["task"] == "ImageClassifier"
@@ -195,7 +195,7 @@ def test_mediapipe_image_classifier_fit(case, why):
 
 
 def test_mediapipe_fit_for_audio_and_features():
-    from edgepack.package.android_metadata import mediapipe_support
+    from edgepack.targets.android_metadata import mediapipe_support
 
     ok = mediapipe_support(_build([1, 16000], "float32", input_kind="audio", sample_rate=16000))
     assert ok["task"] == "AudioClassifier" and ok["usable"] and ok["sample_rate"] == 16000

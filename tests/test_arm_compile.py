@@ -147,7 +147,7 @@ WARN = ["-Wall", "-Wextra", "-Werror"]
 
 
 def _firmware_folder(tmp_path: Path, data: bytes, mode: str = "int8", labels=None) -> Path:
-    from edgepack.package.firmware import FirmwareTarget
+    from edgepack.targets.firmware import FirmwareTarget
     from tflm_helpers import build_for, calib
 
     build = build_for(data, options={"device": "nucleo-l4r5zi", "array_name": "g_tiny"}, mode=mode,
@@ -225,7 +225,7 @@ def test_inference_example_runs_on_a_cortex_m4_in_qemu(tmp_path):
     class it prints is the one the host TFLM gave when the package was written."""
     from edgepack.devices.qemu import LINKER_SCRIPT
     from edgepack.tflm.build import CPU_FLAGS, Toolchain, build_library, compile_one, find_tree
-    from edgepack.package.firmware import FirmwareTarget
+    from edgepack.targets.firmware import FirmwareTarget
     from tflm_helpers import build_for, calib
 
     build = build_for((GOLDEN / "tiny_int8.tflite").read_bytes(), options={"device": "nucleo-l4r5zi",

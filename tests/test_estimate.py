@@ -174,7 +174,7 @@ def firmware_folder(tmp_path_factory) -> tuple[Path, dict]:
     """A real firmware package (FirmwareTarget check + write) with the report.json the pipeline writes."""
     import json
 
-    from edgepack.package.firmware import FirmwareTarget
+    from edgepack.targets.firmware import FirmwareTarget
     from tflm_helpers import build_for, calib
 
     tiny = (Path(__file__).parent / "golden" / "tflm" / "tiny_int8.tflite").read_bytes()

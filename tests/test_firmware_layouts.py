@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
-from edgepack.package.firmware import FirmwareTarget
-from edgepack.package.firmware_files import QUANT_RANGES, c_float, quantize_like_tflm
+from edgepack.targets.firmware import FirmwareTarget
+from edgepack.targets.firmware_files import QUANT_RANGES, c_float, quantize_like_tflm
 from tflm_helpers import build_for, calib
 
 GOLDEN = Path(__file__).parent / "golden" / "tflm"

@@ -14,7 +14,7 @@ import yaml
 
 from edgepack.boards import list_profiles, profiles_dir
 from edgepack.errors import BudgetError, UnsupportedOpError, UsageError
-from edgepack.package.firmware import FirmwareTarget
+from edgepack.targets.firmware import FirmwareTarget
 from edgepack.tflm import find_arena
 from tflm_helpers import build_for, calib, convert_tiny
 
@@ -189,7 +189,7 @@ def test_cli_nothing_written_when_the_board_refuses(run_cli, mnist, tmp_path):
 
 
 def test_advice_flags_per_channel_dense_layers(mlperf_dir, tiny_out):
-    from edgepack.package.firmware import advice_for
+    from edgepack.targets.firmware import advice_for
 
     _, fw = tiny_out
     assert any("per-channel" in a for a in fw["advice"])  # the tiny model's Dense is per-channel

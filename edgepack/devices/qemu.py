@@ -53,7 +53,7 @@ def _firmware_dir(art: ResolvedArtifact, work: Path, profile: Optional[str]) -> 
         return art.path
     from ..convert.flatbuffer import read_tflite
     from ..build import Build
-    from ..package.firmware import FirmwareTarget
+    from ..targets.firmware import FirmwareTarget
     from ..recipe import Recipe
 
     build = Build(tflite=art.model, info=read_tflite(art.model, str(art.path)), recipe=Recipe(),

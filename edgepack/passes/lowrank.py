@@ -85,8 +85,8 @@ class LowRank(Pass):
         layers: LayerSelector = Field(default_factory=LayerSelector)
         fine_tune: Optional[FitConfig] = None
 
-    def __init__(self, config: "LowRank.Config"):
-        super().__init__(config)
+    def __init__(self, config: "LowRank.Config", previous: tuple[str, ...] = ()):
+        super().__init__(config, previous)
         self.needs = frozenset({"train"}) if config.fine_tune is not None and config.fine_tune.epochs else frozenset()
 
 

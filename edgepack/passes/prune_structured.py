@@ -116,8 +116,8 @@ class StructuredPrune(Pass):
     name = "prune_structured"
     Config = StructuredPruneConfig
 
-    def __init__(self, config: StructuredPruneConfig):
-        super().__init__(config)
+    def __init__(self, config: StructuredPruneConfig, previous: tuple[str, ...] = ()):
+        super().__init__(config, previous)
         needs = set()
         if config.importance == "activation":
             needs.add("calibration")

@@ -11,8 +11,8 @@ from ..build import Build
 from .base import Target
 
 TARGETS: dict[str, str] = {
-    "android": "edgepack.package.android:AndroidTarget",
-    "tflm": "edgepack.package.firmware:FirmwareTarget",
+    "android": "edgepack.targets.android:AndroidTarget",
+    "tflm": "edgepack.targets.firmware:FirmwareTarget",
 }
 
 

@@ -57,7 +57,7 @@ def manifest(build: Build, model: bytes) -> dict:
 class AndroidTarget(Target):
     """Writes what an Android app needs to load and feed the model.
 
-    model.tflite carries TFLite Metadata (edgepack.package.android_metadata), so MediaPipe Tasks, the
+    model.tflite carries TFLite Metadata (edgepack.targets.android_metadata), so MediaPipe Tasks, the
     LiteRT support libraries and Android Studio read its normalization, labels and tensor meaning.
     Options: ``input_kind`` (image, audio, tensor; default: image for [1,H,W,1|3] inputs) and
     ``sample_rate`` (Hz, for audio).
