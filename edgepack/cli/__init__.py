@@ -20,6 +20,7 @@ COMMANDS: list[str] = [
     "edgepack.cli.unpack_cmd:unpack",
     "edgepack.cli.profile_cmd:profile",
     "edgepack.cli.devices_cmd:devices",
+    "edgepack.cli.search_cmd:search",
 ]
 
 
