@@ -219,6 +219,15 @@ def _suggest(trial, name: str, v):
     return v
 
 
+def _worth_factoring(layer) -> bool:
+    """A kernel whose factors at half its rank would be smaller (both sides at least 16 wide)."""
+    import numpy as np
+
+    w = layer.get_weights()[0]
+    n_in, n_out = int(np.prod(w.shape[:-1])), int(w.shape[-1])
+    return min(n_in, n_out) >= 16 and (min(n_in, n_out) // 2) * (n_in + n_out) < n_in * n_out
+
+
 def default_space(model, target: str, objective: str, has_train: bool, core: Optional[str] = None,
                   epochs: int = 2) -> SearchSpace:
     """The space that fits ``model`` and ``target``: only steps that apply and can move ``objective``.
@@ -233,10 +242,10 @@ def default_space(model, target: str, objective: str, has_train: bool, core: Opt
     hw = ROUND_TO.get("android" if target == "android" else (core or ""), 1)
     if prunable:
         steps["prune_structured"] = {"ratio": {"low": 0.1, "high": 0.75}, "round_to": sorted({1, hw})}
-    if any(factorable(lyr) for lyr in model.layers):
-        steps["lowrank"] = {"energy": {"low": 0.6, "high": 0.99}}
+    if any(factorable(lyr) and _worth_factoring(lyr) for lyr in model.layers):
+        steps["lowrank"] = {"energy": {"low": 0.6, "high": 0.95}}
     else:
-        notes.append("lowrank left out: no Dense or 1x1 Conv2D layer")
+        notes.append("lowrank left out: no Dense or 1x1 Conv2D layer large enough to gain from factorisation")
     if objective == "download":
         if prunable & {"Conv2D", "Dense", "SeparableConv2D", "Conv1D"}:
             steps["prune_magnitude"] = {"sparsity": {"low": 0.5, "high": 0.95}}
