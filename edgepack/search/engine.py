@@ -372,10 +372,19 @@ def write_html(out: Path, data: dict) -> None:
     atomic_write_text(Path(out) / "report.html", render_search_html(data))
 
 
+def _require() -> None:
+    import importlib.util
+
+    missing = [m for m in ("ray", "optuna") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EdgepackError(f"edgepack search needs {' and '.join(missing)}: pip install 'edgepack[search]'")
+
+
 def run_search(cfg: SearchConfig) -> dict:
     """Run (or resume) a search; return the search.json data. Ctrl-C leaves a valid search.json."""
     cfg.out = Path(cfg.out)
     _check(cfg)
+    _require()
     base = _base_recipe(cfg)
     space = _space(cfg)
     header = _header(cfg, space, base)

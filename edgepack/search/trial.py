@@ -48,7 +48,7 @@ class TrialJob:
     max_accuracy_drop: Optional[float] = 1.0  # None: no gate
     latency_device: Optional[str] = None  # "host" or "estimate:PROFILE"; None: not measured
     latency_runs: int = 30
-    fault: Optional[str] = None  # tests only: "raise" | "exit" (simulates a crashing worker)
+    fault: Optional[str] = None  # tests only: "raise" | "exit" (a crashing worker) | "hang"
 
 
 def pack_inputs(paths: dict[str, Optional[Path]]) -> dict[str, dict]:
@@ -129,13 +129,15 @@ def run_trial(job: TrialJob, inputs: dict[str, dict], node_id: str = "local") ->
 
     start = time.monotonic()
     rec: dict[str, Any] = {"number": job.number, "node_id": node_id, "pid": os.getpid()}
+    if job.fault == "exit":
+        os._exit(3)  # a worker that dies mid-trial (tests)
     work = Path(tempfile.mkdtemp(prefix=f"edgepack-trial-{job.number}-"))
     rec["workdir"] = str(work)
     try:
-        if job.fault == "exit":
-            os._exit(3)  # a worker that dies mid-trial (tests)
         if job.fault == "raise":
             raise RuntimeError("injected fault")
+        if job.fault == "hang":
+            time.sleep(3600)  # a trial that never ends (tests: --trial-timeout)
         rec.update(_build(job, materialise(inputs, work / "in"), work))
     except (VerificationError, BudgetError, UnsupportedOpError) as e:
         rec.update(status="infeasible", error=str(e), error_type=type(e).__name__)
