@@ -253,7 +253,13 @@ class _Driver:
             ot = self.study.ask()
             recipe = self.space.sample(ot, self.store.data["base_recipe"], self.cfg.max_accuracy_drop)
 
-        text = Recipe.from_dict(recipe, f"trial {number}").to_yaml()
+        try:
+            text = Recipe.from_dict(recipe, f"trial {number}").to_yaml()
+        except EdgepackError as e:  # a proposal no recipe can express: failed without running
+            self.pending[None] = {"number": number, "trial": ot, "recipe": recipe, "start": time.monotonic()}
+            self.complete(None, {"status": "failed", "error": str(e), "error_type": type(e).__name__,
+                                 "node_id": None})
+            return
         atomic_write_text(self.cfg.out / "trials" / str(number) / "recipe.yaml", text)
         job = TrialJob(number=number, recipe=recipe, target=self.cfg.target,
                        target_options={"device": self.cfg.device} if self.cfg.device else {},

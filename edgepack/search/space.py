@@ -186,6 +186,8 @@ class SearchSpace(BaseModel):
         quant["mode"] = "int8" if mode == "mixed" else mode
         if quant["mode"] == "int16x8" and quant.get("io") in ("int8", "uint8"):
             quant["io"] = "int16"
+        if mode == "mixed":
+            quant["io"] = "float"  # float fallbacks need float I/O (mixed_precision's rule)
         recipe["quantize"] = quant
         if mode == "mixed":
             steps.append({"type": "mixed_precision", "max_accuracy_drop":
