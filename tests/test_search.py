@@ -144,12 +144,12 @@ def test_resume_gives_the_same_trials_and_survives_crash_and_timeout(search, inp
     j = json.loads((again / "search.json").read_text())
     j["trials"] = j["trials"][:3] + [{"number": 3, "status": "running"}]  # as a Ctrl-C would leave it
     (again / "search.json").write_text(json.dumps(j))
-    res = run_search(config(inputs, again, resume=True, trials=6, faults={4: "exit", 5: "hang"}, trial_timeout=25,
+    res = run_search(config(inputs, again, resume=True, trials=6, faults={4: "exit", 5: "hang"}, trial_timeout=15,
                             package_best=False))
     by_n = {t["number"]: t for t in res["trials"]}
     assert sorted(by_n) == [0, 1, 2, 3, 4, 5]
     assert by_n[3]["params"] == data["trials"][3]["params"] and by_n[3]["recipe"] == data["trials"][3]["recipe"]
     assert by_n[3]["metrics"]["size_bytes"] == data["trials"][3]["metrics"]["size_bytes"]
     assert by_n[4]["status"] == "failed" and "died" in by_n[4]["error"]
-    assert by_n[5]["status"] == "failed" and "timed out after 25 s" in by_n[5]["error"]
+    assert by_n[5]["status"] == "failed" and "timed out after 15 s" in by_n[5]["error"]
     assert json.loads((again / "search.json").read_text())["state"] == "done"
