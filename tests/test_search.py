@@ -153,3 +153,32 @@ def test_resume_gives_the_same_trials_and_survives_crash_and_timeout(search, inp
     assert by_n[4]["status"] == "failed" and "died" in by_n[4]["error"]
     assert by_n[5]["status"] == "failed" and "timed out after 15 s" in by_n[5]["error"]
     assert json.loads((again / "search.json").read_text())["state"] == "done"
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_a_valid_search_json(inputs, tmp_path):
+    """SIGINT to a running `edgepack search` (its own local Ray): exit 130, search.json parses, state
+    interrupted, only finished trials in it; --resume then picks it up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "edgepack", "search", str(inputs / "digits_cnn.h5"), "--calibration",
+           str(inputs / "calib.npz"), "--train", str(inputs / "train.npz"), "--eval", str(inputs / "eval.npz"),
+           "--space", str(inputs.parent / "space.yaml"), "--trials", "6", "--workers", "1", "--out", str(out), "-q"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if (out / "search.json").is_file() and json.loads((out / "search.json").read_text())["trials"]:
+            break
+        time.sleep(1)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    data = json.loads((out / "search.json").read_text())
+    assert data["state"] == "interrupted" and data["trials"]
+    assert all(t["status"] in ("ok", "infeasible", "failed") for t in data["trials"])

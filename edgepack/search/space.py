@@ -242,8 +242,9 @@ def default_space(model, target: str, objective: str, has_train: bool, core: Opt
     prunable = kinds & {"Conv2D", "Dense", "SeparableConv2D", "DepthwiseConv2D", "Conv1D"}
     notes, steps = [], {}
     hw = ROUND_TO.get("android" if target == "android" else (core or ""), 1)
-    if prunable:
-        steps["prune_structured"] = {"ratio": {"low": 0.1, "high": 0.75}, "round_to": sorted({1, hw})}
+    if prunable:  # the main lever on bytes, MACs and latency: in every trial (a low ratio is nearly a no-op)
+        steps["prune_structured"] = {"optional": False, "ratio": {"low": 0.1, "high": 0.75},
+                                     "round_to": sorted({1, hw})}
     if any(factorable(lyr) and _worth_factoring(lyr) for lyr in model.layers):
         steps["lowrank"] = {"energy": {"low": 0.6, "high": 0.95}}
     else:
@@ -260,8 +261,13 @@ def default_space(model, target: str, objective: str, has_train: bool, core: Opt
         steps["qat"] = {}
     else:
         notes.append("distill and qat left out, fine-tunes off: no --train data")
-    if target == "android":
-        quant = ["int8", "int16x8", "mixed"]
+    if target == "android" and objective in ("size", "download", "macs"):
+        quant = ["int8", "mixed"]
+        notes.append(f"int16x8 left out: its .tflite is larger than int8's and it does not lower the {objective}; "
+                     "mixed (int8 with per-op fallbacks) stays to rescue accuracy")
+    elif target == "android":
+        quant = ["int8"]
+        notes.append("int16x8 and mixed left out: 16-bit and float ops are slower than int8 on XNNPACK")
     else:
         quant = ["int8"]
         notes.append("tflm: int8 only (int16x8 and float fallbacks need kernels many boards lack)")
