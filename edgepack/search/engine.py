@@ -276,6 +276,7 @@ class _Driver:
         from optuna.distributions import distribution_to_json
 
         rec.setdefault("wall_s", round(time.monotonic() - info["start"], 2))
+        rec.setdefault("node_id", None)  # a crashed or cancelled task reports no node
         report = rec.pop("report", None)
         rec.update(number=info["number"], recipe=info["recipe"], params=dict(ot.params) if ot else {},
                    distributions={k: distribution_to_json(d) for k, d in ot.distributions.items()} if ot else {},
