@@ -131,13 +131,13 @@ def run_trial(job: TrialJob, inputs: dict[str, dict], node_id: str = "local") ->
     rec: dict[str, Any] = {"number": job.number, "node_id": node_id, "pid": os.getpid()}
     if job.fault == "exit":
         os._exit(3)  # a worker that dies mid-trial (tests)
+    if job.fault == "hang":
+        time.sleep(3600)  # a trial that never ends (tests: --trial-timeout)
     work = Path(tempfile.mkdtemp(prefix=f"edgepack-trial-{job.number}-"))
     rec["workdir"] = str(work)
     try:
         if job.fault == "raise":
             raise RuntimeError("injected fault")
-        if job.fault == "hang":
-            time.sleep(3600)  # a trial that never ends (tests: --trial-timeout)
         rec.update(_build(job, materialise(inputs, work / "in"), work))
     except (VerificationError, BudgetError, UnsupportedOpError) as e:
         rec.update(status="infeasible", error=str(e), error_type=type(e).__name__)
