@@ -21,6 +21,7 @@ COMMANDS: list[str] = [
     "edgepack.cli.profile_cmd:profile",
     "edgepack.cli.devices_cmd:devices",
     "edgepack.cli.report_cmd:report",
+    "edgepack.cli.search_cmd:search",
 ]
 
 
