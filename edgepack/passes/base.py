@@ -57,6 +57,8 @@ class Context:
     # The uncompressed float model (the distillation teacher) and the recipe's accuracy budget.
     teacher: Any = None
     max_accuracy_drop: Optional[float] = None
+    # The target kernels' preferred channel multiple (prune_structured's default round_to); None: unknown.
+    channel_multiple: Optional[int] = None
 
     def record(self, **items: Any) -> None:
         """Add items to the current step's record (shown in report.json/.md)."""
