@@ -12,8 +12,8 @@ choose the per-layer ratios for the user):
    BatchNorm statistics and measures the held-out loss: the per-group sensitivity.
 2. The candidate losing least held-out loss per MAC saved is fine-tuned
    ``search_epochs`` and kept if the held-out accuracy drop stays within
-   ``max_accuracy_drop``; otherwise the step is halved and tried again (down to
-   1/8 of ``search_step``).
+   ``max_accuracy_drop``; otherwise that move is ruled out and the step halved
+   (down to 1/8 of ``search_step``).
 3. It stops when no step fits, when an optional size budget (``keep_macs`` ...) is
    met, or after ``search_iterations``; the result gets the full ``fine_tune`` and
    is checked on the held-out part again (falling back to the previous accepted
@@ -92,7 +92,7 @@ class _Search:
             n -= r
         return best
 
-    def candidates(self, model, saving: float, loss0: float) -> list[dict]:
+    def candidates(self, model, saving: float, loss0: float, ruled_out: set) -> list[dict]:
         from ..training import recalibrate_batchnorm
 
         graph = build_graph(model)
@@ -103,7 +103,7 @@ class _Search:
             if P.key(grp) not in self.keys:
                 continue
             n = self._fewest(model, graph, grp, saving)
-            if n is None:
+            if n is None or (P.key(grp), grp.size, n) in ruled_out:
                 continue
             keep = P.keep_indices(graph, scores, {P.key(grp): n})
             cand = prune_model(model, graph, keep)
@@ -133,12 +133,12 @@ class _Search:
     def run(self, model):
         acc0, _ = self.scores(model)
         current, (acc, loss) = model, (acc0, self.scores(model)[1])
-        accepted, log, sensitivity = [model], [], None
+        accepted, log, sensitivity, ruled_out = [model], [], None, set()
         step = self.cfg.search_step
         it = 0
         while it < self.cfg.search_iterations and not self.within_budget(current):
             it += 1
-            cands = self.candidates(current, step * self.macs0, loss)
+            cands = self.candidates(current, step * self.macs0, loss, ruled_out)
             self.ctx.progress("pruning search", it, self.cfg.search_iterations)
             if sensitivity is None:
                 sensitivity = {c["group"]: {k: c[k] for k in ("channels", "macs_saved", "held_out_accuracy",
@@ -158,10 +158,9 @@ class _Search:
             if ok:
                 current, acc, loss = cand, c_acc, c_loss
                 accepted.append(cand)
-            elif step / 2 >= self.cfg.search_step * MIN_STEP_FRACTION:
-                step /= 2
             else:
-                break
+                ruled_out.add((best["group"], *best["channels"]))
+                step = max(step / 2, self.cfg.search_step * MIN_STEP_FRACTION)
         final = self._finish(accepted, acc0)
         return final, {"accuracy_baseline_held_out": round(acc0, 3), "search_decided_on": self.decided_on,
                        "sensitivity": sensitivity or {}, "search": log}
