@@ -271,17 +271,17 @@ def uniform_vs_searched(quick: bool) -> dict:
             train, ev, calib = mnist((32, 32, 3), pad_rgb=True)
         else:
             train, ev, calib = _kws_data()
-        n = 1200 if quick else 3000
+        n = 1200 if quick else 2000
         train = Labeled(train.x[:n], train.y[:n])
         set_seed(0)
         base = _reference(name)
-        epochs = 1 if quick else 4
+        epochs = 1 if quick else (4 if name == "resnet8" else 8)
         log(f"{name}: fine-tune the reference weights on the proxy data ({epochs} epochs, {n} samples)")
         fit(base, train, ctx_for(), FitConfig(epochs=epochs, learning_rate=1e-3), f"{name} base")
         ft = {"epochs": 2 if quick else 4}
         variants = {"uniform_0.5": dict(ratio=0.5, fine_tune=ft),
                     "searched_1pt": dict(target={"max_accuracy_drop": 1.0}, fine_tune=ft,
-                                         search_iterations=4 if quick else 12)}
+                                         search_iterations=4 if quick else 6, search_step=0.15)}
         keras_models, recs, seconds = {"base": base}, {}, {}
         for vname, v in variants.items():
             ctx = ctx_for(train, ev, calib)

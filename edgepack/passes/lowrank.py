@@ -37,7 +37,7 @@ from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
 from .order import forbid_after, quantized_blockers
 from .select import LayerSelector
-from .training import FitConfig, fit
+from .training import FitConfig, bn_data, fit, recalibrate_batchnorm
 
 SUFFIX = "_lowrank"
 
@@ -153,6 +153,8 @@ class LowRank(Pass):
         out = rebuild(model, plans)
         if cfg.fine_tune is not None and cfg.fine_tune.epochs:
             fit(out, ctx.train, ctx, cfg.fine_tune, label="lowrank fine-tune")
+        else:  # factorised kernels shift what later BatchNorms see; fit() recalibrates when it runs
+            recalibrate_batchnorm(out, bn_data(ctx))
         ctx.record(layers=[p.record() for p in plans], skipped=skipped)
         return out
 
