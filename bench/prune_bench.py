@@ -281,7 +281,7 @@ def uniform_vs_searched(quick: bool) -> dict:
         ft = {"epochs": 2 if quick else 4}
         variants = {"uniform_0.5": dict(ratio=0.5, fine_tune=ft),
                     "searched_1pt": dict(target={"max_accuracy_drop": 1.0}, fine_tune=ft,
-                                         search_iterations=4 if quick else 6, search_step=0.15)}
+                                         search_iterations=4 if quick else 5, search_step=0.2)}
         keras_models, recs, seconds = {"base": base}, {}, {}
         for vname, v in variants.items():
             ctx = ctx_for(train, ev, calib)

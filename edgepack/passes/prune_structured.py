@@ -91,6 +91,8 @@ class StructuredPruneConfig(PassConfig):
     search_epochs: int = Field(1, ge=0, description="fine-tune epochs after each search iteration")
     search_iterations: int = Field(30, ge=1, le=200)
     search_holdout: float = Field(0.2, gt=0, lt=1, description="part of --train the search decides on")
+    search_slack: float = Field(1.0, ge=0, description="during the search a move may drop up to (1 + slack) x "
+                                                        "max_accuracy_drop; the final model is held to the limit")
 
     @field_validator("ratios")
     @classmethod

@@ -12,12 +12,14 @@ choose the per-layer ratios for the user):
    BatchNorm statistics and measures the held-out loss: the per-group sensitivity.
 2. The candidate losing least held-out loss per MAC saved is fine-tuned
    ``search_epochs`` and kept if the held-out accuracy drop stays within
-   ``max_accuracy_drop``; otherwise that move is ruled out and the step halved
-   (down to 1/8 of ``search_step``).
+   ``(1 + search_slack) * max_accuracy_drop`` (a short fine-tune recovers less than
+   the final one); otherwise that move is ruled out and the step halved (down to
+   1/8 of ``search_step``).
 3. It stops when no step fits, when an optional size budget (``keep_macs`` ...) is
    met, or after ``search_iterations``; the result gets the full ``fine_tune`` and
-   is checked on the held-out part again (falling back to the previous accepted
-   model if the drop no longer fits).
+   is checked on the held-out part against ``max_accuracy_drop`` itself, falling
+   back to the most pruned accepted model that was within it during the search,
+   then to earlier ones.
 
 Example: used by ``prune_structured`` with ``target: {max_accuracy_drop: 1.0}``.
 """
@@ -34,6 +36,7 @@ from .graph import build_graph
 from .surgery import plan_cost, prune_model
 
 MIN_STEP_FRACTION = 1 / 8
+MAX_FALLBACKS = 3
 
 
 def split_held_out(data: Labeled, fraction: float, seed: int) -> tuple[Labeled, Labeled]:
@@ -133,7 +136,7 @@ class _Search:
     def run(self, model):
         acc0, _ = self.scores(model)
         current, (acc, loss) = model, (acc0, self.scores(model)[1])
-        accepted, log, sensitivity, ruled_out = [model], [], None, set()
+        accepted, log, sensitivity, ruled_out = [(model, True)], [], None, set()
         step = self.cfg.search_step
         it = 0
         while it < self.cfg.search_iterations and not self.within_budget(current):
@@ -149,15 +152,16 @@ class _Search:
             cand = best["_model"]
             self.tune(cand, self.cfg.search_epochs)
             c_acc, c_loss = self.scores(cand)
-            ok = acc0 - c_acc <= self.limit
+            ok = acc0 - c_acc <= self.limit * (1 + self.cfg.search_slack)
             log.append({"iteration": it, "group": best["group"], "channels": best["channels"],
                         "macs": int(plan_cost(cand, build_graph(cand), {})[1]),
-                        "held_out_accuracy": round(c_acc, 3), "accepted": ok})
+                        "held_out_accuracy": round(c_acc, 3), "accepted": ok,
+                        "within_limit": acc0 - c_acc <= self.limit})
             self.ctx.log(f"pruning search {it}: {best['group']} {best['channels'][0]}->{best['channels'][1]}, "
                          f"held-out {c_acc:.2f} % ({'kept' if ok else 'over the limit'})")
             if ok:
                 current, acc, loss = cand, c_acc, c_loss
-                accepted.append(cand)
+                accepted.append((cand, acc0 - c_acc <= self.limit))
             else:
                 ruled_out.add((best["group"], *best["channels"]))
                 step = max(step / 2, self.cfg.search_step * MIN_STEP_FRACTION)
@@ -166,12 +170,15 @@ class _Search:
                        "sensitivity": sensitivity or {}, "search": log}
 
     def _finish(self, accepted: list, acc0: float):
-        """Full fine-tune of the last accepted model; step back while it no longer fits."""
-        for cand in reversed(accepted[1:]):
+        """Full fine-tune of the last accepted model; then of the most pruned one that was within the
+        limit during the search, then earlier ones, until one fits (at most ``MAX_FALLBACKS`` tries)."""
+        last = [accepted[-1][0]] if len(accepted) > 1 else []
+        order = last + [m for m, within in reversed(accepted[1:]) if within and m is not accepted[-1][0]]
+        for cand in order[:MAX_FALLBACKS]:
             self.tune(cand, self.cfg.fine_tune.epochs)
             if acc0 - self.scores(cand)[0] <= self.limit:
                 return cand
-        return accepted[0]
+        return accepted[0][0]
 
 
 def accuracy_search(step, model, graph, groups, scores, ctx, data):
