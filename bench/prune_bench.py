@@ -144,19 +144,9 @@ def describe(tfl: bytes) -> dict:
 
 # -- 1. ResNet-8 -------------------------------------------------------------
 def resnet8(quick: bool) -> dict:
-    from edgepack.model_io import load_model
-
     train, ev, calib = mnist((32, 32, 3), pad_rgb=True)
     set_seed(0)
-    ref = load_model(RESNET, unsafe=False)
-    # BatchNorm momentum 0.99 -> 0.9 (training-time only): the reference moving statistics are
-    # CIFAR-10's and would otherwise take thousands of steps to forget.
-    cfg = ref.get_config()
-    for layer in cfg["layers"]:
-        if layer["class_name"] == "BatchNormalization":
-            layer["config"]["momentum"] = 0.9
-    base = keras().Model.from_config(cfg)
-    base.set_weights(ref.get_weights())
+    base = _reference("resnet8")
     epochs = 2 if quick else 12
     log(f"resnet8: fine-tune the reference weights on MNIST-5k 32x32x3 ({epochs} epochs)")
     t0 = time.time()
@@ -226,7 +216,8 @@ def _kws_data():
 
 
 def _reference(name: str):
-    """The MLPerf reference model, BN momentum 0.9 (its statistics are CIFAR's / Speech Commands')."""
+    """The MLPerf reference model with BatchNorm momentum 0.9 (training-time only): its moving statistics
+    are CIFAR-10's / Speech Commands' and would otherwise take thousands of steps to forget."""
     from edgepack.model_io import load_model
 
     ref = load_model(RESNET if name == "resnet8" else KWS, unsafe=False)
