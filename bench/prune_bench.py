@@ -246,7 +246,8 @@ def _qemu_instructions(models: dict, calib: np.ndarray, work: Path) -> dict:
         model.save(h5)
         folder = work / f"{name}_tflm"
         edgepack.package(edgepack.PackageRequest(model=h5, out=folder, target="tflm", quantize="int8", io="int8",
-                                                 calibration=work / "calib.npz", force=True))
+                                                 calibration=work / "calib.npz", force=True,
+                                                 target_options={"device": "nucleo-l4r5zi"}))
         log(f"  qemu: {name}")
         r = edgepack.profile(folder, device="qemu:mps2-an386", settings=Settings(runs=1, warmup=0))
         out[name] = int(r.latency.instructions)
@@ -266,13 +267,13 @@ def uniform_vs_searched(quick: bool) -> dict:
         train = Labeled(train.x[:n], train.y[:n])
         set_seed(0)
         base = _reference(name)
-        epochs = 1 if quick else (4 if name == "resnet8" else 8)
+        epochs = (2 if quick else 4) if name == "resnet8" else (5 if quick else 8)
         log(f"{name}: fine-tune the reference weights on the proxy data ({epochs} epochs, {n} samples)")
         fit(base, train, ctx_for(), FitConfig(epochs=epochs, learning_rate=1e-3), f"{name} base")
         ft = {"epochs": 2 if quick else 4}
         variants = {"uniform_0.5": dict(ratio=0.5, fine_tune=ft),
                     "searched_1pt": dict(target={"max_accuracy_drop": 1.0}, fine_tune=ft,
-                                         search_iterations=4 if quick else 5, search_step=0.2)}
+                                         search_iterations=3 if quick else 5, search_step=0.2)}
         keras_models, recs, seconds = {"base": base}, {}, {}
         for vname, v in variants.items():
             ctx = ctx_for(train, ev, calib)
