@@ -234,8 +234,9 @@ def _qemu_instructions(models: dict, calib: np.ndarray, work: Path) -> dict:
     """Instructions per inference on QEMU mps2-an386 of a `--target tflm` int8 package of each model."""
     import os
 
-    import edgepack
+    from edgepack.devices.base import profile
     from edgepack.devices.result import Settings
+    from edgepack.pipeline import PackageRequest, package
 
     if not os.environ.get("EDGEPACK_TFLM_ROOT"):
         return {k: None for k in models}
@@ -245,11 +246,11 @@ def _qemu_instructions(models: dict, calib: np.ndarray, work: Path) -> dict:
         h5 = work / f"{name}.h5"
         model.save(h5)
         folder = work / f"{name}_tflm"
-        edgepack.package(edgepack.PackageRequest(model=h5, out=folder, target="tflm", quantize="int8", io="int8",
+        package(PackageRequest(model=h5, out=folder, target="tflm", quantize="int8", io="int8",
                                                  calibration=work / "calib.npz", force=True,
                                                  target_options={"device": "nucleo-l4r5zi"}))
         log(f"  qemu: {name}")
-        r = edgepack.profile(folder, device="qemu:mps2-an386", settings=Settings(runs=1, warmup=0))
+        r = profile(folder, device="qemu:mps2-an386", settings=Settings(runs=1, warmup=0))
         out[name] = int(r.latency.instructions)
     return out
 
@@ -258,7 +259,9 @@ def uniform_vs_searched(quick: bool) -> dict:
     import tempfile
 
     results = {}
-    for name in ("resnet8", "kws"):
+    import os
+
+    for name in os.environ.get("PRUNE_BENCH_MODELS", "resnet8,kws").split(","):
         if name == "resnet8":
             train, ev, calib = mnist((32, 32, 3), pad_rgb=True)
         else:
