@@ -247,8 +247,8 @@ def _qemu_instructions(models: dict, calib: np.ndarray, work: Path) -> dict:
         model.save(h5)
         folder = work / f"{name}_tflm"
         package(PackageRequest(model=h5, out=folder, target="tflm", quantize="int8", io="int8",
-                                                 calibration=work / "calib.npz", force=True,
-                                                 target_options={"device": "nucleo-l4r5zi"}))
+                               calibration=work / "calib.npz", force=True,
+                               target_options={"device": "nucleo-l4r5zi"}))
         log(f"  qemu: {name}")
         r = profile(folder, device="qemu:mps2-an386", settings=Settings(runs=1, warmup=0))
         out[name] = int(r.latency.instructions)
