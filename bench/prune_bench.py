@@ -12,9 +12,19 @@
 Latency: LiteRT (XNNPACK), 1 thread, the models' invokes interleaved in rounds on
 the same machine, median per-invoke time; only ratios are meaningful.
 
+4. uniform_vs_searched (issue 11): ResNet-8 and the MLPerf KWS DS-CNN, each pruned with a
+   uniform ratio (0.5) and with the automatic per-layer search (``target:
+   {max_accuracy_drop: 1.0}``), both with the default fine-tune and round_to; int8.
+   Side by side: MACs ratio, LiteRT latency ratio (median of interleaved rounds), QEMU
+   mps2-an386 (Cortex-M4, TFLM reference kernels) instruction ratio of a ``--target tflm``
+   package, int8 accuracy drop on the proxy eval set. Proxy data (no CIFAR-10 / Speech
+   Commands offline): MNIST-5k padded to 32x32x3 (ResNet-8) and resized to 49x10x1
+   (KWS, digits as 10 of its 12 classes); both start from the MLPerf reference weights.
+   QEMU needs EDGEPACK_TFLM_ROOT (skipped, saying so, without it).
+
 Usage::
 
-    python bench/prune_bench.py [--only resnet8,lenet,sparse_vs_structured] [--quick]
+    python bench/prune_bench.py [--only resnet8,lenet,sparse_vs_structured,uniform_vs_searched] [--quick]
 """
 
 from __future__ import annotations
@@ -134,19 +144,9 @@ def describe(tfl: bytes) -> dict:
 
 # -- 1. ResNet-8 -------------------------------------------------------------
 def resnet8(quick: bool) -> dict:
-    from edgepack.load import load_model
-
     train, ev, calib = mnist((32, 32, 3), pad_rgb=True)
     set_seed(0)
-    ref = load_model(RESNET, unsafe=False)
-    # BatchNorm momentum 0.99 -> 0.9 (training-time only): the reference moving statistics are
-    # CIFAR-10's and would otherwise take thousands of steps to forget.
-    cfg = ref.get_config()
-    for layer in cfg["layers"]:
-        if layer["class_name"] == "BatchNormalization":
-            layer["config"]["momentum"] = 0.9
-    base = keras().Model.from_config(cfg)
-    base.set_weights(ref.get_weights())
+    base = _reference("resnet8")
     epochs = 2 if quick else 12
     log(f"resnet8: fine-tune the reference weights on MNIST-5k 32x32x3 ({epochs} epochs)")
     t0 = time.time()
@@ -197,6 +197,116 @@ def resnet8(quick: bool) -> dict:
     out["unaligned_oneshot"]["note"] = ("same MACs budget as global_r8 without round_to, one-shot: latency only "
                                         "(accuracy not fine-tuned)")
     return out
+
+
+# -- 4. uniform vs searched ratios (issue 11) ----------------------------------------
+KWS = ROOT.parent / "shared" / "models" / "mlperf_tiny" / "kws_ref_model"
+
+
+def _kws_data():
+    """MNIST-5k resized to the DS-CNN's 49x10x1 input (a proxy task: digits as classes 0-9 of 12)."""
+    from edgepack.keras_compat import tf
+
+    out = []
+    for part in mnist((28, 28, 1)):
+        x = part.x if isinstance(part, Labeled) else part
+        r = np.asarray(tf().image.resize(x, (49, 10), method="bilinear"), dtype=np.float32)
+        out.append(Labeled(r, part.y) if isinstance(part, Labeled) else r)
+    return out
+
+
+def _reference(name: str):
+    """The MLPerf reference model with BatchNorm momentum 0.9 (training-time only): its moving statistics
+    are CIFAR-10's / Speech Commands' and would otherwise take thousands of steps to forget."""
+    from edgepack.load import load_model
+
+    ref = load_model(RESNET if name == "resnet8" else KWS, unsafe=False)
+    cfg = ref.get_config()
+    for layer in cfg["layers"]:
+        if layer["class_name"] == "BatchNormalization":
+            layer["config"]["momentum"] = 0.9
+    base = keras().Model.from_config(cfg)
+    base.set_weights(ref.get_weights())
+    return base
+
+
+def _qemu_instructions(models: dict, calib: np.ndarray, work: Path) -> dict:
+    """Instructions per inference on QEMU mps2-an386 of a `--target tflm` int8 package of each model."""
+    import os
+
+    from edgepack.devices.base import profile
+    from edgepack.devices.result import Settings
+    from edgepack.pipeline import PackageRequest, package
+
+    if not os.environ.get("EDGEPACK_TFLM_ROOT"):
+        return {k: None for k in models}
+    np.savez(work / "calib.npz", x=calib)
+    out = {}
+    for name, model in models.items():
+        h5 = work / f"{name}.h5"
+        model.save(h5)
+        folder = work / f"{name}_tflm"
+        package(PackageRequest(model=h5, out=folder, target="tflm", quantize="int8", io="int8",
+                               calibration=work / "calib.npz", force=True,
+                               target_options={"device": "nucleo-l4r5zi"}))
+        log(f"  qemu: {name}")
+        r = profile(folder, device="qemu:mps2-an386", settings=Settings(runs=1, warmup=0))
+        out[name] = int(r.latency.instructions)
+    return out
+
+
+def uniform_vs_searched(quick: bool) -> dict:
+    import tempfile
+
+    results = {}
+    import os
+
+    for name in os.environ.get("PRUNE_BENCH_MODELS", "resnet8,kws").split(","):
+        if name == "resnet8":
+            train, ev, calib = mnist((32, 32, 3), pad_rgb=True)
+        else:
+            train, ev, calib = _kws_data()
+        n = 1200 if quick else 2000
+        train = Labeled(train.x[:n], train.y[:n])
+        set_seed(0)
+        base = _reference(name)
+        epochs = (2 if quick else 4) if name == "resnet8" else (5 if quick else 8)
+        log(f"{name}: fine-tune the reference weights on the proxy data ({epochs} epochs, {n} samples)")
+        fit(base, train, ctx_for(), FitConfig(epochs=epochs, learning_rate=1e-3), f"{name} base")
+        ft = {"epochs": 2 if quick else 4}
+        variants = {"uniform_0.5": dict(ratio=0.5, fine_tune=ft),
+                    "searched_1pt": dict(target={"max_accuracy_drop": 1.0}, fine_tune=ft,
+                                         search_iterations=3 if quick else 5, search_step=0.2)}
+        keras_models, recs, seconds = {"base": base}, {}, {}
+        for vname, v in variants.items():
+            ctx = ctx_for(train, ev, calib)
+            t0 = time.time()
+            log(f"{name}: {vname}: {v}")
+            keras_models[vname] = StructuredPrune(StructuredPrune.Config(**v)).apply(base, ctx)
+            seconds[vname] = round(time.time() - t0, 1)
+            recs[vname] = ctx.records[-1]
+        tfls = {k: convert(m, INT8, calib) for k, m in keras_models.items()}
+        m = measure(tfls, ev, per_round=20 if name == "resnet8" else 50, rounds=31)
+        with tempfile.TemporaryDirectory() as tmp:
+            qemu = _qemu_instructions(keras_models, calib, Path(tmp))
+        rows = {}
+        b = describe(tfls["base"])
+        for k, tfl in tfls.items():
+            d = describe(tfl)
+            rows[k] = {"macs": d["macs"], "macs_ratio": round(d["macs"] / b["macs"], 3),
+                       "latency_median_us": m[k]["latency_median_us"],
+                       "latency_ratio": round(m[k]["latency_median_us"] / m["base"]["latency_median_us"], 3),
+                       "qemu_instructions": qemu[k],
+                       "qemu_ratio": None if qemu[k] is None else round(qemu[k] / qemu["base"], 3),
+                       "int8_accuracy": m[k]["accuracy"],
+                       "accuracy_drop_pt": round(m["base"]["accuracy"] - m[k]["accuracy"], 2)}
+            if k in recs:
+                rows[k].update(seconds=seconds[k], round_to=recs[k]["round_to"],
+                               groups={g["group"]: [g["channels_before"], g["channels_after"]]
+                                       for g in recs[k]["groups"]},
+                               search=recs[k].get("search"), search_decided_on=recs[k].get("search_decided_on"))
+        results[name] = {"data": "MNIST-5k proxy (see module doc)", "train_samples": n, "rows": rows}
+    return results
 
 
 # -- 2./3. LeNet-300-100 -------------------------------------------------------
@@ -259,7 +369,7 @@ def sparse_vs_structured(quick: bool, shared: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="resnet8,lenet,sparse_vs_structured")
+    ap.add_argument("--only", default="uniform_vs_searched")
     ap.add_argument("--quick", action="store_true", help="fewer epochs (smoke run; figures not representative)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # child process: LiteRT measurements
     ap.add_argument("--per-round", type=int, default=40, help=argparse.SUPPRESS)
@@ -273,18 +383,19 @@ def main() -> None:
     t0 = time.time()
     if "sparse_vs_structured" in only and "lenet" not in only:
         only.append("lenet")
-    for name in ("resnet8", "lenet", "sparse_vs_structured"):
+    for name in ("resnet8", "lenet", "sparse_vs_structured", "uniform_vs_searched"):
         if name == "lenet" and name in only:
             shared["lenet"] = lenet_base(args.quick)
         if name in only:
             log(f"== {name}")
             fn = {"resnet8": lambda q: resnet8(q), "lenet": lambda q: lenet(q, shared),
-                  "sparse_vs_structured": lambda q: sparse_vs_structured(q, shared)}[name]
+                  "sparse_vs_structured": lambda q: sparse_vs_structured(q, shared),
+                  "uniform_vs_searched": uniform_vs_searched}[name]
             results[name] = fn(args.quick)
             results[name]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results["seconds"] = round(time.time() - t0, 1)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    if OUT.exists() and set(only) != {"resnet8", "lenet", "sparse_vs_structured"}:
+    if OUT.exists() and set(only) != {"resnet8", "lenet", "sparse_vs_structured", "uniform_vs_searched"}:
         # a partial run updates its sections and keeps the others (each carries measured_at)
         results = {**json.loads(OUT.read_text()), **results}
     OUT.write_text(json.dumps(results, indent=2, default=str))
@@ -294,6 +405,15 @@ def main() -> None:
 
 def summary(res: dict) -> str:
     lines = []
+    if "uniform_vs_searched" in res:
+        lines.append("Uniform vs searched per-layer ratios, int8 (ratios to the unpruned int8 model; LiteRT median of "
+                     "interleaved rounds; QEMU mps2-an386 TFLM reference kernels):")
+        lines.append(f"  {'model':<8} {'variant':<13} {'MACs':>6} {'LiteRT':>7} {'QEMU':>6} {'drop pt':>8}  channels")
+        for model in ("resnet8", "kws"):
+            for k, r in res["uniform_vs_searched"].get(model, {}).get("rows", {}).items():
+                ch = ", ".join(f"{g} {a}->{b}" for g, (a, b) in r.get("groups", {}).items())
+                lines.append(f"  {model:<8} {k:<13} {r['macs_ratio']:>6} {r['latency_ratio']:>7} "
+                             f"{str(r['qemu_ratio']):>6} {r['accuracy_drop_pt']:>8}  {ch}")
     if "resnet8" in res:
         r = res["resnet8"]
         b = r["int8"]

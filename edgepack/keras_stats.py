@@ -21,6 +21,16 @@ def _spatial(layer) -> int:
     return int(np.prod([d for d in shape[1:-1]])) if len(shape) > 2 else 1
 
 
+# tfmot wrappers (QAT, pruning, clustering): costs are the wrapped layer's, shapes the wrapper's.
+WRAPPERS = ("QuantizeWrapper", "QuantizeWrapperV2", "PruneLowMagnitude", "ClusterWeights", "ClusterWeightsMHA")
+
+
+def unwrap(layer):
+    """The layer a tfmot wrapper holds (the layer itself when not wrapped)."""
+    inner = getattr(layer, "layer", None)
+    return inner if inner is not None and type(layer).__name__ in WRAPPERS else layer
+
+
 def layer_cost(layer, cin: int, cout: int) -> tuple[int, int]:
     """(params, MACs per sample) of ``layer`` with ``cin`` input and ``cout`` output channels.
 
@@ -30,21 +40,25 @@ def layer_cost(layer, cin: int, cout: int) -> tuple[int, int]:
     Example::
 
         params, macs = layer_cost(model.get_layer("conv1"), cin=3, cout=8)
+
+    A tfmot wrapper (QAT's ``QuantizeWrapperV2``, pruning, clustering) costs what the
+    layer it wraps costs; its quantizer variables are not counted as parameters.
     """
+    outer, layer = layer, unwrap(layer)
     cls = type(layer).__name__
     bias = int(bool(getattr(layer, "use_bias", False)))
     if cls in ("Conv1D", "Conv2D", "Conv3D"):
         k, g = int(np.prod(layer.kernel_size)), int(getattr(layer, "groups", 1) or 1)
-        return k * cin * cout // g + bias * cout, _spatial(layer) * k * cin * cout // g
+        return k * cin * cout // g + bias * cout, _spatial(outer) * k * cin * cout // g
     if cls == "Dense":
-        return cin * cout + bias * cout, _spatial(layer) * cin * cout
+        return cin * cout + bias * cout, _spatial(outer) * cin * cout
     if cls in ("DepthwiseConv1D", "DepthwiseConv2D"):
         k, dm = int(np.prod(layer.kernel_size)), int(layer.depth_multiplier)
-        return k * cin * dm + bias * cin * dm, _spatial(layer) * k * cin * dm
+        return k * cin * dm + bias * cin * dm, _spatial(outer) * k * cin * dm
     if cls in ("SeparableConv1D", "SeparableConv2D"):
         k, dm = int(np.prod(layer.kernel_size)), int(layer.depth_multiplier)
         return (k * cin * dm + cin * dm * cout + bias * cout,
-                _spatial(layer) * (k * cin * dm + cin * dm * cout))
+                _spatial(outer) * (k * cin * dm + cin * dm * cout))
     if cls == "BatchNormalization":
         return cin * len(layer.weights), 0
     return int(layer.count_params()), 0
@@ -66,6 +80,16 @@ def layer_macs(layer) -> int:
         return 0
 
 
+def _params(layer) -> int:
+    """Parameters of a layer; of a tfmot wrapper, the wrapped layer's (not its quantizer/mask variables)."""
+    if type(layer).__name__ == "QuantizeLayer":  # QAT's input quantizer: a range, no weights
+        return 0
+    if unwrap(layer) is layer:
+        return int(layer.count_params())
+    own = layer.name + "/"  # the wrapper's own variables (min/max, masks, step counters)
+    return int(sum(int(np.prod(w.shape)) for w in layer.weights if not w.name.startswith(own)))
+
+
 def layer_stats(model) -> list[dict]:
     rows = []
     for layer in model.layers:
@@ -74,7 +98,7 @@ def layer_stats(model) -> list[dict]:
         except AttributeError:
             shape = []
         rows.append({"name": layer.name, "type": layer.__class__.__name__, "output_shape": shape,
-                     "params": int(layer.count_params()), "macs": layer_macs(layer)})
+                     "params": _params(layer), "macs": layer_macs(layer)})
     return rows
 
 

@@ -96,3 +96,34 @@ def magnitude_prune(model, sparsity: float, epochs: int = 3, seed: int = 0):
     out = mot.sparsity.keras.strip_pruning(pm)
     keras()  # keep Keras 2 selected
     return out
+
+
+def residual_cnn(epochs: int = 12, seed: int = 0):
+    """A trained residual digits CNN: Conv-BN stem, a residual block with a DepthwiseConv2D and
+    BatchNorms (coupled channels through Add), a strided Conv-BN, global pooling, logits out.
+
+    The shape of issue 11's model; trained once per argument set, every call returns a copy.
+    """
+    return copy_model(_residual_cnn(epochs, seed))
+
+
+@lru_cache(maxsize=None)
+def _residual_cnn(epochs: int, seed: int):
+    from edgepack.keras_compat import keras, set_seed
+    from edgepack.passes.training import FitConfig, fit
+
+    k = keras()
+    L = k.layers
+    set_seed(seed)
+    inp = k.Input((8, 8, 1))
+    x = L.ReLU(name="r0")(L.BatchNormalization(name="bn0")(L.Conv2D(32, 3, padding="same", name="stem")(inp)))
+    y = L.ReLU(name="r1")(L.BatchNormalization(name="bn1")(L.Conv2D(32, 3, padding="same", name="b1")(x)))
+    y = L.ReLU(name="r2")(L.BatchNormalization(name="bn2")(L.DepthwiseConv2D(3, padding="same", name="dw")(y)))
+    y = L.BatchNormalization(name="bn3")(L.Conv2D(32, 1, name="pw")(y))
+    x = L.ReLU(name="r3")(L.Add(name="add")([x, y]))
+    x = L.ReLU(name="r4")(L.BatchNormalization(name="bn4")(L.Conv2D(64, 3, strides=2, padding="same",
+                                                                     name="down")(x)))
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    m = k.Model(inp, L.Dense(10, name="out")(x), name="residual_cnn")
+    fit(m, digits()[0], context(seed), FitConfig(epochs=epochs, learning_rate=3e-3, validation_split=0))
+    return m

@@ -108,3 +108,18 @@ def test_qat_order_and_data_errors():
         QAT(QAT.Config()).apply(mlp(epochs=0), context(train=False))
     with pytest.raises(RecipeError, match="no layer named"):
         QAT(QAT.Config(float_layers={"names": ["missing"]})).preflight(mlp(epochs=0))
+
+
+def test_step_records_count_the_real_macs_after_qat():
+    """keras_stats sees through tfmot's QuantizeWrapperV2: a QAT model costs what the float one does."""
+    from compress_helpers import residual_cnn
+    from edgepack.keras_stats import model_summary
+
+    m = residual_cnn(epochs=0)
+    qat, _ = QAT(QAT.Config())._quantize(m, fold_bn=True)
+    assert any(type(lyr).__name__ == "QuantizeWrapperV2" for lyr in qat.layers)
+    before, after = model_summary(m), model_summary(qat)
+    assert after["macs"] == before["macs"] > 900_000
+    assert after["params"] == before["params"]
+    tfl = convert(qat, QuantizeConfig(mode="int8", io="int8"), context().calibration)
+    assert read_tflite(tfl).macs() == after["macs"]

@@ -33,3 +33,28 @@ def test_zero_epochs_leaves_the_model_alone_and_bad_labels_fail():
     assert all(np.array_equal(a, b) for a, b in zip(before, m.get_weights()))
     with pytest.raises(DataError, match="labels range 0..5 but the model has 3 outputs"):
         check_labels(m, Labeled(x=data.x, y=np.arange(8) % 6))
+
+
+def test_the_kept_epoch_carries_recalibrated_batchnorm_statistics():
+    """With a held-out part, each epoch is judged after a BN recalibration on the training part,
+    and the kept epoch's weights include those statistics (not Keras' lagging moving averages)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from compress_helpers import copy_model, digits, residual_cnn
+    from edgepack.passes.training import recalibrate_batchnorm
+
+    m = residual_cnn(epochs=0)
+    tr = digits()[0]
+    data = Labeled(tr.x[:600], tr.y[:600])
+    logs: list[str] = []
+    hist = fit(m, data, Context(log=logs.append), FitConfig(epochs=2, validation_split=0.25, learning_rate=3e-3))
+    assert 1 <= hist.best_epoch <= 2
+    assert sum("held-out after epoch" in s for s in logs) == 2
+    order = np.random.RandomState(0).permutation(600)  # fit's seeded split: 150 held out
+    again = copy_model(m)
+    recalibrate_batchnorm(again, data.x[np.sort(order[150:])])
+    for name in ("bn0", "bn2", "bn4"):
+        np.testing.assert_allclose(m.get_layer(name).moving_variance.numpy(),
+                                   again.get_layer(name).moving_variance.numpy(), rtol=1e-4, atol=1e-6)

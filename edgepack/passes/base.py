@@ -55,6 +55,8 @@ class Context:
     # The uncompressed float model (the distillation teacher) and the recipe's accuracy budget.
     teacher: Any = None
     max_accuracy_drop: Optional[float] = None
+    # The target kernels' preferred channel multiple (prune_structured's default round_to); None: unknown.
+    channel_multiple: Optional[int] = None
     # Warnings for the user: shown on stderr and kept in report.json / report.md.
     warnings: list[str] = field(default_factory=list)
 

@@ -31,7 +31,7 @@ from pydantic import Field
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
 from .select import LayerSelector
-from .training import FitConfig, fit
+from .training import FitConfig, bn_data, fit, recalibrate_batchnorm
 
 PRUNING_STEPS = ("prune_magnitude",)
 _INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
@@ -138,6 +138,8 @@ class Cluster(Pass):
         if cfg.fine_tune is not None and cfg.fine_tune.epochs:
             fit(clustered, ctx.train, ctx, cfg.fine_tune, label="cluster fine-tune")
         out = mot.clustering.keras.strip_clustering(clustered)
+        if not (cfg.fine_tune is not None and cfg.fine_tune.epochs):  # one-shot: fit() did not recalibrate
+            recalibrate_batchnorm(out, bn_data(ctx))
         after = weight_stats(out)
         ctx.record(clusters=cfg.clusters, per_channel=cfg.per_channel, preserve_sparsity=self.preserve_sparsity,
                    layers=[{**a, "unique_values_before": before[a["layer"]]["unique_values"],

@@ -36,7 +36,7 @@ from pydantic import Field
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
 from .select import LayerSelector
-from .training import FitConfig, fit
+from .training import FitConfig, bn_data, fit, recalibrate_batchnorm
 
 SUFFIX = "_lowrank"
 
@@ -150,6 +150,8 @@ class LowRank(Pass):
         out = rebuild(model, plans)
         if cfg.fine_tune is not None and cfg.fine_tune.epochs:
             fit(out, ctx.train, ctx, cfg.fine_tune, label="lowrank fine-tune")
+        else:  # factorised kernels shift what later BatchNorms see; fit() recalibrates when it runs
+            recalibrate_batchnorm(out, bn_data(ctx))
         ctx.record(layers=[p.record() for p in plans], skipped=skipped)
         return out
 

@@ -35,7 +35,7 @@ from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
 from .pruning.cost import layer_table
 from .select import LayerSelector
-from .training import FitConfig, check_labels, evaluate_accuracy, fit
+from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm
 
 # tfmot prunes these (DepthwiseConv2D deliberately not: few, sensitive weights).
 PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D")
@@ -101,7 +101,9 @@ class MagnitudePrune(Pass):
             pruned = self._one_shot(model, names)
         else:
             pruned = self._train(model, names, ctx)
-            pruned = self._one_shot(pruned, names)  # guard: early stopping may restore a sparser-less epoch
+            pruned = self._one_shot(pruned, names)  # guard: the masks are exact after stripping
+        if self.config.fine_tune.recalibrate_bn:  # zeroed weights shift what later BatchNorms see
+            recalibrate_batchnorm(pruned, bn_data(ctx))
         self._report(model, pruned, names, skipped, ctx)
         return pruned
 

@@ -12,12 +12,16 @@ Recipe step (exactly one of ``ratio``, ``ratios``, ``target``)::
       scope: uniform            # uniform (each group loses the ratio) | global (least important model-wide)
       ratio: 0.5                # fraction of channels removed in every selected group
       # ratios: {conv2d_1: 0.7, "conv2d_[3-5]": 0.5}    # per layer, name or regex
-      # target: {keep_macs: 0.5} | {max_macs: 3000000} | {keep_params: 0.4}
-      #         | {max_params: 20000} | {max_accuracy_drop: 1.0}   (needs --eval)
-      round_to: 8               # kept channels a multiple of 8 (SIMD-friendly)
+      # target: {keep_macs: 0.5} | {max_macs: 3000000} | {keep_params: 0.4} | {max_params: 20000}
+      #         | {max_accuracy_drop: 1.0}  (+ optionally one of the size budgets: stop there)
+      #   max_accuracy_drop: per-layer ratios searched on held-out --train data (see pruning/search.py)
+      # round_to: 8             # kept channels a multiple of 8; default: the target kernels' multiple
       layers: {types: [Conv2D]} # which producer layers may lose channels (default: all)
-      iterations: 3             # prune -> fine-tune rounds when --train is given
-      fine_tune: {epochs: 2, learning_rate: 0.001}
+      iterations: 1             # prune -> fine-tune rounds when --train is given
+      fine_tune: {epochs: 8, learning_rate: 0.001}   # the default; BatchNorm statistics re-estimated
+
+After every surgery the BatchNorm moving statistics are re-estimated from
+``--train`` (or calibration) inputs, before any evaluation, importance or fine-tune.
 
 Python::
 
@@ -41,14 +45,16 @@ from .pruning.graph import Graph, Group, build_graph
 from .pruning.importance import group_scores
 from .pruning.surgery import plan_cost, prune_model
 from .select import LayerSelector
-from .training import FitConfig, check_labels, evaluate_accuracy, fit
+from .pruning.channels import channel_multiple
+from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm
 
 ONE_SHOT_WARNING = ("structured pruning without training data (--train) is one-shot: expect an accuracy "
                     "drop that fine-tuning would recover; pass --train DATA to fine-tune")
 
 
 class PruneTarget(PassConfig):
-    """Exactly one budget: absolute or relative MACs/params, or an accuracy-drop limit."""
+    """One size budget (absolute or relative MACs/params), an accuracy-drop limit, or the limit plus
+    one size budget (the search stops at whichever it meets first)."""
 
     max_macs: Optional[int] = Field(None, gt=0)
     max_params: Optional[int] = Field(None, gt=0)
@@ -58,9 +64,9 @@ class PruneTarget(PassConfig):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "PruneTarget":
-        given = [k for k, v in self.model_dump().items() if v is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of max_macs, max_params, keep_macs, keep_params, "
+        given = [k for k, v in self.model_dump().items() if v is not None and k != "max_accuracy_drop"]
+        if len(given) > 1 or not (given or self.max_accuracy_drop is not None):
+            raise ValueError("give one of max_macs, max_params, keep_macs, keep_params and/or "
                              f"max_accuracy_drop (got {given or 'none'})")
         return self
 
@@ -73,14 +79,19 @@ class StructuredPruneConfig(PassConfig):
     ratio: Optional[float] = Field(None, gt=0, lt=1)
     ratios: dict[str, float] = Field(default_factory=dict)
     target: Optional[PruneTarget] = None
-    round_to: int = Field(1, ge=1, le=256)
+    round_to: Optional[int] = Field(None, ge=1, le=256, description="kept channels a multiple of this; "
+                                    "default: the target kernels' multiple (pruning/channels.py)")
     max_ratio: float = Field(0.9, gt=0, lt=1, description="most any group may lose in a search")
     layers: LayerSelector = Field(default_factory=LayerSelector)
     force: bool = Field(False, description="error instead of skipping selected groups that cannot be pruned")
     iterations: int = Field(1, ge=1, le=50)
-    fine_tune: FitConfig = Field(default_factory=FitConfig)
-    search_grid: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
-    search_epochs: int = Field(1, ge=0)
+    fine_tune: FitConfig = Field(default_factory=lambda: FitConfig(epochs=8))
+    search_step: float = Field(0.1, gt=0, lt=1, description="fraction of the MACs one search iteration removes")
+    search_epochs: int = Field(1, ge=0, description="fine-tune epochs after each search iteration")
+    search_iterations: int = Field(30, ge=1, le=200)
+    search_holdout: float = Field(0.2, gt=0, lt=1, description="part of --train the search decides on")
+    search_slack: float = Field(1.0, ge=0, description="during the search a move may drop up to (1 + slack) x "
+                                                        "max_accuracy_drop; the final model is held to the limit")
 
     @field_validator("ratios")
     @classmethod
@@ -93,13 +104,6 @@ class StructuredPruneConfig(PassConfig):
             except re.error as e:
                 raise ValueError(f"'{name}' is not a valid layer regex: {e}") from None
         return v
-
-    @field_validator("search_grid")
-    @classmethod
-    def _grid_in_range(cls, v: list[float]) -> list[float]:
-        if not v or any(not 0 < r < 1 for r in v):
-            raise ValueError(f"search_grid {v} must be non-empty ratios in (0, 1)")
-        return sorted(set(v))
 
     @model_validator(mode="after")
     def _one_target(self) -> "StructuredPruneConfig":
@@ -121,9 +125,8 @@ class StructuredPrune(Pass):
         needs = set()
         if config.importance == "activation":
             needs.add("calibration")
-        if config.target is not None and config.target.max_accuracy_drop is not None:
-            needs.add("eval")
         self.needs = frozenset(needs)
+        self.round_to = config.round_to or 1
 
 
     # -- entry point ------------------------------------------------------
@@ -131,9 +134,15 @@ class StructuredPrune(Pass):
         cfg = self.config
         for what in sorted(self.needs):
             self.require(ctx, what)
+        searching = cfg.target is not None and cfg.target.max_accuracy_drop is not None
+        if searching and ctx.train is None and (ctx.eval is None or ctx.eval.y is None):
+            raise RecipeError(f"step '{self.name}': target max_accuracy_drop needs labelled data to decide on; "
+                              "pass --train DATA (a held-out part is used) or --eval DATA")
+        self.round_to, round_why = channel_multiple(ctx.channel_multiple, cfg.round_to)
+        ctx.record(round_to=self.round_to, round_to_from=round_why)
         if ctx.train is not None:
             check_labels(model, ctx.train)
-        if ctx.eval is not None and "eval" in self.needs:
+        if ctx.eval is not None and ctx.eval.y is not None and searching:
             check_labels(model, ctx.eval, "evaluation")
         data = self._importance_data(model, ctx)
         graph = build_graph(model)
@@ -143,7 +152,7 @@ class StructuredPrune(Pass):
         if ctx.train is None:
             ctx.log(f"warning: {ONE_SHOT_WARNING}")
         search = {}
-        if cfg.target is not None and cfg.target.max_accuracy_drop is not None:
+        if searching:
             pruned, search = self._accuracy_search(model, graph, groups, scores, ctx, data)
         else:
             counts = self._counts(model, graph, groups, scores)
@@ -216,12 +225,12 @@ class StructuredPrune(Pass):
         if cfg.ratios:
             per_layer = self._ratio_layers(list(graph.produces))
             ratios = {P.key(g): max(per_layer.get(p, 0.0) for p in g.producers) for g in groups}
-            return P.ratio_plan(groups, ratios, cfg.round_to)
+            return P.ratio_plan(groups, ratios, self.round_to)
 
         def plan(r: float) -> dict[str, int]:
             if cfg.scope == "global":
-                return P.global_plan(groups, scores, r, cfg.max_ratio, cfg.round_to)
-            return P.ratio_plan(groups, {P.key(g): r for g in groups}, cfg.round_to)
+                return P.global_plan(groups, scores, r, cfg.max_ratio, self.round_to)
+            return P.ratio_plan(groups, {P.key(g): r for g in groups}, self.round_to)
 
         if cfg.ratio is not None:
             return plan(cfg.ratio)
@@ -260,6 +269,8 @@ class StructuredPrune(Pass):
             graph = build_graph(current)
             scores = self._scores(current, graph, data)
             current = prune_model(current, graph, P.keep_indices(graph, scores, step))
+            if fine_tune.recalibrate_bn:
+                recalibrate_batchnorm(current, bn_data(ctx))
             if ctx.train is not None and fine_tune.epochs > 0:
                 fit(current, ctx.train, ctx, fine_tune, label=f"{label} {i}/{rounds}: fine-tune")
         return current
@@ -278,7 +289,9 @@ class StructuredPrune(Pass):
                    groups=[{"group": g.name, "channels_before": g.size,
                             "channels_after": int(pruned.get_layer(g.producers[0]).output_shape[-1])}
                            for g in groups],
-                   skipped_groups=skipped, fine_tuned=ctx.train is not None, **search)
+                   skipped_groups=skipped, fine_tuned=ctx.train is not None,
+                   batchnorm_recalibrated=self.config.fine_tune.recalibrate_bn and bn_data(ctx) is not None,
+                   **search)
         if ctx.train is None:
             ctx.record(warning=ONE_SHOT_WARNING)
         if ctx.eval is not None and ctx.eval.y is not None and tuple(ctx.eval.x.shape[1:]) == tuple(model.input_shape[1:]):

@@ -28,6 +28,9 @@ class Target:
     option_names: ClassVar[frozenset[str]] = frozenset()
     # Default of the recipe's quantize.dense_per_channel for this target.
     dense_per_channel: ClassVar[bool] = True
+    # The kernels the model will run on (edgepack.passes.pruning.channels.KERNELS): pruning rounds
+    # channel counts to their preferred multiple so that fewer MACs become less time.
+    kernels: ClassVar[str] = "xnnpack"
 
     def spec(self, options: dict[str, Any]) -> TargetSpec:
         """The checks this target needs (edgepack.verify.CHECKS names) and what they run against;
