@@ -172,3 +172,14 @@ def load_profile(name: str) -> DeviceProfile:
         raise UsageError(f"unknown device profile '{name}'; known profiles: {', '.join(list_profiles())} "
                          "(or give a path to a profile .yaml)")
     return _load_cached(str(path), path.stat().st_mtime).model_copy(deep=True)
+
+
+def profile_power(profile: Optional[str]) -> tuple[Optional[int], Optional[float], Optional[str]]:
+    """(clock_hz, active_mw, profile name) of a device profile, or Nones without one.
+
+    Example: ``profile_power("nucleo-l4r5zi")  # (120000000, ..., "nucleo-l4r5zi")``
+    """
+    if not profile:
+        return None, None, None
+    p = load_profile(profile)
+    return int(p.clock_hz), float(p.power.active_mw), p.name

@@ -131,7 +131,7 @@ def test_resolve_errors_name_the_folder(tmp_path, kws):
 # -- SPEC registry -------------------------------------------------------------
 
 def test_specs_parse_and_every_prefix_is_registered():
-    assert set(DEVICES) == {"host", "adb", "adb-tcp", "serial", "qemu", "estimate"}
+    assert set(DEVICES) == {"host", "adb", "adb-tcp", "serial", "qemu", "board", "estimate"}
     assert parse_spec("adb-tcp:10.0.0.2:5555").target == "10.0.0.2:5555"
     assert parse_spec("serial:socket://127.0.0.1:5555").target == "socket://127.0.0.1:5555"
     assert parse_spec("estimate:nucleo-l4r5zi").prefix == "estimate"

@@ -134,3 +134,21 @@ def test_cmsis_nn_kernels_are_bit_exact_and_run_fewer_instructions(tiny_int8):
 def test_unknown_kernel_set_is_a_usage_error():
     with pytest.raises(UsageError, match="--kernels fast: use one of reference, cmsis_nn"):
         open_device("qemu:mps2-an386", kernels="fast")
+
+
+
+@needs_tree
+def test_qemu_reads_the_packaged_device_profile(run_cli, mnist, tmp_path):
+    """A firmware folder names its profile: qemu: takes clock and power from it without --profile."""
+    import json
+
+    fw = tmp_path / "fw"
+    r = run_cli("package", mnist.model, "--target", "tflm", "--device", "nucleo-h743zi2", "--recipe", mnist.recipe,
+                "--calibration", mnist.calib, "--out", fw, "-q")
+    assert r.exit_code == 0, r.err
+    r = run_cli("profile", fw, "--device", "qemu:mps2-an386", "--runs", "2", "--warmup", "0", "--json")
+    assert r.exit_code == 0, r.err
+    res = json.loads(r.out)
+    assert res["device"]["profile"] == "nucleo-h743zi2"
+    assert res["energy"]["source"] == "estimated" and "nucleo-h743zi2" in res["energy"]["method"]
+    assert res["device"]["details"]["latency_clock_hz"] == "480000000"  # the H743's clock, not the harness's

@@ -69,7 +69,7 @@ DEVICES: dict[str, str] = {
 }
 
 SPEC_HELP = ("host, adb (the only device), adb:SERIAL, adb:all, adb-tcp:HOST:PORT, serial:PORT, "
-             "qemu:mps2-an386 or estimate[:PROFILE]")
+             "qemu:mps2-an386, board:PROFILE or estimate[:PROFILE]")
 NO_TARGET_OK = frozenset({"host", "adb", "estimate"})  # prefixes that may stand alone (estimate: the package's profile)
 
 
@@ -337,3 +337,21 @@ def profile(artifact: Path | str, device: str = "host", settings: Optional[Setti
     """
     with open_device(device, **options) as dev:
         return dev.profile(Path(artifact), settings)
+
+
+def firmware_report(folder: Path) -> Optional[dict]:
+    """The ``firmware`` block of ``folder/report.json`` (None when the folder has none).
+
+    Example: ``firmware_report(Path("build/firmware"))["device"]  # "nucleo-l4r5zi"``.
+    """
+    import json
+
+    path = Path(folder) / "report.json"
+    if not Path(folder).is_dir() or not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DeviceError(f"{path}: not readable JSON ({e}); re-run `edgepack package` for that folder") from None
+    fw = report.get("firmware") if isinstance(report, dict) else None
+    return fw if isinstance(fw, dict) else None

@@ -32,7 +32,8 @@ from ..tflm import protocol as hp
 from .base import ARENA, CYCLES, ENERGY_ESTIMATE, FLASH_RAM, LATENCY, OUTPUT_CHECKSUM, Device, ResolvedArtifact
 from .flash import TOOLS, FlashReport, FlashRequest, flash_tool
 from .result import ProfileResult, Settings
-from .serial import DEFAULT_TIMEOUT_S, HANDSHAKE_TIMEOUT_S, SerialDevice, _profile_power, build_result
+from ..boards import profile_power
+from .serial import DEFAULT_TIMEOUT_S, HANDSHAKE_TIMEOUT_S, SerialDevice, build_result
 from ..tflm.build import CORE_FLAGS, KERNEL_SETS, Library, Toolchain, build_library, cpu_flags, elf_sizes, \
     find_tree, link_firmware
 
@@ -104,7 +105,7 @@ class BoardDevice(Device):
                                    session_timeout=session_timeout)
         self.check_output = check_output
         self.flash_timeout = float(flash_timeout)
-        self._clock, self._active_mw, self._pname = _profile_power(target)
+        self._clock, self._active_mw, self._pname = profile_power(target)
         self._tc: Optional[Toolchain] = None
         self._lib: Optional[Library] = None
         self._work: Optional[Path] = None

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from ..boards import CostModel
 from ..errors import DeviceError, UsageError
-from .base import ENERGY_ESTIMATE, LATENCY, OP_PROFILE, Device, ResolvedArtifact
+from .base import ENERGY_ESTIMATE, LATENCY, OP_PROFILE, Device, ResolvedArtifact, firmware_report
 from .result import DeviceInfo, Energy, Latency, Memory, OpTime, ProfileResult, Settings
 
 POOLING = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "MEAN", "SUM", "REDUCE_MAX",
@@ -116,24 +116,6 @@ def _op_table(rows: list[tuple[OpWork, float]], clock_hz: int) -> list[OpTime]:
         agg.setdefault(w.op, []).append(c)
     return [OpTime(op=op, count=len(cs), avg_us=sum(cs) / len(cs) * 1e6 / clock_hz,
                    percent=100.0 * sum(cs) / total) for op, cs in sorted(agg.items(), key=lambda kv: -sum(kv[1]))]
-
-
-def firmware_report(folder: Path) -> Optional[dict]:
-    """The ``firmware`` block of ``folder/report.json`` (None when the folder has none).
-
-    Example: ``firmware_report(Path("build/firmware"))["device"]  # "nucleo-l4r5zi"``.
-    """
-    import json
-
-    path = Path(folder) / "report.json"
-    if not Path(folder).is_dir() or not path.is_file():
-        return None
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DeviceError(f"{path}: not readable JSON ({e}); re-run `edgepack package` for that folder") from None
-    fw = report.get("firmware") if isinstance(report, dict) else None
-    return fw if isinstance(fw, dict) else None
 
 
 def report_memory(fw: Optional[dict]) -> tuple[Memory, Optional[str]]:

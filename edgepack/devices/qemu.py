@@ -34,9 +34,10 @@ from typing import Optional
 
 from ..errors import DeviceError, UsageError
 from .base import ARENA, ENERGY_ESTIMATE, FLASH_RAM, INSTRUCTIONS, LATENCY, OUTPUT_CHECKSUM, Device, \
-    ResolvedArtifact
+    ResolvedArtifact, firmware_report
 from .result import Latency, ProfileResult, Settings
-from .serial import LineReader, _profile_power, build_result, estimated_energy, handshake, read_session
+from ..boards import profile_power
+from .serial import LineReader, build_result, estimated_energy, handshake, read_session
 from ..tflm.build import KERNEL_SETS, Library, Toolchain, build_library, elf_sizes, find_tree, link_firmware
 
 MACHINES = ("mps2-an386",)
@@ -109,7 +110,7 @@ class QemuDevice(Device):
         if kernels not in KERNEL_SETS:
             raise UsageError(f"--kernels {kernels}: use one of {', '.join(KERNEL_SETS)}")
         self.kernels = kernels
-        self._clock, self._active_mw, self._pname = _profile_power(profile)
+        self._clock, self._active_mw, self._pname = profile_power(profile)
         self._tc: Optional[Toolchain] = None
         self._lib: Optional[Library] = None
         self._work: Optional[Path] = None
@@ -125,6 +126,11 @@ class QemuDevice(Device):
     def prepare(self, artifact: ResolvedArtifact) -> None:
         """Build ``harness.elf`` for the artifact in a temporary folder."""
         self._work = Path(tempfile.mkdtemp(prefix="edgepack-qemu-"))
+        if self.profile_arg is None:  # a firmware folder names the profile it was packaged for
+            packaged = (firmware_report(artifact.path) or {}).get("device")
+            if packaged:
+                self.profile_arg = str(packaged)
+                self._clock, self._active_mw, self._pname = profile_power(self.profile_arg)
         fw = _firmware_dir(artifact, self._work, self.profile_arg)
         self._elf = link_harness(self._tc, self._lib, fw, self._work)
         self._art = artifact

@@ -21,6 +21,7 @@ import time
 from typing import Callable, Optional
 
 from ..errors import DeviceError
+from ..boards import profile_power
 from ..tflm import protocol as hp
 from .base import ARENA, CYCLES, ENERGY_ESTIMATE, LATENCY, OUTPUT_CHECKSUM, Device, ResolvedArtifact
 from .result import DeviceInfo, Energy, Latency, Memory, ProfileResult, Settings
@@ -204,19 +205,6 @@ def reference_crc32(model: bytes) -> tuple[str, int]:
     return hp.crc32_hex(out), int(out.nbytes)
 
 
-def _profile_power(profile: Optional[str]):
-    """(clock_hz, active_mw, profile name) from a device profile, or Nones without one."""
-    if not profile:
-        return None, None, None
-    from ..boards import load_profile
-
-    p = load_profile(profile)
-    power = getattr(p, "power", None)
-    active = getattr(power, "active_mw", None) if power is not None else None
-    active = getattr(active, "value", active)  # a figure may carry its sources
-    return int(p.clock_hz), (float(active) if active is not None else None), p.name
-
-
 class SerialDevice(Device):
     """A board running the edgepack profiling harness, reached through pyserial.
 
@@ -250,7 +238,7 @@ class SerialDevice(Device):
         self.handshake_timeout = float(handshake_timeout)
         self.session_timeout = None if session_timeout is None else float(session_timeout)
         self.check_output = check_output
-        self._clock, self._active_mw, self._pname = _profile_power(profile)
+        self._clock, self._active_mw, self._pname = profile_power(profile)
         self._serial = None
         self._artifact: Optional[ResolvedArtifact] = None
 
