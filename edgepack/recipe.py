@@ -54,6 +54,17 @@ class VerifyConfig(BaseModel):
         return DEFAULT_MAX_DROP if self.max_accuracy_drop is None else float(self.max_accuracy_drop)
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """A user's YAML file (recipe, search space) as data; RecipeError (one line) when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such {what} file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RecipeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
 class StepSpec(BaseModel):
     """One step: ``type`` names a registered pass; the rest is that pass's config."""
 
@@ -85,14 +96,7 @@ class Recipe(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: Path) -> "Recipe":
-        path = Path(path)
-        if not path.is_file():
-            raise RecipeError(f"{path}: no such recipe file")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise RecipeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        return cls.from_dict(raw, str(path))
+        return cls.from_dict(read_yaml(path, "recipe"), str(path))
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json")

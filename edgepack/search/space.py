@@ -30,7 +30,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import RecipeError, validation_message
@@ -116,14 +115,9 @@ class SearchSpace(BaseModel):
     # -- loading -------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: Path) -> "SearchSpace":
-        path = Path(path)
-        if not path.is_file():
-            raise RecipeError(f"{path}: no such search space file")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise RecipeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        return cls.from_dict(raw, str(path))
+        from ..recipe import read_yaml
+
+        return cls.from_dict(read_yaml(path, "search space"), str(path))
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "space") -> "SearchSpace":
