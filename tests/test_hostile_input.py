@@ -425,3 +425,9 @@ def test_out_that_is_or_holds_the_current_folder_is_refused(run_cli, tmp_path, t
         r = run_cli("package", "-q", tiny / "model.h5", "--quantize", "none", "--out", out, "--force")
         _refused(r, "the current folder", "--force would delete it")
     assert (work / "notes.txt").read_text() == "mine"
+
+
+def test_an_error_about_a_path_with_a_newline_stays_one_line(run_cli, tmp_path):
+    bad = tmp_path / "evil\nname=pwned.h5"
+    r = run_cli("package", bad, "--out", tmp_path / "o")
+    assert r.exit_code == 1 and len(r.err.strip().splitlines()) == 1 and "\\n" in r.err

@@ -72,7 +72,8 @@ def main() -> None:
     except EdgepackError as e:
         if debug:
             raise
-        click.echo(f"error: {e}", err=True)
+        # One line whatever the message holds (a path with a newline must not start a second line).
+        click.echo("error: " + str(e).replace("\r", "\\r").replace("\n", "\\n"), err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

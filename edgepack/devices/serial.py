@@ -186,23 +186,20 @@ def read_session(reader: LineReader, runs: int, warmup: int, timeout_s: float,
 
 
 def reference_crc32(model: bytes) -> tuple[str, int]:
-    """CRC-32 and byte count of output 0 when the TFLM host interpreter runs the input pattern.
+    """CRC-32 and byte count of output 0 when the TFLM host interpreter runs the input pattern
+    (:func:`edgepack.tflm.harness_expectation`, the one home of that computation).
 
     Example: ``crc, n = reference_crc32(Path("m.tflite").read_bytes())``.
     """
-    import numpy as np
-    from tflite_micro.python.tflite_micro import runtime
+    from ..errors import EdgepackError
+    from ..tflm import harness_expectation
 
     try:
-        interp = runtime.Interpreter.from_bytes(model)
-    except RuntimeError as e:
-        raise DeviceError(f"the TFLM host interpreter cannot load the model ({e}); "
+        exp = harness_expectation(model)
+    except EdgepackError as e:
+        raise DeviceError(f"the TFLM host interpreter cannot run the model ({e}); "
                           "check the model with `edgepack package --target tflm`") from None
-    det = interp.get_input_details(0)
-    interp.set_input(hp.input_pattern_array(det["shape"], np.dtype(det["dtype"])), 0)
-    interp.invoke()
-    out = np.asarray(interp.get_output(0))
-    return hp.crc32_hex(out), int(out.nbytes)
+    return exp["crc32"], exp["out_bytes"]
 
 
 class SerialDevice(Device):
