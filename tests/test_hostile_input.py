@@ -429,5 +429,5 @@ def test_out_that_is_or_holds_the_current_folder_is_refused(run_cli, tmp_path, t
 
 def test_an_error_about_a_path_with_a_newline_stays_one_line(run_cli, tmp_path):
     bad = tmp_path / "evil\nname=pwned.h5"
-    r = run_cli("package", bad, "--out", tmp_path / "o")
+    r = run_cli("package", bad, "--out", tmp_path / "o", "-q")
     assert r.exit_code == 1 and len(r.err.strip().splitlines()) == 1 and "\\n" in r.err
