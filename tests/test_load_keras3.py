@@ -293,9 +293,11 @@ def test_keras3_model_goes_through_a_compression_step(k3, run_cli, tmp_path):
     xs, _ = _data(out, "resnet_dw", 1)
     np.savez(tmp_path / "calib.npz", x=xs[0])
     rec = tmp_path / "r.yaml"
-    rec.write_text("steps:\n  - {type: prune_structured, ratio: 0.5}\nquantize: {mode: int8}\n")
+    rec.write_text("steps:\n  - {type: prune_structured, ratio: 0.5, round_to: 1}\nquantize: {mode: int8}\n")
+    # An untrained model pruned one-shot: this checks that the step runs on a translated model, not the
+    # accuracy it keeps (the gate would rightly flag 16 random samples' output change), so the gate is off.
     r = run_cli("package", out / manifest["resnet_dw"]["files"]["keras"], "--recipe", rec, "--calibration",
-                tmp_path / "calib.npz", "--out", tmp_path / "o", "-q")
+                tmp_path / "calib.npz", "--out", tmp_path / "o", "-q", "--max-accuracy-drop", "none")
     assert r.exit_code == 0, r.err
     steps = json.loads((tmp_path / "o" / "report.json").read_text())["steps"]
     assert steps[-1]["step"] == "prune_structured" and steps[-1]["macs"] < steps[0]["macs"]
