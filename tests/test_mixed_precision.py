@@ -109,3 +109,5 @@ def test_user_rules_pin_ops_and_a_rule_matching_nothing_is_an_error():
         quantize_model(m, bad, ctx.calibration)
     with pytest.raises(RecipeError, match="not a valid regular expression"):
         Recipe.from_dict({"quantize": {"rules": [{"match": "(", "precision": "float"}]}})
+    with pytest.raises(RecipeError, match="io float or the mode's integer type"):  # with the recipe, before training
+        Recipe.from_dict({"quantize": {"io": "uint8", "rules": [{"op": "SOFTMAX", "precision": "float"}]}})

@@ -23,6 +23,17 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_serializer, m
 Precision = Literal["int8", "int16x8", "float"]
 
 
+def per_op_io_problem(mode: str, io: str) -> Optional[str]:
+    """Why per-op precision (rules or a mixed-precision plan, applied by ai-edge-quantizer) cannot give
+    this mode and I/O, or None: it needs a full-integer mode and float I/O or the mode's own integer type."""
+    native = {"int8": "int8", "int16x8": "int16"}.get(mode)
+    if native is None or io not in ("float", native):
+        return (f"per-op precision (mixed_precision step, quantize.rules) needs quantize mode int8 or int16x8 "
+                f"with io float or the mode's integer type, not mode {mode} io {io}; set e.g. quantize: "
+                "{mode: int8, io: float}")
+    return None
+
+
 class QuantRule(BaseModel):
     """Pin the precision of the ops that match ``match`` (regex, searched in the op's output
     tensor names) and/or ``op`` (a TFLite op type such as FULLY_CONNECTED)."""
@@ -85,6 +96,9 @@ class QuantizeConfig(BaseModel):
             raise ValueError("int8 models take float, int8 or uint8 I/O, not int16")
         if self.rules and self.mode not in ("int8", "int16x8"):
             raise ValueError(f"quantize rules need a full-integer mode (int8 or int16x8), not '{self.mode}'")
+        problem = per_op_io_problem(self.mode, self.io) if self.rules else None
+        if problem:  # caught with the recipe, not after the compression steps have trained
+            raise ValueError(problem)
         return self
 
     @model_serializer(mode="wrap")

@@ -45,7 +45,7 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from ..passes.base import Context, Pass, PassConfig
-from .config import QuantizeConfig
+from .config import QuantizeConfig, per_op_io_problem
 from .plan import PlanQuantizer, check_rules_match, op_units
 
 Precision = Literal["int8", "int16x8", "float"]
@@ -175,8 +175,6 @@ class MixedPrecision(Pass):
 
 def validate_plan(quant) -> None:
     """Per-op precision needs a full-integer mode; I/O float or the mode's own integer type."""
-    native = {"int8": "int8", "int16x8": "int16"}.get(quant.mode)
-    if native is None or quant.io not in ("float", native):
-        raise RecipeError(f"per-op precision (mixed_precision step, quantize.rules) needs quantize mode int8 or "
-                          f"int16x8 with io float or the mode's integer type, not mode {quant.mode} io {quant.io}; "
-                          "set e.g. quantize: {mode: int8, io: float}")
+    problem = per_op_io_problem(quant.mode, quant.io)
+    if problem:
+        raise RecipeError(problem)
