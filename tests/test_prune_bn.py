@@ -92,14 +92,15 @@ def test_default_round_to_follows_the_target_and_is_reported(trained):
 def test_accuracy_search_decides_on_held_out_train_data_and_prunes_per_layer(trained):
     tr, ev = digits()
     ctx = Context(train=tr, eval=ev, calibration=tr.x[:100])
-    _, rec = _prune(trained, ctx, target={"max_accuracy_drop": 1.0}, search_iterations=3,
-                    fine_tune={"epochs": 4})
+    _, rec = _prune(trained, ctx, target={"max_accuracy_drop": 1.0}, search_probes=4, fine_tune={"epochs": 4})
     assert rec["search_decided_on"] == "held-out 280 of 1400 --train samples"
     assert set(rec["sensitivity"]) == {"stem", "b1", "down"}
-    assert len(rec["search"]) == 3 and any(s["accepted"] for s in rec["search"])
-    assert rec["macs_after"] <= 0.8 * rec["macs_before"]
+    assert 1 <= len(rec["search"]) <= 4 and any(p["within_limit"] for p in rec["search"])
+    assert rec["search_result"]["held_out_drop"] <= 1.0
+    assert rec["macs_after"] <= 0.5 * rec["macs_before"]
     after = {g["group"]: g["channels_after"] for g in rec["groups"]}
-    assert len(set(after.values())) > 1 or list(after.values())[0] < 32  # per-layer, not one ratio for all
+    ratios = {g["group"]: g["channels_after"] / g["channels_before"] for g in rec["groups"]}
+    assert len(set(ratios.values())) > 1, after  # per-layer, not one ratio for all
 
 
 def test_accuracy_search_with_a_macs_budget_stops_there(trained):
@@ -108,4 +109,15 @@ def test_accuracy_search_with_a_macs_budget_stops_there(trained):
     _, rec = _prune(trained, ctx, target={"max_accuracy_drop": 5.0, "keep_macs": 0.85}, search_epochs=0,
                     fine_tune={"epochs": 1})
     assert rec["macs_after"] <= 0.85 * rec["macs_before"]
-    assert len(rec["search"]) == sum(1 for s in rec["search"] if s["accepted"]) <= 2
+    assert len(rec["search"]) == 1 and rec["search"][0]["within_limit"]  # the budget fits: no further probe
+
+
+def test_a_partial_fine_tune_block_keeps_the_steps_own_defaults():
+    from edgepack.passes.distill import Distill
+    from edgepack.passes.qat import QAT
+
+    assert StructuredPrune.Config(ratio=0.5, fine_tune={"learning_rate": 5e-4}).fine_tune.epochs == 8
+    assert StructuredPrune.Config(ratio=0.5, fine_tune={}).fine_tune == StructuredPrune.Config(ratio=0.5).fine_tune
+    assert QAT.Config(fine_tune={"epochs": 5}).fine_tune.learning_rate == 1e-4
+    assert Distill.Config(fine_tune={"epochs": 1}).fine_tune.learning_rate == 5e-4
+    assert StructuredPrune.Config(ratio=0.5, fine_tune={"epochs": 1}).fine_tune.epochs == 1

@@ -70,7 +70,7 @@ def _search(model, train, ev, limit, **cfg):
 
 def test_accuracy_budget_search_one_shot_decides_on_eval(digits):
     model, _, ev = digits
-    rec = _search(model, None, ev, 3.0, search_iterations=3)
+    rec = _search(model, None, ev, 3.0, search_probes=3)
     assert rec["fine_tuned"] is False and rec["accuracy_drop"] <= 3.0
     assert rec["search_decided_on"].startswith("--eval")
 
@@ -78,7 +78,7 @@ def test_accuracy_budget_search_one_shot_decides_on_eval(digits):
 @pytest.mark.slow
 def test_accuracy_budget_search_with_fine_tuning(digits):
     model, train, ev = digits
-    tuned = _search(model, train, ev, 1.0, search_iterations=6, fine_tune={"epochs": 3})
+    tuned = _search(model, train, ev, 1.0, search_probes=5, fine_tune={"epochs": 3})
     assert tuned["search_decided_on"].startswith("held-out")
 
 

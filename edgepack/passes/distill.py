@@ -28,7 +28,7 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
-from .training import FitConfig, evaluate_accuracy, fit, uses_softmax
+from .training import FitConfig, evaluate_accuracy, fit, step_fine_tune, uses_softmax
 
 
 def logits_of(pred: np.ndarray, softmax: bool) -> np.ndarray:
@@ -137,7 +137,7 @@ class Distill(Pass):
         teacher: Optional[str] = Field(None, description="teacher model file; default: the recipe's input model")
         preserve: Literal["auto", "none"] = Field("auto", description="auto: keep pruned zeros and shared "
                                                   "(clustered) values found in the kernels")
-        fine_tune: FitConfig = Field(default_factory=lambda: FitConfig(epochs=3, learning_rate=5e-4))
+        fine_tune: step_fine_tune(epochs=3, learning_rate=5e-4)
 
 
     def preflight(self, model) -> None:

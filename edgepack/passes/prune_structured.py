@@ -46,7 +46,7 @@ from .pruning.importance import group_scores
 from .pruning.surgery import plan_cost, prune_model
 from .select import LayerSelector
 from .pruning.channels import channel_multiple
-from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm
+from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm, step_fine_tune
 
 ONE_SHOT_WARNING = ("structured pruning without training data (--train) is one-shot: expect an accuracy "
                     "drop that fine-tuning would recover; pass --train DATA to fine-tune")
@@ -85,13 +85,14 @@ class StructuredPruneConfig(PassConfig):
     layers: LayerSelector = Field(default_factory=LayerSelector)
     force: bool = Field(False, description="error instead of skipping selected groups that cannot be pruned")
     iterations: int = Field(1, ge=1, le=50)
-    fine_tune: FitConfig = Field(default_factory=lambda: FitConfig(epochs=8))
-    search_step: float = Field(0.1, gt=0, lt=1, description="fraction of the MACs one search iteration removes")
-    search_epochs: int = Field(1, ge=0, description="fine-tune epochs after each search iteration")
-    search_iterations: int = Field(30, ge=1, le=200)
+    fine_tune: step_fine_tune(epochs=8)
+    search_allocation: Literal["sensitivity", "uniform"] = Field(
+        "sensitivity", description="how a searched size is shared among groups: by measured sensitivity "
+                                   "(cheapest loss per MAC first) or one ratio for all")
+    search_probes: int = Field(6, ge=1, le=30, description="prune + fine-tune probes of the size bisection")
+    search_epochs: Optional[int] = Field(None, ge=0, description="fine-tune epochs of each probe; default: "
+                                         "fine_tune's (the winning probe is then the result)")
     search_holdout: float = Field(0.2, gt=0, lt=1, description="part of --train the search decides on")
-    search_slack: float = Field(1.0, ge=0, description="during the search a move may drop up to (1 + slack) x "
-                                                        "max_accuracy_drop; the final model is held to the limit")
 
     @field_validator("ratios")
     @classmethod

@@ -32,7 +32,7 @@ from pydantic import Field
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
 from .select import LayerSelector
-from .training import FitConfig, fit
+from .training import FitConfig, fit, step_fine_tune
 
 Preserve = Literal["auto", "none", "sparsity", "clusters", "sparsity_clusters"]
 
@@ -57,7 +57,7 @@ class QAT(Pass):
     needs = frozenset({"train"})
 
     class Config(PassConfig):
-        fine_tune: FitConfig = Field(default_factory=lambda: FitConfig(epochs=2, learning_rate=1e-4))
+        fine_tune: step_fine_tune(epochs=2, learning_rate=1e-4)
         preserve: Preserve = Field("auto", description="collaborative QAT: keep sparsity/clusters")
         float_layers: LayerSelector = Field(default_factory=LayerSelector,
                                             description="layers to leave without fake-quant (kept float in QAT)")

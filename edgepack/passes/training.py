@@ -20,10 +20,10 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from ..errors import DataError
 from .base import Context, Labeled, PassConfig
@@ -44,6 +44,19 @@ class FitConfig(PassConfig):
                                       f"that is at least {MIN_HELD_OUT} samples, else none (all epochs run)")
     patience: int = Field(3, ge=1, description="epochs without held-out improvement before stopping")
     recalibrate_bn: bool = Field(True, description="re-estimate BatchNorm statistics before/after training")
+
+
+def step_fine_tune(**defaults: Any):
+    """The type of a step's ``fine_tune:`` field: what the recipe leaves out takes this step's
+    defaults, not FitConfig's generic ones (``fine_tune: {learning_rate: 5e-4}`` on
+    prune_structured keeps its 8 epochs).
+
+    Example: ``fine_tune: step_fine_tune(epochs=8)`` in a pass's Config.
+    """
+    def fill(v: Any) -> Any:
+        return {**defaults, **v} if isinstance(v, dict) else v
+
+    return Annotated[FitConfig, BeforeValidator(fill), Field(default_factory=lambda: FitConfig(**defaults))]
 
 
 def held_out_fraction(cfg: FitConfig, n: int) -> float:

@@ -84,7 +84,20 @@ def _steps(steps: list[dict]) -> list[str]:
             if isinstance(val, list) and val and isinstance(val[0], dict):
                 keys = list(dict.fromkeys(k for row in val for k in row))
                 lines += [f"### {s.get('step')}: {key}", ""] + table(val, keys)
+        if isinstance(s.get("sensitivity"), dict) and s["sensitivity"]:
+            lines += _sensitivity(s)
     return lines
+
+
+def _sensitivity(s: dict) -> list[str]:
+    """The pruning search's one-shot scan: held-out accuracy per kept channel count, and its result."""
+    col = "one-shot held-out accuracy % by kept channels"
+    rows = [{"group": g, col: ", ".join(f"{c['channels']}: {cell(c['held_out_accuracy'])}" for c in curve)}
+            for g, curve in s["sensitivity"].items()]
+    res = s.get("search_result")
+    tail = [f"Search ({s.get('search_allocation')}, decided on {s.get('search_decided_on')}): "
+            + (cell(res) if isinstance(res, dict) else str(res)), ""] if res else []
+    return [f"### {s.get('step')}: sensitivity", ""] + table(rows, ["group", col]) + tail
 
 
 def _firmware(fw: dict) -> list[str]:

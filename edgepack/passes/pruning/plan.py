@@ -3,8 +3,8 @@
 A *plan* maps a group's key (its first producer's name, stable across rebuilds)
 to the number of channels it keeps. :func:`keep_indices` picks the most
 important channels; :func:`budget_plan` finds the smallest uniform ratio that
-meets a MACs/params budget; :func:`sensitivity_plan` gives per-group ratios from
-a one-shot sensitivity scan (MLPrune-style automatic per-layer ratios).
+meets a MACs/params budget (per-layer ratios from measured sensitivity are
+``search.allocate``'s).
 
 Example::
 
@@ -89,16 +89,3 @@ def budget_plan(plan: Callable[[float], dict[str, int]], cost: Callable[[dict[st
             lo = mid
     return plan(hi), hi
 
-
-def sensitivity_plan(groups: list[Group], drops: dict[str, dict[float, float]], threshold: float,
-                     round_to: int) -> dict[str, int]:
-    """Per group, the largest scanned ratio whose one-shot accuracy drop is within ``threshold``."""
-    ratios = {}
-    for g in groups:
-        best = 0.0
-        for r, d in sorted(drops.get(key(g), {}).items()):
-            if d > threshold:
-                break
-            best = r
-        ratios[key(g)] = best
-    return ratio_plan(groups, ratios, round_to)

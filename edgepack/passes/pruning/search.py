@@ -2,30 +2,33 @@
 
 The decisions are taken on a held-out part of ``--train`` (``search_holdout``,
 never on the ``--eval`` set the step reports on; with no ``--train`` the search is
-one-shot and decides on ``--eval``, saying so in the report). Iterative, in the
-manner of NetAdapt (Yang et al. 2018) with measured sensitivity (MLPrune's point:
-choose the per-layer ratios for the user):
+one-shot and decides on ``--eval``, saying so in the report). In two stages:
 
-1. Each iteration asks every selected group for the fewest channels (in multiples
-   of ``round_to``) whose removal saves ``search_step`` of the original MACs,
-   prunes each candidate one-shot from the current model, re-estimates its
-   BatchNorm statistics and measures the held-out loss: the per-group sensitivity.
-2. The candidate losing least held-out loss per MAC saved is fine-tuned
-   ``search_epochs`` and kept if the held-out accuracy drop stays within
-   ``(1 + search_slack) * max_accuracy_drop`` (a short fine-tune recovers less than
-   the final one); otherwise that move is ruled out and the step halved (down to
-   1/8 of ``search_step``).
-3. It stops when no step fits, when an optional size budget (``keep_macs`` ...) is
-   met, or after ``search_iterations``; the result gets the full ``fine_tune`` and
-   is checked on the held-out part against ``max_accuracy_drop`` itself, falling
-   back to the most pruned accepted model that was within it during the search,
-   then to earlier ones.
+1. **Sensitivity** (measured, as in Distiller's sensitivity analysis and MLPrune's
+   point of choosing the per-layer ratios for the user): every selected group is
+   pruned alone, one-shot, at each ratio of ``SCAN`` (in multiples of ``round_to``,
+   up to ``max_ratio``), its BatchNorm statistics re-estimated, and the held-out
+   loss increase measured.
+2. **Size by bisection** (as AMC and NetAdapt search the resource level): for a
+   kept fraction ``f`` of the MACs (of the parameters with a parameter budget),
+   :func:`allocate` gives per-group channel counts, cheapest loss per MAC saved
+   first (``search_allocation: sensitivity``) or one ratio for all
+   (``uniform``: the baseline the bench compares against). Each probe prunes the
+   input model to that allocation, fine-tunes it exactly as the final model is
+   fine-tuned (``fine_tune``; ``search_epochs`` shortens it) and measures the
+   held-out accuracy drop. ``f`` is halved until a probe is over the limit, then
+   bisected geometrically, ``search_probes`` probes in all; the smallest ``f``
+   within the limit wins, so the result lands close to the budget rather than
+   far inside it. An optional size budget (``keep_macs`` ...) is the first probe
+   and the floor: the search stops there when it fits.
 
 Example: used by ``prune_structured`` with ``target: {max_accuracy_drop: 1.0}``.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -35,8 +38,8 @@ from . import plan as P
 from .graph import build_graph
 from .surgery import plan_cost, prune_model
 
-MIN_STEP_FRACTION = 1 / 8
-MAX_FALLBACKS = 3
+SCAN = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)  # one-shot ratios of the sensitivity scan
+CLOSE_ENOUGH = 1.05  # stop bisecting when the within/over kept fractions are this close
 
 
 def split_held_out(data: Labeled, fraction: float, seed: int) -> tuple[Labeled, Labeled]:
@@ -47,13 +50,70 @@ def split_held_out(data: Labeled, fraction: float, seed: int) -> tuple[Labeled, 
     return Labeled(data.x[tr], data.y[tr]), Labeled(data.x[ho], data.y[ho])
 
 
+def _cummax(values: list[float]) -> list[float]:
+    out, m = [], 0.0
+    for v in values:
+        m = max(m, v)
+        out.append(m)
+    return out
+
+
+def allocate(sizes: dict[str, int], curves: dict[str, list[tuple[int, float]]], cost, budget: float
+             ) -> dict[str, int]:
+    """Kept channels per group key whose ``cost(counts)`` is at most ``budget``, spending one-shot loss
+    where it buys the most: repeatedly move the group whose next scanned count adds the least loss
+    increase per unit of cost saved (loss increases made monotone along each curve).
+
+    ``curves[key]`` lists (kept channels, held-out loss increase) by decreasing kept channels.
+    Returns the cheapest allocation reached when ``budget`` cannot be met.
+    """
+    counts = {k: sizes[k] for k in curves}
+    at = {k: -1 for k in curves}  # index into the curve; -1: unpruned
+    mono = {k: _cummax([max(0.0, d) for _, d in c]) for k, c in curves.items()}
+    current = cost(counts)
+    while current > budget:
+        best = None
+        for k, c in curves.items():
+            i = at[k] + 1
+            if i >= len(c):
+                continue
+            trial = {**counts, k: c[i][0]}
+            saved = current - cost(trial)
+            if saved <= 0:
+                continue
+            added = mono[k][i] - (mono[k][at[k]] if at[k] >= 0 else 0.0)
+            rank = (added / saved, -saved, k)
+            if best is None or rank < best[0]:
+                best = (rank, k, i, trial)
+        if best is None:
+            break
+        _, k, i, counts = best
+        at[k] = i
+        current = cost(counts)
+    return counts
+
+
+@dataclass
+class Probe:
+    fraction: float  # asked kept fraction of the cost
+    counts: dict
+    model: object
+    accuracy: float
+    cost: int
+
+    def row(self, acc0: float, limit: float) -> dict:
+        drop = acc0 - self.accuracy
+        return {"kept_fraction_asked": round(self.fraction, 4), "macs_or_params": int(self.cost),
+                "held_out_accuracy": round(self.accuracy, 3), "held_out_drop": round(drop, 3),
+                "within_limit": drop <= limit, "channels": dict(self.counts)}
+
+
 class _Search:
     def __init__(self, step, model, ctx, data):
         from ..training import bn_data
 
-        self.step, self.cfg, self.ctx, self.data = step, step.config, ctx, data
-        t = self.cfg.target
-        self.limit = t.max_accuracy_drop
+        self.step, self.cfg, self.ctx, self.data, self.model = step, step.config, ctx, data, model
+        self.limit = self.cfg.target.max_accuracy_drop
         if ctx.train is not None:
             self.train, self.held = split_held_out(ctx.train, self.cfg.search_holdout, ctx.seed)
             self.decided_on = f"held-out {len(self.held.x)} of {len(ctx.train.x)} --train samples"
@@ -61,130 +121,125 @@ class _Search:
             self.train, self.held = None, ctx.eval
             self.decided_on = "--eval (no --train: one-shot search)"
         self.bn_x = self.train.x if self.train is not None else bn_data(ctx)
-        graph = build_graph(model)
-        self.keys = {P.key(g) for g in step._select(model, graph)[0]}
-        self.orig_size = {P.key(g): g.size for g in graph.prunable() if P.key(g) in self.keys}
-        self.params0, self.macs0 = plan_cost(model, graph, {})
-        self.budget = self._size_budget()
+        self.graph = build_graph(model)
+        self.groups = step._select(model, self.graph)[0]
+        self.sizes = {P.key(g): g.size for g in self.groups}
+        self.scores0 = step._scores(model, self.graph, data)
+        self.metric, self.floor = self._metric()
+        self.cost0 = self.cost({})
 
-    def _size_budget(self) -> Optional[tuple[int, int]]:
-        """(index 0 params / 1 MACs, budget) of an optional size target."""
+    def _metric(self) -> tuple[int, Optional[int]]:
+        """(0 params / 1 MACs, the optional size budget in that unit)."""
         t = self.cfg.target
-        if t.max_macs or t.keep_macs:
-            return 1, t.max_macs or int(t.keep_macs * self.macs0)
+        params0, macs0 = plan_cost(self.model, self.graph, {})
         if t.max_params or t.keep_params:
-            return 0, t.max_params or int(t.keep_params * self.params0)
-        return None
+            return 0, t.max_params or int(t.keep_params * params0)
+        return 1, (t.max_macs or int(t.keep_macs * macs0)) if (t.max_macs or t.keep_macs) else None
+
+    def cost(self, counts: dict[str, int]) -> int:
+        keep = {g.id: np.arange(counts[P.key(g)]) for g in self.groups
+                if counts.get(P.key(g), g.size) < g.size}
+        return plan_cost(self.model, self.graph, keep)[self.metric]
 
     def scores(self, model) -> tuple[float, float]:
         from ..training import _scores
 
         return _scores(model, self.held)
 
-    def _fewest(self, model, graph, grp, saving: float) -> Optional[int]:
-        """Kept channels of ``grp`` that save at least ``saving`` MACs (fewer if max_ratio stops it)."""
-        r = self.step.round_to
-        floor = P.kept_count(self.orig_size[P.key(grp)], self.cfg.max_ratio, r)
-        base = plan_cost(model, graph, {})[1]
-        n = grp.size - r if grp.size % r == 0 else (grp.size // r) * r
-        best = None
-        while n >= floor and n >= 1:
-            best = n
-            if base - plan_cost(model, graph, {grp.id: np.arange(n)})[1] >= saving:
-                break
-            n -= r
-        return best
-
-    def candidates(self, model, saving: float, loss0: float, ruled_out: set) -> list[dict]:
+    # -- stage 1 ----------------------------------------------------------
+    def sensitivity(self, loss0: float) -> dict[str, list[tuple[int, float, float]]]:
+        """Per group key: (kept channels, held-out loss increase, held-out accuracy), decreasing kept."""
         from ..training import recalibrate_batchnorm
 
-        graph = build_graph(model)
-        scores = self.step._scores(model, graph, self.data)
-        macs = plan_cost(model, graph, {})[1]
-        out = []
-        for grp in graph.prunable():
-            if P.key(grp) not in self.keys:
-                continue
-            n = self._fewest(model, graph, grp, saving)
-            if n is None or (P.key(grp), grp.size, n) in ruled_out:
-                continue
-            keep = P.keep_indices(graph, scores, {P.key(grp): n})
-            cand = prune_model(model, graph, keep)
-            recalibrate_batchnorm(cand, self.bn_x)
-            acc, loss = self.scores(cand)
-            saved = macs - plan_cost(model, graph, keep)[1]
-            out.append({"group": P.key(grp), "channels": [grp.size, n], "macs_saved": int(saved),
-                        "held_out_accuracy": round(acc, 3), "loss_increase": round(loss - loss0, 5),
-                        "_model": cand, "_rank": (loss - loss0) / max(1, saved)})
+        out = {}
+        for n, grp in enumerate(self.groups, 1):
+            self.ctx.progress("pruning search: sensitivity", n, len(self.groups))
+            k = P.key(grp)
+            seen, curve = set(), []
+            for r in SCAN:
+                if r > self.cfg.max_ratio + 1e-9:
+                    break
+                kept = P.kept_count(grp.size, r, self.step.round_to)
+                if kept >= grp.size or kept in seen:
+                    continue
+                seen.add(kept)
+                cand = prune_model(self.model, self.graph, P.keep_indices(self.graph, self.scores0, {k: kept}))
+                recalibrate_batchnorm(cand, self.bn_x)
+                acc, loss = self.scores(cand)
+                curve.append((kept, loss - loss0, acc))
+            out[k] = curve
         return out
 
-    def tune(self, model, epochs: int) -> None:
-        from ..training import fit
+    def plan(self, fraction: float, curves) -> dict[str, int]:
+        budget = fraction * self.cost0
+        if self.cfg.search_allocation == "uniform":
+            def uniform(r: float) -> dict[str, int]:
+                return P.ratio_plan(self.groups, {P.key(g): r for g in self.groups}, self.step.round_to)
+            return P.budget_plan(uniform, self.cost, int(budget), self.cfg.max_ratio)[0]
+        return allocate(self.sizes, {k: [(n, d) for n, d, _ in c] for k, c in curves.items()},
+                        self.cost, budget)
 
-        if self.train is None or epochs == 0:
-            return
-        ft = self.cfg.fine_tune.model_copy(update={"epochs": epochs, "validation_split": 0.0})
-        fit(model, self.train, self.ctx, ft, label="pruning search: fine-tune")
+    # -- stage 2 ----------------------------------------------------------
+    def probe(self, fraction: float, counts: dict[str, int], epochs: int) -> Probe:
+        ft = self.cfg.fine_tune.model_copy(update={"epochs": epochs})
+        sub = replace(self.ctx, train=self.train, records=[], warnings=self.ctx.warnings)
+        model = self.step._execute(self.model, counts, sub, self.data, label=f"pruning search {fraction:.3f}",
+                                   fine_tune=ft)
+        acc, _ = self.scores(model)
+        self.ctx.log(f"pruning search: kept {fraction:.3f} of the {self._unit()} -> held-out {acc:.2f} %")
+        return Probe(fraction, counts, model, acc, self.cost(counts))
 
-    def within_budget(self, model) -> bool:
-        if self.budget is None:
-            return False
-        which, limit = self.budget
-        g = build_graph(model)
-        return plan_cost(model, g, {})[which] <= limit
+    def _unit(self) -> str:
+        return "MACs" if self.metric == 1 else "parameters"
 
-    def run(self, model):
-        acc0, _ = self.scores(model)
-        current, (acc, loss) = model, (acc0, self.scores(model)[1])
-        accepted, log, sensitivity, ruled_out = [(model, True)], [], None, set()
-        step = self.cfg.search_step
-        it = 0
-        while it < self.cfg.search_iterations and not self.within_budget(current):
-            it += 1
-            cands = self.candidates(current, step * self.macs0, loss, ruled_out)
-            self.ctx.progress("pruning search", it, self.cfg.search_iterations)
-            if sensitivity is None:
-                sensitivity = {c["group"]: {k: c[k] for k in ("channels", "macs_saved", "held_out_accuracy",
-                                                               "loss_increase")} for c in cands}
-            if not cands:
-                break
-            best = min(cands, key=lambda c: c["_rank"])
-            cand = best["_model"]
-            self.tune(cand, self.cfg.search_epochs)
-            c_acc, c_loss = self.scores(cand)
-            ok = acc0 - c_acc <= self.limit * (1 + self.cfg.search_slack)
-            log.append({"iteration": it, "group": best["group"], "channels": best["channels"],
-                        "macs": int(plan_cost(cand, build_graph(cand), {})[1]),
-                        "held_out_accuracy": round(c_acc, 3), "accepted": ok,
-                        "within_limit": acc0 - c_acc <= self.limit})
-            self.ctx.log(f"pruning search {it}: {best['group']} {best['channels'][0]}->{best['channels'][1]}, "
-                         f"held-out {c_acc:.2f} % ({'kept' if ok else 'over the limit'})")
-            if ok:
-                current, acc, loss = cand, c_acc, c_loss
-                accepted.append((cand, acc0 - c_acc <= self.limit))
+    def run(self):
+        acc0, loss0 = self.scores(self.model)
+        curves = self.sensitivity(loss0)
+        epochs = self.cfg.fine_tune.epochs if self.cfg.search_epochs is None else self.cfg.search_epochs
+        lowest = self.cost(self.plan(0.0, curves)) / self.cost0
+        floor = max(lowest, (self.floor or 0) / self.cost0)
+        ok: Optional[Probe] = None
+        over: Optional[Probe] = None
+        probes: list[Probe] = []
+        for i in range(self.cfg.search_probes):
+            self.ctx.progress("pruning search: probes", i + 1, self.cfg.search_probes)
+            top = ok.fraction if ok is not None else 1.0
+            if i == 0 and self.floor is not None:
+                f = floor
+            elif over is None:
+                f = max(floor, top / 2)
             else:
-                ruled_out.add((best["group"], *best["channels"]))
-                step = max(step / 2, self.cfg.search_step * MIN_STEP_FRACTION)
-        final = self._finish(accepted, acc0)
-        return final, {"accuracy_baseline_held_out": round(acc0, 3), "search_decided_on": self.decided_on,
-                       "sensitivity": sensitivity or {}, "search": log}
-
-    def _finish(self, accepted: list, acc0: float):
-        """Full fine-tune of the last accepted model; then of the most pruned one that was within the
-        limit during the search, then earlier ones, until one fits (at most ``MAX_FALLBACKS`` tries)."""
-        last = [accepted[-1][0]] if len(accepted) > 1 else []
-        order = last + [m for m, within in reversed(accepted[1:]) if within and m is not accepted[-1][0]]
-        for cand in order[:MAX_FALLBACKS]:
-            self.tune(cand, self.cfg.fine_tune.epochs)
-            if acc0 - self.scores(cand)[0] <= self.limit:
-                return cand
-        return accepted[0][0]
+                f = math.sqrt(top * over.fraction)
+            counts = self.plan(f, curves)
+            if f >= top / CLOSE_ENOUGH or counts == self.sizes or any(counts == p.counts for p in probes):
+                break
+            p = self.probe(f, counts, epochs)
+            probes.append(p)
+            if acc0 - p.accuracy <= self.limit:
+                ok = p
+                if f <= floor * (1 + 1e-6):
+                    break
+            else:
+                over = p
+        final = ok.model if ok is not None else self.model
+        if ok is not None and epochs != self.cfg.fine_tune.epochs and self.train is not None:
+            tuned = self.probe(ok.fraction, ok.counts, self.cfg.fine_tune.epochs)
+            final = tuned.model if acc0 - tuned.accuracy <= self.limit else ok.model
+        items = {"accuracy_baseline_held_out": round(acc0, 3), "search_decided_on": self.decided_on,
+                 "search_allocation": self.cfg.search_allocation, "search_metric": self._unit(),
+                 "sensitivity": {k: [{"channels": n, "loss_increase": round(d, 5), "held_out_accuracy": round(a, 3)}
+                                     for n, d, a in c] for k, c in curves.items()},
+                 "search": [p.row(acc0, self.limit) for p in probes]}
+        if ok is not None:
+            items["search_result"] = {"kept_fraction": round(ok.cost / self.cost0, 4),
+                                      "held_out_drop": round(acc0 - ok.accuracy, 3), "limit": self.limit}
+        return final, items
 
 
 def accuracy_search(step, model, graph, groups, scores, ctx, data):
     """Return (pruned model, report items) for ``target.max_accuracy_drop`` (see module doc)."""
     search = _Search(step, model, ctx, data)
-    pruned, items = search.run(model)
+    pruned, items = search.run()
     if pruned is model:
         ctx.warn(f"no pruning fits within an accuracy drop of {search.limit} points; model left unpruned")
         items["search_result"] = "nothing fits the accuracy budget; model unchanged"
