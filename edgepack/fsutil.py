@@ -172,6 +172,29 @@ def _swap_in(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def atomic_write_texts(files: dict[Path, str]) -> None:
+    """Write several files together: every text goes to a temporary file first, then all are
+    renamed, so a full disk or a failed write leaves every file as it was."""
+    temps: dict[Path, str] = {}
+    try:
+        for path, text in files.items():
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+                temps[path] = tmp
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(text)
+            except OSError as e:
+                raise _write_error(path, e) from e
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and rename."""
     path = Path(path)

@@ -50,12 +50,12 @@ def float_tflite(src) -> Optional[bytes]:
     """The float conversion of a SavedModel source (cached on the source), else None."""
     if src.kind != "saved_model":
         return None
-    if getattr(src, "_float_tflite", None) is None:
+    if src.float_tflite is None:
         from .convert.tflite import convert
         from .quantize.config import QuantizeConfig
 
-        src._float_tflite = convert(src.saved_model, QuantizeConfig(mode="none"))
-    return src._float_tflite
+        src.float_tflite = convert(src.saved_model, QuantizeConfig(mode="none"))
+    return src.float_tflite
 
 
 def input_shape(src) -> list[int]:

@@ -133,3 +133,23 @@ def test_serial_board_through_the_cli(run_cli, models, tmp_path):
     res = ProfileResult.model_validate_json(r.out)
     assert res.device.kind == "serial" and res.latency.n == 3 and res.latency.cycles
     assert res.energy.source in ("estimated", "not_available")  # never "measured" from a power model
+
+
+def test_files_written_together_are_all_kept_when_one_write_fails(tmp_path):
+    """append_profiles replaces report.json/.md/.html together: a write that fails (here a real
+    EFBIG from a file-size limit, as a full disk would) leaves every file as it was."""
+    import subprocess
+    import sys
+
+    a, b = tmp_path / "report.json", tmp_path / "report.html"
+    a.write_text("old json")
+    b.write_text("old html")
+    code = ("import resource, signal, sys; from pathlib import Path; "
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
+            "from edgepack.fsutil import atomic_write_texts; "
+            "atomic_write_texts({Path(sys.argv[1]): 'new json', Path(sys.argv[2]): 'x' * 100000})")
+    r = subprocess.run([sys.executable, "-c", code, str(a), str(b)], capture_output=True, text=True)
+    assert r.returncode != 0 and "report.html" in r.stderr
+    assert a.read_text() == "old json" and b.read_text() == "old html"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.json"]  # no temporary left

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DeviceError, UsageError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_text, atomic_write_texts
 from .result import ProfileResult
 
 
@@ -56,13 +56,18 @@ def read_report(report_dir: Path) -> dict:
 
 
 def append_profiles(report_dir: Path, results: Iterable[ProfileResult]) -> Path:
-    """Append results to ``report_dir/report.json``'s "profiles" list (report.md/.html re-rendered)."""
+    """Append results to ``report_dir/report.json``'s "profiles" list, with report.md/.html re-rendered;
+    the three files are replaced together (a failed write, e.g. a full disk, changes none of them)."""
+    from ..report import rendered, report_json
+
     data = read_report(report_dir)
     data.setdefault("profiles", []).extend(r.model_dump(mode="json") for r in results)
     report = Path(report_dir) / "report.json"
-    write_json(report, data)
-    from ..report import rerender
-
-    rerender(Path(report_dir))
+    try:
+        text = report_json(data)
+    except ValueError as e:
+        raise DeviceError(f"not writing {report}: a figure is NaN or infinite ({e}); nothing was written, "
+                          "re-run the profile") from None
+    atomic_write_texts({report: text, **rendered(Path(report_dir), data)})
     return report
 

@@ -45,6 +45,8 @@ class SourceModel:
     translation: Optional[dict] = None
     reason: Optional[str] = None  # why a non-"keras" kind cannot be compressed
     _keep: Any = field(default=None, repr=False)  # the temporary folder of an export, alive with this object
+    # a SavedModel's float .tflite, converted once on first use (edgepack.inputs.float_tflite)
+    float_tflite: Optional[bytes] = field(default=None, repr=False)
 
     @property
     def compressible(self) -> bool:

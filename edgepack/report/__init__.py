@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_texts
 from .html import render_html
 from .markdown import render_markdown
 
@@ -22,9 +22,14 @@ REPORT_FILES = ("report.json", "report.md", "report.html")
 
 def write_report(folder: Path, report: dict[str, Any]) -> None:
     """Write report.json, report.md and report.html into ``folder`` (a staging folder)."""
-    (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    (folder / "report.md").write_text(render_markdown(report) + "\n")
-    (folder / "report.html").write_text(render_html(report))
+    (folder / "report.json").write_text(report_json(report))
+    for path, text in rendered(folder, report).items():
+        path.write_text(text)
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """The text of report.json (strict JSON: a NaN or infinite figure raises ValueError)."""
+    return json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def rerender(folder: Path) -> list[str]:
@@ -38,9 +43,13 @@ def rerender(folder: Path) -> list[str]:
         raise DataError(f"{path}: not a valid report ({e}); re-run 'edgepack package'") from None
     if not isinstance(report, dict):
         raise DataError(f"{path}: not an edgepack report (a JSON object was expected)")
-    atomic_write_text(Path(folder) / "report.md", render_markdown(report) + "\n")
-    atomic_write_text(Path(folder) / "report.html", render_html(report))
+    atomic_write_texts(rendered(Path(folder), report))
     return ["report.md", "report.html"]
 
 
-__all__ = ["REPORT_FILES", "render_html", "render_markdown", "rerender", "write_report"]
+def rendered(folder: Path, report: dict) -> dict[Path, str]:
+    """report.md and report.html of ``report``, by path in ``folder`` (nothing written)."""
+    return {folder / "report.md": render_markdown(report) + "\n", folder / "report.html": render_html(report)}
+
+
+__all__ = ["REPORT_FILES", "render_html", "render_markdown", "rendered", "report_json", "rerender", "write_report"]

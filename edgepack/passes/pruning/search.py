@@ -40,6 +40,7 @@ from .surgery import plan_cost, prune_model
 
 SCAN = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)  # one-shot ratios of the sensitivity scan
 CLOSE_ENOUGH = 1.05  # stop bisecting when the within/over kept fractions are this close
+MAX_STEPS_PER_PROBE = 4  # bisection steps (most reuse a probed staircase level) per probe
 
 
 def split_held_out(data: Labeled, fraction: float, seed: int) -> tuple[Labeled, Labeled]:
@@ -198,29 +199,37 @@ class _Search:
         epochs = self.cfg.fine_tune.epochs if self.cfg.search_epochs is None else self.cfg.search_epochs
         lowest = self.cost(self.plan(0.0, curves)) / self.cost0
         floor = max(lowest, (self.floor or 0) / self.cost0)
+        ok_f, over_f = 1.0, None  # asked kept fractions known within / over the limit (1.0: unpruned)
         ok: Optional[Probe] = None
-        over: Optional[Probe] = None
         probes: list[Probe] = []
-        for i in range(self.cfg.search_probes):
-            self.ctx.progress("pruning search: probes", i + 1, self.cfg.search_probes)
-            top = ok.fraction if ok is not None else 1.0
-            if i == 0 and self.floor is not None:
-                f = floor
-            elif over is None:
-                f = max(floor, top / 2)
-            else:
-                f = math.sqrt(top * over.fraction)
-            counts = self.plan(f, curves)
-            if f >= top / CLOSE_ENOUGH or counts == self.sizes or any(counts == p.counts for p in probes):
+        for step in range(MAX_STEPS_PER_PROBE * self.cfg.search_probes):
+            if len(probes) >= self.cfg.search_probes:
                 break
-            p = self.probe(f, counts, epochs)
-            probes.append(p)
+            if step == 0 and self.floor is not None:
+                f = floor
+            elif over_f is None:
+                f = max(floor, ok_f / 2)
+            else:
+                f = math.sqrt(ok_f * over_f)
+            if f >= ok_f / CLOSE_ENOUGH:
+                break
+            counts = self.plan(f, curves)
+            if counts == self.sizes:  # too little to remove a channel anywhere
+                ok_f = f
+                continue
+            # rounding makes allocations a staircase: a size already probed is not probed again
+            p = next((q for q in probes if q.counts == counts), None)
+            if p is None:
+                self.ctx.progress("pruning search: probes", len(probes) + 1, self.cfg.search_probes)
+                p = self.probe(f, counts, epochs)
+                probes.append(p)
             if acc0 - p.accuracy <= self.limit:
-                ok = p
+                ok_f = f
+                ok = p if ok is None or p.cost <= ok.cost else ok
                 if f <= floor * (1 + 1e-6):
                     break
             else:
-                over = p
+                over_f = f
         final = ok.model if ok is not None else self.model
         if ok is not None and epochs != self.cfg.fine_tune.epochs and self.train is not None:
             tuned = self.probe(ok.fraction, ok.counts, self.cfg.fine_tune.epochs)
