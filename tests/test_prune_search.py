@@ -54,3 +54,74 @@ def test_searched_ratios_beat_one_ratio_for_all_at_the_same_budget():
     assert s["macs_after"] < u["macs_after"], (s["search"], u["search"])
     assert s["macs_after"] <= 0.35 * s["macs_before"]
     assert s["accuracy_drop"] <= 1.5  # the step's --eval figure (397 samples) is not what the search decided on
+
+
+def _latency_context(**kw):
+    from edgepack.boards import load_profile
+    from edgepack.devices.estimate import keras_latency_ms
+
+    return Context(latency_ms=keras_latency_ms(load_profile("nucleo-l4r5zi")), **kw)
+
+
+def test_a_latency_budget_prunes_until_the_estimated_latency_fits():
+    tr, ev = digits()
+    ctx = _latency_context(calibration=tr.x[:64], eval=ev)
+    base_ms = ctx.latency_ms(residual_cnn())
+    StructuredPrune(StructuredPrune.Config(target={"max_latency_ms": 0.5 * base_ms})).apply(residual_cnn(), ctx)
+    est = ctx.records[-1]["latency_ms_estimated"]
+    assert est["before"] == pytest.approx(base_ms, rel=1e-3)
+    assert 0.3 * base_ms < est["after"] <= 0.5 * base_ms  # met, without pruning far past it
+
+
+def test_a_latency_budget_needs_a_device_with_a_cost_model():
+    from edgepack.errors import RecipeError
+
+    step = StructuredPrune(StructuredPrune.Config(target={"max_latency_ms": 1.0}))
+    with pytest.raises(RecipeError, match="latency target needs an estimated latency: use --target tflm --device"):
+        step.apply(residual_cnn(), Context(calibration=digits()[0].x[:8]))
+
+
+def test_an_unmeetable_latency_budget_is_refused_with_the_lowest_reachable():
+    from edgepack.errors import BudgetError
+
+    tr, _ = digits()
+    ctx = _latency_context(calibration=tr.x[:64])
+    with pytest.raises(BudgetError, match=r"a latency of 1e-06 ms cannot be met: pruning every selected group"):
+        StructuredPrune(StructuredPrune.Config(target={"max_latency_ms": 1e-6})).apply(residual_cnn(), ctx)
+
+
+def test_the_accuracy_search_stops_at_a_latency_budget_that_fits():
+    tr, ev = digits()
+    ctx = _latency_context(train=tr, eval=ev, calibration=tr.x[:64])
+    base_ms = ctx.latency_ms(residual_cnn())
+    StructuredPrune(StructuredPrune.Config(target={"max_accuracy_drop": 5.0, "max_latency_ms": 0.7 * base_ms},
+                                           search_epochs=0, fine_tune={"epochs": 1})).apply(residual_cnn(), ctx)
+    rec = ctx.records[-1]
+    assert len(rec["search"]) == 1 and rec["search"][0]["within_limit"]  # the floor fits: no further probe
+    assert rec["latency_ms_estimated"]["after"] <= 0.7 * base_ms
+
+
+def _latency_recipe(tmp_path, mnist, ms):
+    import yaml
+
+    recipe = yaml.safe_load(mnist.recipe.read_text())
+    recipe["steps"] = [{"type": "prune_structured", "target": {"max_latency_ms": ms}}]
+    recipe["verify"] = {"max_accuracy_drop": "none"}  # one-shot pruning: the latency is what is checked here
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_cli_latency_budget_on_a_board_and_refused_for_android(tmp_path, mnist, run_cli):
+    import json
+
+    out = tmp_path / "fw"
+    res = run_cli("package", mnist.model, "--recipe", _latency_recipe(tmp_path, mnist, 30.0), "--target", "tflm",
+                  "--device", "nucleo-l4r5zi", "--calibration", mnist.calib, "-o", out, "--quiet")
+    assert res.exit_code == 0, res.err
+    step = next(s for s in json.loads((out / "report.json").read_text())["steps"] if s["step"] == "prune_structured")
+    assert step["latency_ms_estimated"]["before"] > 30.0 >= step["latency_ms_estimated"]["after"]
+    res = run_cli("package", mnist.model, "--recipe", _latency_recipe(tmp_path, mnist, 30.0), "--target", "android",
+                  "--calibration", mnist.calib, "-o", tmp_path / "a", "--quiet")
+    assert res.exit_code == 1 and "latency target needs an estimated latency" in res.err
+    assert not (tmp_path / "a").exists()

@@ -57,6 +57,9 @@ class Context:
     max_accuracy_drop: Optional[float] = None
     # The target kernels' preferred channel multiple (prune_structured's default round_to); None: unknown.
     channel_multiple: Optional[int] = None
+    # Estimated latency (ms) of a Keras model on the target device's cost model (prune_structured's
+    # max_latency_ms); None: the target has no device with a cost model.
+    latency_ms: Optional[Callable[[Any], float]] = None
     # Warnings for the user: shown on stderr and kept in report.json / report.md.
     warnings: list[str] = field(default_factory=list)
 
@@ -101,7 +104,11 @@ class Pass:
     def require(self, ctx: Context, what: str) -> None:
         """Fail with a clear message when data this pass needs is missing."""
         have = {"calibration": ctx.calibration is not None, "train": ctx.train is not None,
-                "eval": ctx.eval is not None}
+                "eval": ctx.eval is not None, "latency": ctx.latency_ms is not None}
+        if what == "latency" and not have["latency"]:
+            raise RecipeError(f"step '{self.name}': a latency target needs an estimated latency: use --target "
+                              "tflm --device NAME whose core has a cost model ('edgepack devices' lists them), "
+                              "or give a MACs budget (keep_macs / max_macs) instead")
         if not have.get(what, False):
             flag = {"calibration": "--calibration", "train": "--train", "eval": "--eval"}[what]
             raise RecipeError(f"step '{self.name}' needs {what} data; pass {flag} DATA")

@@ -13,7 +13,8 @@ Recipe step (exactly one of ``ratio``, ``ratios``, ``target``)::
       ratio: 0.5                # fraction of channels removed in every selected group
       # ratios: {conv2d_1: 0.7, "conv2d_[3-5]": 0.5}    # per layer, name or regex
       # target: {keep_macs: 0.5} | {max_macs: 3000000} | {keep_params: 0.4} | {max_params: 20000}
-      #         | {max_accuracy_drop: 1.0}  (+ optionally one of the size budgets: stop there)
+      #         | {max_latency_ms: 40}  (estimated on --device's cost model; --target tflm)
+      #         | {max_accuracy_drop: 1.0}  (+ optionally one of the size/latency budgets: stop there)
       #   max_accuracy_drop: per-layer ratios searched on held-out --train data (see pruning/search.py)
       # round_to: 8             # kept channels a multiple of 8; default: the target kernels' multiple
       layers: {types: [Conv2D]} # which producer layers may lose channels (default: all)
@@ -43,7 +44,7 @@ from .pruning import plan as P
 from .pruning.cost import layer_table, totals
 from .pruning.graph import Graph, Group, build_graph
 from .pruning.importance import group_scores
-from .pruning.surgery import plan_cost, prune_model
+from .pruning.surgery import latency_cost, plan_cost, prune_model
 from .select import LayerSelector
 from .pruning.channels import channel_multiple
 from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm, step_fine_tune
@@ -60,13 +61,15 @@ class PruneTarget(PassConfig):
     max_params: Optional[int] = Field(None, gt=0)
     keep_macs: Optional[float] = Field(None, gt=0, lt=1, description="fraction of MACs kept")
     keep_params: Optional[float] = Field(None, gt=0, lt=1, description="fraction of params kept")
+    max_latency_ms: Optional[float] = Field(None, gt=0, description="estimated on the --device's cost model "
+                                            "(--target tflm; see edgepack devices)")
     max_accuracy_drop: Optional[float] = Field(None, ge=0, description="percentage points on --eval")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "PruneTarget":
         given = [k for k, v in self.model_dump().items() if v is not None and k != "max_accuracy_drop"]
         if len(given) > 1 or not (given or self.max_accuracy_drop is not None):
-            raise ValueError("give one of max_macs, max_params, keep_macs, keep_params and/or "
+            raise ValueError("give one of max_macs, max_params, keep_macs, keep_params, max_latency_ms and/or "
                              f"max_accuracy_drop (got {given or 'none'})")
         return self
 
@@ -126,6 +129,8 @@ class StructuredPrune(Pass):
         needs = set()
         if config.importance == "activation":
             needs.add("calibration")
+        if config.target is not None and config.target.max_latency_ms is not None:
+            needs.add("latency")
         self.needs = frozenset(needs)
         self.round_to = config.round_to or 1
 
@@ -156,7 +161,7 @@ class StructuredPrune(Pass):
         if searching:
             pruned, search = self._accuracy_search(model, graph, groups, scores, ctx, data)
         else:
-            counts = self._counts(model, graph, groups, scores)
+            counts = self._counts(model, graph, groups, scores, ctx)
             pruned = self._execute(model, counts, ctx, data)
         self._report(model, pruned, graph, groups, skipped, ctx, search)
         return pruned
@@ -221,7 +226,7 @@ class StructuredPrune(Pass):
         return out
 
     # -- how many channels ------------------------------------------------
-    def _counts(self, model, graph: Graph, groups: list[Group], scores) -> dict[str, int]:
+    def _counts(self, model, graph: Graph, groups: list[Group], scores, ctx: Context) -> dict[str, int]:
         cfg = self.config
         if cfg.ratios:
             per_layer = self._ratio_layers(list(graph.produces))
@@ -235,10 +240,16 @@ class StructuredPrune(Pass):
 
         if cfg.ratio is not None:
             return plan(cfg.ratio)
-        return self._budget_counts(model, graph, groups, plan)
+        return self._budget_counts(model, graph, groups, plan, ctx)
 
-    def _budget_counts(self, model, graph: Graph, groups: list[Group], plan) -> dict[str, int]:
+    def _budget_counts(self, model, graph: Graph, groups: list[Group], plan, ctx: Context) -> dict[str, int]:
         cfg, t = self.config, self.config.target
+        if t.max_latency_ms is not None:
+            cost = latency_cost(model, graph, groups, ctx.latency_ms)
+            counts, ratio = P.budget_plan(plan, cost, t.max_latency_ms, cfg.max_ratio, iterations=10)
+            if ratio < 0:
+                raise BudgetError(self.latency_unmet(cost(counts), cost({})))
+            return counts
         base_params, base_macs = plan_cost(model, graph, {})
         use_macs = t.max_macs is not None or t.keep_macs is not None
         base = base_macs if use_macs else base_params
@@ -255,6 +266,11 @@ class StructuredPrune(Pass):
                               f"selected group by max_ratio {cfg.max_ratio} leaves {cost(counts):,} of {base:,}; "
                               "raise the budget, raise max_ratio or select more layers")
         return counts
+
+    def latency_unmet(self, lowest: float, base: float) -> str:
+        return (f"step '{self.name}': a latency of {self.config.target.max_latency_ms:g} ms cannot be met: pruning "
+                f"every selected group by max_ratio {self.config.max_ratio} gives {lowest:.3g} ms (estimated; "
+                f"{base:.3g} ms unpruned); raise max_latency_ms, raise max_ratio or select more layers")
 
     # -- doing it ---------------------------------------------------------
     def _execute(self, model, counts: dict[str, int], ctx: Context, data, label: str = "prune",
@@ -295,6 +311,10 @@ class StructuredPrune(Pass):
                    **search)
         if ctx.train is None:
             ctx.record(warning=ONE_SHOT_WARNING)
+        if self.config.target is not None and self.config.target.max_latency_ms is not None:
+            ctx.record(latency_ms_estimated={"before": round(ctx.latency_ms(model), 4),
+                                             "after": round(ctx.latency_ms(pruned), 4),
+                                             "limit": self.config.target.max_latency_ms})
         if ctx.eval is not None and ctx.eval.y is not None and tuple(ctx.eval.x.shape[1:]) == tuple(model.input_shape[1:]):
             before = evaluate_accuracy(model, ctx.eval)
             after = evaluate_accuracy(pruned, ctx.eval)

@@ -70,8 +70,8 @@ def global_plan(groups: list[Group], scores: dict[int, np.ndarray], ratio: float
     return {key(g): kept_count(g.size, removed.get(key(g), 0) / g.size, round_to) for g in groups}
 
 
-def budget_plan(plan: Callable[[float], dict[str, int]], cost: Callable[[dict[str, int]], int], budget: int,
-                max_ratio: float) -> tuple[dict[str, int], float]:
+def budget_plan(plan: Callable[[float], dict[str, int]], cost: Callable[[dict[str, int]], float], budget: float,
+                max_ratio: float, iterations: int = 24) -> tuple[dict[str, int], float]:
     """Smallest ratio (up to ``max_ratio``) whose ``plan(ratio)`` costs at most ``budget``.
 
     Returns (plan, ratio); the ratio is ``-1`` when even ``max_ratio`` is over budget.
@@ -81,7 +81,7 @@ def budget_plan(plan: Callable[[float], dict[str, int]], cost: Callable[[dict[st
     if cost(plan(max_ratio)) > budget:
         return plan(max_ratio), -1.0
     lo, hi = 0.0, max_ratio
-    for _ in range(24):
+    for _ in range(iterations):
         mid = (lo + hi) / 2
         if cost(plan(mid)) <= budget:
             hi = mid

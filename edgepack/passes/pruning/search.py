@@ -33,10 +33,11 @@ from typing import Optional
 
 import numpy as np
 
+from ...errors import BudgetError
 from ..base import Labeled
 from . import plan as P
 from .graph import build_graph
-from .surgery import plan_cost, prune_model
+from .surgery import latency_cost, plan_cost, prune_model
 
 SCAN = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)  # one-shot ratios of the sensitivity scan
 CLOSE_ENOUGH = 1.05  # stop bisecting when the within/over kept fractions are this close
@@ -130,12 +131,33 @@ class _Search:
         self.cost0 = self.cost({})
 
     def _metric(self) -> tuple[int, Optional[int]]:
-        """(0 params / 1 MACs, the optional size budget in that unit)."""
+        """(0 params / 1 MACs, the optional size budget in that unit; a latency budget is floored apart)."""
         t = self.cfg.target
         params0, macs0 = plan_cost(self.model, self.graph, {})
         if t.max_params or t.keep_params:
             return 0, t.max_params or int(t.keep_params * params0)
         return 1, (t.max_macs or int(t.keep_macs * macs0)) if (t.max_macs or t.keep_macs) else None
+
+    def _floor(self, curves, lowest: float) -> Optional[float]:
+        """The largest kept fraction that meets the size or latency budget (None: no budget)."""
+        if self.floor is not None:
+            return max(lowest, self.floor / self.cost0)
+        limit = self.cfg.target.max_latency_ms
+        if limit is None:
+            return None
+        latency = latency_cost(self.model, self.graph, self.groups, self.ctx.latency_ms)
+        if latency({}) <= limit:
+            return 1.0
+        if latency(self.plan(lowest, curves)) > limit:
+            raise BudgetError(self.step.latency_unmet(latency(self.plan(lowest, curves)), latency({})))
+        ok, over = lowest, 1.0
+        while over / ok > CLOSE_ENOUGH:
+            mid = math.sqrt(ok * over)
+            if latency(self.plan(mid, curves)) <= limit:
+                ok = mid
+            else:
+                over = mid
+        return ok
 
     def cost(self, counts: dict[str, int]) -> int:
         keep = {g.id: np.arange(counts[P.key(g)]) for g in self.groups
@@ -195,17 +217,22 @@ class _Search:
 
     def run(self):
         acc0, loss0 = self.scores(self.model)
-        curves = self.sensitivity(loss0)
+        curves = self.sensitivity(loss0) if self.cfg.search_allocation == "sensitivity" else {}
         epochs = self.cfg.fine_tune.epochs if self.cfg.search_epochs is None else self.cfg.search_epochs
         lowest = self.cost(self.plan(0.0, curves)) / self.cost0
-        floor = max(lowest, (self.floor or 0) / self.cost0)
+        budget = self._floor(curves, lowest)
+        floor = lowest if budget is None else budget
+        items = {"accuracy_baseline_held_out": round(acc0, 3), "search_decided_on": self.decided_on,
+                 "search_allocation": self.cfg.search_allocation, "search_metric": self._unit()}
+        if floor >= 1.0:
+            return self.model, {**items, "search_result": "the unpruned model already meets the latency budget"}
         ok_f, over_f = 1.0, None  # asked kept fractions known within / over the limit (1.0: unpruned)
         ok: Optional[Probe] = None
         probes: list[Probe] = []
         for step in range(MAX_STEPS_PER_PROBE * self.cfg.search_probes):
             if len(probes) >= self.cfg.search_probes:
                 break
-            if step == 0 and self.floor is not None:
+            if step == 0 and budget is not None:
                 f = floor
             elif over_f is None:
                 f = max(floor, ok_f / 2)
@@ -234,11 +261,13 @@ class _Search:
         if ok is not None and epochs != self.cfg.fine_tune.epochs and self.train is not None:
             tuned = self.probe(ok.fraction, ok.counts, self.cfg.fine_tune.epochs)
             final = tuned.model if acc0 - tuned.accuracy <= self.limit else ok.model
-        items = {"accuracy_baseline_held_out": round(acc0, 3), "search_decided_on": self.decided_on,
-                 "search_allocation": self.cfg.search_allocation, "search_metric": self._unit(),
-                 "sensitivity": {k: [{"channels": n, "loss_increase": round(d, 5), "held_out_accuracy": round(a, 3)}
-                                     for n, d, a in c] for k, c in curves.items()},
-                 "search": [p.row(acc0, self.limit) for p in probes]}
+        if budget is not None and (ok is None or ok.fraction > floor * (1 + 1e-6)):
+            what = "latency" if self.floor is None else self._unit()
+            self.ctx.warn(f"the accuracy limit of {self.limit} points stops pruning before the {what} target: "
+                          "the target is not met; raise max_accuracy_drop or fine-tune longer")
+        items["sensitivity"] = {k: [{"channels": n, "loss_increase": round(d, 5), "held_out_accuracy": round(a, 3)}
+                                    for n, d, a in c] for k, c in curves.items()}
+        items["search"] = [p.row(acc0, self.limit) for p in probes]
         if ok is not None:
             items["search_result"] = {"kept_fraction": round(ok.cost / self.cost0, 4),
                                       "held_out_drop": round(acc0 - ok.accuracy, 3), "limit": self.limit}
@@ -249,7 +278,7 @@ def accuracy_search(step, model, graph, groups, scores, ctx, data):
     """Return (pruned model, report items) for ``target.max_accuracy_drop`` (see module doc)."""
     search = _Search(step, model, ctx, data)
     pruned, items = search.run()
-    if pruned is model:
+    if pruned is model and "search_result" not in items:
         ctx.warn(f"no pruning fits within an accuracy drop of {search.limit} points; model left unpruned")
         items["search_result"] = "nothing fits the accuracy budget; model unchanged"
     return pruned, items

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import numpy as np
 
@@ -49,6 +50,22 @@ def plan_cost(model, graph: Graph, keep: dict[int, np.ndarray]) -> tuple[int, in
         p, m = layer_cost(model.get_layer(name), cin2, cout2)
         params, macs = params + p, macs + m
     return params, macs
+
+
+def latency_cost(model, graph: Graph, groups, estimate) -> Callable[[dict[str, int]], float]:
+    """A cost function for plans (group key -> kept channels): ``estimate`` (ms) of the pruned model,
+    cached, since rounded plans repeat."""
+    cache: dict[tuple, float] = {}
+
+    def cost(counts: dict[str, int]) -> float:
+        keep = {g.id: np.arange(counts[g.producers[0]]) for g in groups
+                if counts.get(g.producers[0], g.size) < g.size}
+        key = tuple(sorted((i, len(k)) for i, k in keep.items()))
+        if key not in cache:
+            cache[key] = float(estimate(prune_model(model, graph, keep) if keep else model))
+        return cache[key]
+
+    return cost
 
 
 def _slice_weights(cls: str, weights: list[np.ndarray], in_idx, out_idx, dm: int = 1) -> list[np.ndarray]:
