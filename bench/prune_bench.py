@@ -18,7 +18,11 @@ the same machine, median per-invoke time; only ratios are meaningful.
      {max_accuracy_drop: 1.0}, search_allocation: uniform``), and
    - by the same search with per-layer ratios from measured sensitivity (``searched_1pt``),
    all with the default fine-tune and round_to; int8. The two searches land at equal
-   accuracy (the budget), so their MACs compare the allocations.
+   accuracy (the budget), so their MACs compare the allocations. Latency ratios of the
+   int8 and of the float builds (interleaved in the same rounds), and one 3x3 conv by
+   channel count (int8 vs float): on a host whose int8 kernels are fast per MAC
+   (AVX512-VNNI) a per-pixel cost dominates int8 convs and channels barely count.
+   ``--reuse`` loads the Keras models an earlier run saved (re-measures only).
    Side by side: MACs ratio, LiteRT latency ratio (median of interleaved rounds), QEMU
    mps2-an386 (Cortex-M4, TFLM reference kernels) instruction ratio of a ``--target tflm``
    package, int8 accuracy drop on the proxy eval set. Proxy data (no CIFAR-10 / Speech
@@ -28,7 +32,7 @@ the same machine, median per-invoke time; only ratios are meaningful.
 
 Usage::
 
-    python bench/prune_bench.py [--only resnet8,lenet,sparse_vs_structured,uniform_vs_searched] [--quick]
+    python bench/prune_bench.py [--only resnet8,lenet,sparse_vs_structured,uniform_vs_searched] [--quick] [--reuse]
 """
 
 from __future__ import annotations
@@ -95,7 +99,11 @@ def _latencies_us(models: dict[str, bytes], x: np.ndarray, rounds: int, per_roun
     runs = {k: LiteRT(v, num_threads=1) for k, v in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     for r in runs.values():
-        r.invoke_one(x[:1])
+        if x is None:  # each model on a zero input of its own shape
+            d = r.inputs[0]
+            r.interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        else:
+            r.invoke_one(x[:1])
         for _ in range(10):
             r.interp.invoke()
     for _ in range(rounds):
@@ -131,7 +139,12 @@ def measure(models: dict[str, bytes], ev: Labeled, per_round: int = 40, rounds: 
         return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _measure_main(folder: Path, per_round: int, rounds: int) -> None:
+def _measure_main(folder: Path, per_round: int, rounds: int, latency_only: bool = False) -> None:
+    if latency_only:
+        models = {p.stem: p.read_bytes() for p in sorted(folder.glob("*.tflite"))}
+        lat = _latencies_us(models, None, rounds, per_round)
+        print(json.dumps({k: lat[f"{k}_median"] for k in models}))
+        return
     z = np.load(folder / "eval.npz")
     ev = Labeled(z["x"], z["y"])
     models = {p.stem: p.read_bytes() for p in sorted(folder.glob("*.tflite"))}
@@ -250,13 +263,32 @@ def _qemu_instructions(models: dict, calib: np.ndarray, work: Path) -> dict:
         h5 = work / f"{name}.h5"
         model.save(h5)
         folder = work / f"{name}_tflm"
+        # an instruction count: accuracy is measured with LiteRT on the eval set, so no gate here
         package(PackageRequest(model=h5, out=folder, target="tflm", quantize="int8", io="int8",
-                               calibration=work / "calib.npz", force=True,
+                               calibration=work / "calib.npz", force=True, max_accuracy_drop="none",
                                target_options={"device": "nucleo-l4r5zi"}))
         log(f"  qemu: {name}")
         r = profile(folder, device="qemu:mps2-an386", settings=Settings(runs=1, warmup=0))
         out[name] = int(r.latency.instructions)
     return out
+
+
+REUSE = False  # --reuse: load the trained/pruned Keras models of an earlier run (re-measure only)
+
+
+def _checkpoint(key: str, make):
+    """(Keras model, JSON-able extras) from ``make()``, saved under MODELS; with --reuse, loaded from there."""
+    from edgepack.load import load_model
+
+    h5, meta = MODELS / f"{key}.h5", MODELS / f"{key}.json"
+    if REUSE and h5.is_file() and meta.is_file():
+        log(f"  reusing {h5.name}")
+        return load_model(h5, unsafe=False), json.loads(meta.read_text())
+    model, extras = make()
+    MODELS.mkdir(parents=True, exist_ok=True)
+    model.save(h5)
+    meta.write_text(json.dumps(extras, default=str))
+    return model, extras
 
 
 def uniform_vs_searched(quick: bool) -> dict:
@@ -273,10 +305,15 @@ def uniform_vs_searched(quick: bool) -> dict:
         n = 1200 if quick else len(train.x)
         train = Labeled(train.x[:n], train.y[:n])
         set_seed(0)
-        base = _reference(name)
         epochs = (2 if quick else 6) if name == "resnet8" else (5 if quick else 12)
-        log(f"{name}: fine-tune the reference weights on the proxy data ({epochs} epochs, {n} samples)")
-        fit(base, train, ctx_for(), FitConfig(epochs=epochs, learning_rate=1e-3), f"{name} base")
+
+        def train_base():
+            base = _reference(name)
+            log(f"{name}: fine-tune the reference weights on the proxy data ({epochs} epochs, {n} samples)")
+            fit(base, train, ctx_for(), FitConfig(epochs=epochs, learning_rate=1e-3), f"{name} base")
+            return base, {}
+
+        base, _ = _checkpoint(f"{name}_base{'_quick' if quick else ''}", train_base)
         # the default fine-tune (8 epochs) unless --quick; the searches use their default probes
         ft = {"epochs": 2} if quick else {}
         budget = {"max_accuracy_drop": 1.0}
@@ -288,14 +325,19 @@ def uniform_vs_searched(quick: bool) -> dict:
                 variants[v]["search_probes"] = 3
         keras_models, recs, seconds = {"base": base}, {}, {}
         for vname, v in variants.items():
-            ctx = ctx_for(train, ev, calib)
-            t0 = time.time()
-            log(f"{name}: {vname}: {v}")
-            keras_models[vname] = StructuredPrune(StructuredPrune.Config(**v)).apply(base, ctx)
-            seconds[vname] = round(time.time() - t0, 1)
-            recs[vname] = ctx.records[-1]
+            def prune(v=v, vname=vname):
+                ctx = ctx_for(train, ev, calib)
+                t0 = time.time()
+                log(f"{name}: {vname}: {v}")
+                pruned = StructuredPrune(StructuredPrune.Config(**v)).apply(base, ctx)
+                return pruned, {"record": ctx.records[-1], "seconds": round(time.time() - t0, 1)}
+
+            keras_models[vname], saved = _checkpoint(f"{name}_{vname}{'_quick' if quick else ''}", prune)
+            seconds[vname], recs[vname] = saved["seconds"], saved["record"]
         tfls = {k: convert(m, INT8, calib) for k, m in keras_models.items()}
-        m = measure(tfls, ev, per_round=20 if name == "resnet8" else 50, rounds=31)
+        floats = {f"{k}_float": convert(m, QuantizeConfig(mode="none")) for k, m in keras_models.items()}
+        # int8 and float builds interleaved in the same rounds (one load for all)
+        m = measure({**tfls, **floats}, ev, per_round=20 if name == "resnet8" else 50, rounds=31)
         with tempfile.TemporaryDirectory() as tmp:
             qemu = _qemu_instructions(keras_models, calib, Path(tmp))
         rows = {}
@@ -305,6 +347,9 @@ def uniform_vs_searched(quick: bool) -> dict:
             rows[k] = {"macs": d["macs"], "macs_ratio": round(d["macs"] / b["macs"], 3),
                        "latency_median_us": m[k]["latency_median_us"],
                        "latency_ratio": round(m[k]["latency_median_us"] / m["base"]["latency_median_us"], 3),
+                       "float_latency_median_us": m[f"{k}_float"]["latency_median_us"],
+                       "float_latency_ratio": round(m[f"{k}_float"]["latency_median_us"]
+                                                    / m["base_float"]["latency_median_us"], 3),
                        "qemu_instructions": qemu[k],
                        "qemu_ratio": None if qemu[k] is None else round(qemu[k] / qemu["base"], 3),
                        "int8_accuracy": m[k]["accuracy"],
@@ -316,7 +361,39 @@ def uniform_vs_searched(quick: bool) -> dict:
                                search=recs[k].get("search"), search_result=recs[k].get("search_result"),
                                search_decided_on=recs[k].get("search_decided_on"))
         results[name] = {"data": "MNIST-5k proxy (see module doc)", "train_samples": n, "rows": rows}
+    results["int8_conv_floor"] = _int8_conv_floor()
     return results
+
+
+def _int8_conv_floor() -> dict:
+    """LiteRT time of one 3x3 conv on 32x32 by channel count, int8 and float: on a host whose int8
+    kernels are fast per MAC (AVX512-VNNI), a per-pixel cost dominates and channels barely count."""
+    k = keras()
+    x = np.random.default_rng(0).random((32, 32, 32, 64), dtype=np.float32)
+    models = {}
+    for c in (8, 16, 32, 64):
+        set_seed(0)
+        m = k.Sequential([k.Input((32, 32, c)), k.layers.Conv2D(c, 3, padding="same")])
+        models[f"int8_c{c}"] = convert(m, INT8, x[:, :, :, :c])
+        models[f"float_c{c}"] = convert(m, QuantizeConfig(mode="none"))
+    lat = measure_latency_only(models)
+    return {"note": "one Conv2D 3x3, 32x32, c in = c out; LiteRT 1 thread, median us", **lat}
+
+
+def measure_latency_only(models: dict[str, bytes]) -> dict[str, float]:
+    """Median LiteRT latency of each model (interleaved rounds, a fresh process), without accuracy."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for key, v in models.items():
+            (d / f"{key}.tflite").write_bytes(v)
+        res = subprocess.run([sys.executable, __file__, "--measure", str(d), "--per-round", "50", "--rounds", "15",
+                              "--latency-only"], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"measurement process failed: {res.stderr[-2000:]}")
+        return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 # -- 2./3. LeNet-300-100 -------------------------------------------------------
@@ -381,12 +458,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="uniform_vs_searched")
     ap.add_argument("--quick", action="store_true", help="fewer epochs (smoke run; figures not representative)")
+    ap.add_argument("--reuse", action="store_true", help="reuse the Keras models an earlier run saved under "
+                    "bench/results/prune_bench_models (uniform_vs_searched; re-measures only)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # child process: LiteRT measurements
+    ap.add_argument("--latency-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--per-round", type=int, default=40, help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=30, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure is not None:
-        return _measure_main(args.measure, args.per_round, args.rounds)
+        return _measure_main(args.measure, args.per_round, args.rounds, args.latency_only)
+    global REUSE
+    REUSE = args.reuse
     only = args.only.split(",")
     results: dict = {"quick": args.quick}
     shared: dict = {}
@@ -418,12 +500,18 @@ def summary(res: dict) -> str:
     if "uniform_vs_searched" in res:
         lines.append("Uniform vs searched per-layer ratios, int8 (ratios to the unpruned int8 model; LiteRT median of "
                      "interleaved rounds; QEMU mps2-an386 TFLM reference kernels):")
-        lines.append(f"  {'model':<8} {'variant':<13} {'MACs':>6} {'LiteRT':>7} {'QEMU':>6} {'drop pt':>8}  channels")
+        lines.append(f"  {'model':<8} {'variant':<13} {'MACs':>6} {'int8 LiteRT':>11} {'float':>6} {'QEMU':>6} "
+                     f"{'drop pt':>8}  channels")
         for model in ("resnet8", "kws"):
             for k, r in res["uniform_vs_searched"].get(model, {}).get("rows", {}).items():
                 ch = ", ".join(f"{g} {a}->{b}" for g, (a, b) in r.get("groups", {}).items())
-                lines.append(f"  {model:<8} {k:<13} {r['macs_ratio']:>6} {r['latency_ratio']:>7} "
-                             f"{str(r['qemu_ratio']):>6} {r['accuracy_drop_pt']:>8}  {ch}")
+                lines.append(f"  {model:<8} {k:<13} {r['macs_ratio']:>6} {r['latency_ratio']:>11} "
+                             f"{r.get('float_latency_ratio', '-'):>6} {str(r['qemu_ratio']):>6} "
+                             f"{r['accuracy_drop_pt']:>8}  {ch}")
+        floor = res["uniform_vs_searched"].get("int8_conv_floor")
+        if floor:
+            lines.append("  one 3x3 conv 32x32, LiteRT us by channels (int8 | float): " + ", ".join(
+                f"c{c} {floor[f'int8_c{c}']} | {floor[f'float_c{c}']}" for c in (8, 16, 32, 64)))
     if "resnet8" in res:
         r = res["resnet8"]
         b = r["int8"]

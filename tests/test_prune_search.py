@@ -125,3 +125,26 @@ def test_cli_latency_budget_on_a_board_and_refused_for_android(tmp_path, mnist, 
                   "--calibration", mnist.calib, "-o", tmp_path / "a", "--quiet")
     assert res.exit_code == 1 and "latency target needs an estimated latency" in res.err
     assert not (tmp_path / "a").exists()
+
+
+def test_a_held_out_part_the_model_was_trained_on_is_detected():
+    """Random labels on 300 samples, memorised by an MLP: 'held-out' training samples measure no drop."""
+    import numpy as np
+
+    from edgepack.keras_compat import keras, set_seed
+    from edgepack.passes.base import Labeled
+    from edgepack.passes.pruning.search import memorized
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 20)).astype(np.float32)
+    y = rng.integers(0, 4, size=600)
+    set_seed(0)
+    k = keras()
+    m = k.Sequential([k.Input((20,)), k.layers.Dense(256, activation="relu"), k.layers.Dense(4)])
+    m.compile(k.optimizers.Adam(1e-2), k.losses.SparseCategoricalCrossentropy(from_logits=True))
+    m.fit(x[:300], y[:300], epochs=60, batch_size=32, verbose=0)
+    seen, unseen = Labeled(x[:150], y[:150]), Labeled(x[300:], y[300:])
+    why = memorized(m, seen, unseen)
+    assert why is not None and why.startswith("--eval: the held-out part of --train was in the model's training")
+    assert memorized(m, Labeled(x[450:], y[450:]), Labeled(x[300:450], y[300:450])) is None  # both unseen
+    assert memorized(m, seen, None) is None

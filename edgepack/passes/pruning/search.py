@@ -19,7 +19,9 @@ one-shot and decides on ``--eval``, saying so in the report). In two stages:
    held-out accuracy drop. ``f`` is halved until a probe is over the limit, then
    bisected geometrically, ``search_probes`` probes in all; the smallest ``f``
    within the limit wins, so the result lands close to the budget rather than
-   far inside it. The drop is measured against the unpruned model given the same
+   far inside it. When the held-out part was in the model's training data (it is
+   clearly more accurate there than on --eval: :func:`memorized`), the search
+   decides on --eval instead and says so. The drop is measured against the unpruned model given the same
    fine-tune (the held-out part of ``--train`` is usually data the model was
    trained on, where its own accuracy is inflated). An optional size or latency
    budget (``keep_macs``, ``max_latency_ms`` ...) is the first probe and the floor:
@@ -53,6 +55,29 @@ def split_held_out(data: Labeled, fraction: float, seed: int) -> tuple[Labeled, 
     n = max(1, int(round(len(order) * fraction)))
     tr, ho = np.sort(order[n:]), np.sort(order[:n])
     return Labeled(data.x[tr], data.y[tr]), Labeled(data.x[ho], data.y[ho])
+
+
+def memorized(model, held: Labeled, ev: Optional[Labeled]) -> Optional[str]:
+    """Why the search decides on ``ev`` instead of ``held`` (None: it need not).
+
+    A held-out part of --train that the model was trained on measures no drop: the unpruned
+    model's accuracy there is inflated, a pruned one's much less. When the model is more accurate
+    on ``held`` than on the --eval labels by more than ``max(1 pt, 2 standard errors)``, those
+    samples were in its training data and the search decides on --eval (its probes then
+    fine-tune on all of --train).
+    """
+    if ev is None or ev.y is None or len(ev.x) < 100:
+        return None
+    from ..training import _scores
+
+    a_held, _ = _scores(model, held)
+    a_ev, _ = _scores(model, ev)
+    p = min(max((a_held + a_ev) / 200, 0.01), 0.99)
+    se = 100 * math.sqrt(p * (1 - p) * (1 / len(held.x) + 1 / len(ev.x)))
+    if a_held - a_ev <= max(1.0, 2 * se):
+        return None
+    return (f"--eval: the held-out part of --train was in the model's training data (accuracy {a_held:.2f} % "
+            f"there, {a_ev:.2f} % on --eval)")
 
 
 def _cummax(values: list[float]) -> list[float]:
@@ -122,6 +147,9 @@ class _Search:
         if ctx.train is not None:
             self.train, self.held = split_held_out(ctx.train, self.cfg.search_holdout, ctx.seed)
             self.decided_on = f"held-out {len(self.held.x)} of {len(ctx.train.x)} --train samples"
+            seen = memorized(model, self.held, ctx.eval)
+            if seen:
+                self.train, self.held, self.decided_on = ctx.train, ctx.eval, seen
         else:
             self.train, self.held = None, ctx.eval
             self.decided_on = "--eval (no --train: one-shot search)"
