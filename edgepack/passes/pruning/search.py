@@ -1,8 +1,9 @@
 """"As much pruning as fits within a maximum accuracy drop": automatic per-layer ratios.
 
-The decisions are taken on a held-out part of ``--train`` (``search_holdout``,
-never on the ``--eval`` set the step reports on; with no ``--train`` the search is
-one-shot and decides on ``--eval``, saying so in the report). In two stages:
+The decisions are taken on a held-out part of ``--train`` (``search_holdout``), not
+on the ``--eval`` set the step reports on, unless the model was trained on that part
+(then on ``--eval``); with no ``--train`` the search is one-shot and decides on
+``--eval``. The report says which. In two stages:
 
 1. **Sensitivity** (measured, as in Distiller's sensitivity analysis and MLPrune's
    point of choosing the per-layer ratios for the user): every selected group is
@@ -19,13 +20,12 @@ one-shot and decides on ``--eval``, saying so in the report). In two stages:
    held-out accuracy drop. ``f`` is halved until a probe is over the limit, then
    bisected geometrically, ``search_probes`` probes in all; the smallest ``f``
    within the limit wins, so the result lands close to the budget rather than
-   far inside it. When the held-out part was in the model's training data (it is
-   clearly more accurate there than on --eval: :func:`memorized`), the search
-   decides on --eval instead and says so. The drop is measured against the unpruned model given the same
-   fine-tune (the held-out part of ``--train`` is usually data the model was
-   trained on, where its own accuracy is inflated). An optional size or latency
-   budget (``keep_macs``, ``max_latency_ms`` ...) is the first probe and the floor:
-   the search stops there when it fits.
+   far inside it. The drop is the input model's accuracy minus the probe's, on the
+   held-out part; when that part was in the model's training data (the model is
+   clearly more accurate there than on --eval: :func:`memorized`), its accuracy
+   there is inflated, so the search decides on --eval instead and says so. An
+   optional size or latency budget (``keep_macs``, ``max_latency_ms`` ...) is the
+   first probe and the floor: the search stops there when it fits.
 
 Example: used by ``prune_structured`` with ``target: {max_accuracy_drop: 1.0}``.
 """
@@ -247,20 +247,13 @@ class _Search:
         return "MACs" if self.metric == 1 else "parameters"
 
     def run(self):
-        acc_unpruned, loss0 = self.scores(self.model)
+        acc0, loss0 = self.scores(self.model)
         curves = self.sensitivity(loss0) if self.cfg.search_allocation == "sensitivity" else {}
         epochs = self.cfg.fine_tune.epochs if self.cfg.search_epochs is None else self.cfg.search_epochs
-        acc0 = acc_unpruned
-        if self.train is not None and epochs > 0:
-            # The reference is the unpruned model given the same fine-tune as every probe: the held-out
-            # part is usually in the data the model was trained on, where its accuracy is inflated.
-            acc0 = self.probe(1.0, dict(self.sizes), epochs).accuracy
         lowest = self.cost(self.plan(0.0, curves)) / self.cost0
         budget = self._floor(curves, lowest)
         floor = lowest if budget is None else budget
-        items = {"accuracy_unpruned_held_out": round(acc_unpruned, 3), "accuracy_baseline_held_out": round(acc0, 3),
-                 "search_baseline": "the unpruned model fine-tuned as each probe" if acc0 is not acc_unpruned
-                 else "the unpruned model", "search_decided_on": self.decided_on,
+        items = {"accuracy_baseline_held_out": round(acc0, 3), "search_decided_on": self.decided_on,
                  "search_allocation": self.cfg.search_allocation, "search_metric": self._unit()}
         if floor >= 1.0:
             return self.model, {**items, "search_result": "the unpruned model already meets the latency budget"}
