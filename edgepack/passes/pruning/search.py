@@ -240,7 +240,7 @@ class _Search:
         model = self.step._execute(self.model, counts, sub, self.data, label=f"pruning search {fraction:.3f}",
                                    fine_tune=ft)
         acc, _ = self.scores(model)
-        self.ctx.log(f"pruning search: kept {fraction:.3f} of the {self._unit()} -> held-out {acc:.2f} %")
+        self.ctx.log(f"pruning search: kept {fraction:.3f} of the {self._unit()} -> {acc:.2f} % on the decision set")
         return Probe(fraction, counts, model, acc, self.cost(counts))
 
     def _unit(self) -> str:
