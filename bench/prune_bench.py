@@ -42,6 +42,7 @@ import json
 import sys
 import time
 import zlib
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +119,8 @@ def _latencies_us(models: dict[str, bytes], x: np.ndarray, rounds: int, per_roun
             **{f"{k}_median": round(float(np.median(v)), 2) for k, v in times.items()}}
 
 
-def measure(models: dict[str, bytes], ev: Labeled, per_round: int = 40, rounds: int = 30) -> dict[str, dict]:
-    """LiteRT accuracy and interleaved latency of each model, in a fresh process.
+def measure(models: dict[str, bytes], ev: Optional[Labeled], per_round: int = 40, rounds: int = 30) -> dict[str, dict]:
+    """LiteRT accuracy (with ``ev``) and interleaved latency of each model, in a fresh process.
 
     LiteRT and TensorFlow each bundle TFLite/XNNPACK; keeping the interpreters out of
     the training process avoids native clashes and TF's threads skewing the timings.
@@ -131,7 +132,8 @@ def measure(models: dict[str, bytes], ev: Labeled, per_round: int = 40, rounds: 
         d = Path(tmp)
         for k, v in models.items():
             (d / f"{k}.tflite").write_bytes(v)
-        np.savez(d / "eval.npz", x=ev.x, y=ev.y)
+        if ev is not None:
+            np.savez(d / "eval.npz", x=ev.x, y=ev.y)
         res = subprocess.run([sys.executable, __file__, "--measure", str(d), "--per-round", str(per_round),
                               "--rounds", str(rounds)], capture_output=True, text=True, check=False)
         if res.returncode != 0:
@@ -139,18 +141,16 @@ def measure(models: dict[str, bytes], ev: Labeled, per_round: int = 40, rounds: 
         return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _measure_main(folder: Path, per_round: int, rounds: int, latency_only: bool = False) -> None:
-    if latency_only:
-        models = {p.stem: p.read_bytes() for p in sorted(folder.glob("*.tflite"))}
-        lat = _latencies_us(models, None, rounds, per_round)
-        print(json.dumps({k: lat[f"{k}_median"] for k in models}))
-        return
-    z = np.load(folder / "eval.npz")
-    ev = Labeled(z["x"], z["y"])
+def _measure_main(folder: Path, per_round: int, rounds: int) -> None:
+    """The child of :func:`measure`: without eval.npz, latency only (each model on a zero input)."""
+    ev = None
+    if (folder / "eval.npz").is_file():
+        z = np.load(folder / "eval.npz")
+        ev = Labeled(z["x"], z["y"])
     models = {p.stem: p.read_bytes() for p in sorted(folder.glob("*.tflite"))}
-    lat = _latencies_us(models, ev.x, rounds, per_round)
-    print(json.dumps({k: {"accuracy": _accuracy(v, ev), "latency_us": lat[k], "latency_median_us": lat[f"{k}_median"]}
-                      for k, v in models.items()}))
+    lat = _latencies_us(models, None if ev is None else ev.x, rounds, per_round)
+    print(json.dumps({k: {**({} if ev is None else {"accuracy": _accuracy(v, ev)}), "latency_us": lat[k],
+                          "latency_median_us": lat[f"{k}_median"]} for k, v in models.items()}))
 
 
 def describe(tfl: bytes) -> dict:
@@ -376,24 +376,9 @@ def _int8_conv_floor() -> dict:
         m = k.Sequential([k.Input((32, 32, c)), k.layers.Conv2D(c, 3, padding="same")])
         models[f"int8_c{c}"] = convert(m, INT8, x[:, :, :, :c])
         models[f"float_c{c}"] = convert(m, QuantizeConfig(mode="none"))
-    lat = measure_latency_only(models)
-    return {"note": "one Conv2D 3x3, 32x32, c in = c out; LiteRT 1 thread, median us", **lat}
-
-
-def measure_latency_only(models: dict[str, bytes]) -> dict[str, float]:
-    """Median LiteRT latency of each model (interleaved rounds, a fresh process), without accuracy."""
-    import subprocess
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp)
-        for key, v in models.items():
-            (d / f"{key}.tflite").write_bytes(v)
-        res = subprocess.run([sys.executable, __file__, "--measure", str(d), "--per-round", "50", "--rounds", "15",
-                              "--latency-only"], capture_output=True, text=True, check=False)
-        if res.returncode != 0:
-            raise RuntimeError(f"measurement process failed: {res.stderr[-2000:]}")
-        return json.loads(res.stdout.strip().splitlines()[-1])
+    lat = measure(models, None, per_round=50, rounds=15)
+    return {"note": "one Conv2D 3x3, 32x32, c in = c out; LiteRT 1 thread, median us",
+            **{k: v["latency_median_us"] for k, v in lat.items()}}
 
 
 # -- 2./3. LeNet-300-100 -------------------------------------------------------
@@ -461,12 +446,11 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse the Keras models an earlier run saved under "
                     "bench/results/prune_bench_models (uniform_vs_searched; re-measures only)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # child process: LiteRT measurements
-    ap.add_argument("--latency-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--per-round", type=int, default=40, help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=30, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure is not None:
-        return _measure_main(args.measure, args.per_round, args.rounds, args.latency_only)
+        return _measure_main(args.measure, args.per_round, args.rounds)
     global REUSE
     REUSE = args.reuse
     only = args.only.split(",")

@@ -188,7 +188,10 @@ def atomic_write_texts(files: dict[Path, str]) -> None:
             except OSError as e:
                 raise _write_error(path, e) from e
         for path, tmp in temps.items():
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise _write_error(path, e) from e
     finally:
         for tmp in temps.values():
             if os.path.exists(tmp):
@@ -197,16 +200,4 @@ def atomic_write_texts(files: dict[Path, str]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and rename."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise _write_error(path, e) from e
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_texts({Path(path): text})

@@ -30,12 +30,18 @@ def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as strict JSON (no NaN/Infinity) to ``path`` through a temp file + rename."""
     path = Path(path)
     check_out(path)
+    atomic_write_text(path, _strict_json(path, data))
+
+
+def _strict_json(path: Path, data: Any) -> str:
+    """The JSON text of ``data`` for ``path``; DeviceError when a figure is NaN or infinite."""
+    from ..report import report_json
+
     try:
-        text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+        return report_json(data)
     except ValueError as e:
         raise DeviceError(f"not writing {path}: a figure is NaN or infinite ({e}); nothing was written, "
                           "re-run the profile") from None
-    atomic_write_text(path, text)
 
 
 def read_report(report_dir: Path) -> dict:
@@ -58,16 +64,11 @@ def read_report(report_dir: Path) -> dict:
 def append_profiles(report_dir: Path, results: Iterable[ProfileResult]) -> Path:
     """Append results to ``report_dir/report.json``'s "profiles" list, with report.md/.html re-rendered;
     the three files are replaced together (a failed write, e.g. a full disk, changes none of them)."""
-    from ..report import rendered, report_json
+    from ..report import rendered
 
     data = read_report(report_dir)
     data.setdefault("profiles", []).extend(r.model_dump(mode="json") for r in results)
     report = Path(report_dir) / "report.json"
-    try:
-        text = report_json(data)
-    except ValueError as e:
-        raise DeviceError(f"not writing {report}: a figure is NaN or infinite ({e}); nothing was written, "
-                          "re-run the profile") from None
-    atomic_write_texts({report: text, **rendered(Path(report_dir), data)})
+    atomic_write_texts({report: _strict_json(report, data), **rendered(Path(report_dir), data)})
     return report
 

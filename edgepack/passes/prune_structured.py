@@ -35,7 +35,6 @@ from __future__ import annotations
 import re
 from typing import Literal, Optional
 
-import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import BudgetError, DataError, RecipeError
@@ -44,7 +43,7 @@ from .pruning import plan as P
 from .pruning.cost import layer_table, totals
 from .pruning.graph import Graph, Group, build_graph
 from .pruning.importance import group_scores
-from .pruning.surgery import latency_cost, plan_cost, prune_model
+from .pruning.surgery import counts_keep, latency_cost, plan_cost, prune_model
 from .select import LayerSelector
 from .pruning.channels import channel_multiple
 from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm, step_fine_tune
@@ -257,8 +256,7 @@ class StructuredPrune(Pass):
         what = "MACs" if use_macs else "parameters"
 
         def cost(counts: dict[str, int]) -> int:
-            keep = {g.id: np.arange(counts[P.key(g)]) for g in groups if counts[P.key(g)] < g.size}
-            return plan_cost(model, graph, keep)[0 if not use_macs else 1]
+            return plan_cost(model, graph, counts_keep(groups, counts))[0 if not use_macs else 1]
 
         counts, ratio = P.budget_plan(plan, cost, budget, cfg.max_ratio)
         if ratio < 0:

@@ -41,8 +41,7 @@ import numpy as np
 from ...errors import BudgetError
 from ..base import Labeled
 from . import plan as P
-from .graph import build_graph
-from .surgery import latency_cost, plan_cost, prune_model
+from .surgery import counts_keep, latency_cost, plan_cost, prune_model
 
 SCAN = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)  # one-shot ratios of the sensitivity scan
 CLOSE_ENOUGH = 1.05  # stop bisecting when the within/over kept fractions are this close
@@ -139,7 +138,7 @@ class Probe:
 
 
 class _Search:
-    def __init__(self, step, model, ctx, data):
+    def __init__(self, step, model, graph, groups, scores, ctx, data):
         from ..training import bn_data
 
         self.step, self.cfg, self.ctx, self.data, self.model = step, step.config, ctx, data, model
@@ -154,11 +153,9 @@ class _Search:
             self.train, self.held = None, ctx.eval
             self.decided_on = "--eval (no --train: one-shot search)"
         self.bn_x = self.train.x if self.train is not None else bn_data(ctx)
-        self.graph = build_graph(model)
-        self.groups = step._select(model, self.graph)[0]
+        self.graph, self.groups, self.scores0 = graph, groups, scores
         self.sizes = {P.key(g): g.size for g in self.groups}
-        self.scores0 = step._scores(model, self.graph, data)
-        self.metric, self.floor = self._metric()
+        self.metric, self.size_budget = self._metric()
         self.cost0 = self.cost({})
 
     def _metric(self) -> tuple[int, Optional[int]]:
@@ -171,8 +168,8 @@ class _Search:
 
     def _floor(self, curves, lowest: float) -> Optional[float]:
         """The largest kept fraction that meets the size or latency budget (None: no budget)."""
-        if self.floor is not None:
-            return max(lowest, self.floor / self.cost0)
+        if self.size_budget is not None:
+            return max(lowest, self.size_budget / self.cost0)
         limit = self.cfg.target.max_latency_ms
         if limit is None:
             return None
@@ -191,9 +188,7 @@ class _Search:
         return ok
 
     def cost(self, counts: dict[str, int]) -> int:
-        keep = {g.id: np.arange(counts[P.key(g)]) for g in self.groups
-                if counts.get(P.key(g), g.size) < g.size}
-        return plan_cost(self.model, self.graph, keep)[self.metric]
+        return plan_cost(self.model, self.graph, counts_keep(self.groups, counts))[self.metric]
 
     def scores(self, model) -> tuple[float, float]:
         from ..training import _scores
@@ -293,7 +288,7 @@ class _Search:
             tuned = self.probe(ok.fraction, ok.counts, self.cfg.fine_tune.epochs)
             final = tuned.model if acc0 - tuned.accuracy <= self.limit else ok.model
         if budget is not None and (ok is None or ok.fraction > floor * (1 + 1e-6)):
-            what = "latency" if self.floor is None else self._unit()
+            what = "latency" if self.size_budget is None else self._unit()
             self.ctx.warn(f"the accuracy limit of {self.limit} points stops pruning before the {what} target: "
                           "the target is not met; raise max_accuracy_drop or fine-tune longer")
         items["sensitivity"] = {k: [{"channels": n, "loss_increase": round(d, 5), "held_out_accuracy": round(a, 3)}
@@ -307,7 +302,7 @@ class _Search:
 
 def accuracy_search(step, model, graph, groups, scores, ctx, data):
     """Return (pruned model, report items) for ``target.max_accuracy_drop`` (see module doc)."""
-    search = _Search(step, model, ctx, data)
+    search = _Search(step, model, graph, groups, scores, ctx, data)
     pruned, items = search.run()
     if pruned is model and "search_result" not in items:
         ctx.warn(f"no pruning fits within an accuracy drop of {search.limit} points; model left unpruned")

@@ -52,14 +52,19 @@ def plan_cost(model, graph: Graph, keep: dict[int, np.ndarray]) -> tuple[int, in
     return params, macs
 
 
+def counts_keep(groups, counts: dict[str, int]) -> dict[int, np.ndarray]:
+    """A keep map for costing a plan (group key -> kept channels): the first ``n`` channels of each
+    group that loses some (which channels does not change a cost)."""
+    return {g.id: np.arange(counts[g.producers[0]]) for g in groups if counts.get(g.producers[0], g.size) < g.size}
+
+
 def latency_cost(model, graph: Graph, groups, estimate) -> Callable[[dict[str, int]], float]:
     """A cost function for plans (group key -> kept channels): ``estimate`` (ms) of the pruned model,
     cached, since rounded plans repeat."""
     cache: dict[tuple, float] = {}
 
     def cost(counts: dict[str, int]) -> float:
-        keep = {g.id: np.arange(counts[g.producers[0]]) for g in groups
-                if counts.get(g.producers[0], g.size) < g.size}
+        keep = counts_keep(groups, counts)
         key = tuple(sorted((i, len(k)) for i, k in keep.items()))
         if key not in cache:
             cache[key] = float(estimate(prune_model(model, graph, keep) if keep else model))
