@@ -129,7 +129,7 @@ def resnet_data(work: Path) -> tuple[Path, Path, Path]:
 def resnet_base(train: Path, work: Path, epochs: int) -> Path:
     """The MLPerf reference ResNet-8, its weights fine-tuned on the proxy digits."""
     from edgepack.keras_compat import keras, set_seed
-    from edgepack.model_io import load_model
+    from edgepack.load import load_model
     from edgepack.passes.base import Context, Labeled
     from edgepack.passes.training import FitConfig, fit
 

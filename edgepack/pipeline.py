@@ -210,17 +210,23 @@ def _verify_accuracy(tflite: bytes, verify_set: Labeled, float_pred, data: str, 
     return ver
 
 
-def _layers(src, model, converted: bytes, recipe: Recipe, target, ctx: Context, plan: Optional[dict]) -> list[dict]:
-    """The per-layer table (names from the converter's own tensors, before --compact)."""
+def _layers(src, model, converted: bytes, recipe: Recipe, target, ctx: Context,
+            plan: Optional[dict]) -> tuple[list[dict], Optional[str]]:
+    """The per-layer table (names from the converter's own tensors, before --compact) and,
+    when it has no error figures, why."""
     from .convert.flatbuffer import read_tflite
     from .quantize.debug import layer_errors
     from .verify.layers import layer_table
 
-    errors = None
-    if not plan and src.kind != "tflite":
-        errors = layer_errors(model if src.kind == "keras" else src.saved_model, recipe.quantize, ctx.calibration,
-                              target.dense_per_channel)
-    return layer_table(read_tflite(converted), errors)
+    errors, why = None, None
+    if plan:
+        why = "per-op error figures are not measured for a mixed-precision plan"
+    elif src.kind == "tflite":
+        why = "per-op error figures need the float model: the input is a .tflite"
+    else:
+        errors, why = layer_errors(model if src.kind == "keras" else src.saved_model, recipe.quantize,
+                                   ctx.calibration, target.dense_per_channel)
+    return layer_table(read_tflite(converted), errors), why
 
 
 def _warnings(report: dict, ctx: Context, log) -> None:
@@ -301,7 +307,9 @@ def package(req: PackageRequest) -> dict:
                                                   "eval" if ctx.eval is not None else "calibration", recipe, ctx.records)
         req.progress("verify", 1, 1)
     if recipe.verify.layer_errors:
-        report["layers"] = _layers(src, compressed, converted, recipe, target, ctx, plan)
+        report["layers"], why = _layers(src, compressed, converted, recipe, target, ctx, plan)
+        if why:
+            report["layer_errors_note"] = why
     build = Build(tflite=tflite, info=info, recipe=recipe, model_name=stem, float_model=model,
                   calibration=ctx.calibration, labels=labels, report=report, options=dict(req.target_options))
     build.checks = run_checks(build, spec)

@@ -120,6 +120,24 @@ def _bn_waves(model, layers: list) -> list[list]:
     return waves
 
 
+def _input_in(model, layer):
+    """``layer``'s input tensor in ``model``'s own graph, or None (a shared layer).
+
+    A layer object can belong to several graphs: tfmot's wrappers (pruning, clustering, QAT)
+    and ``clone_model`` reuse it, and ``layer.input`` then names a tensor of the first graph
+    it was called in ("Graph disconnected"). The node that belongs to ``model`` is the one
+    its network lists.
+    """
+    keys = getattr(model, "_network_nodes", None)
+    if keys is None:
+        return None
+    own = [i for i in range(len(layer.inbound_nodes)) if f"{layer.name}_ib-{i}" in keys]
+    if len(own) != 1:
+        return None
+    t = layer.get_input_at(own[0])
+    return None if isinstance(t, (list, tuple)) else t
+
+
 def recalibrate_batchnorm(model, x: Optional[np.ndarray], batch_size: int = 128,
                           max_samples: int = BN_SAMPLES) -> int:
     """Set each top-level BatchNormalization's moving mean/variance to the exact statistics of its
@@ -141,16 +159,11 @@ def recalibrate_batchnorm(model, x: Optional[np.ndarray], batch_size: int = 128,
     x = np.asarray(x[:max_samples], dtype=np.float32)
     done = 0
     for wave in _bn_waves(model, layers):
-        usable = []
-        for lyr in wave:
-            try:
-                lyr.input  # noqa: B018 - raises for a layer called on several inputs
-                usable.append(lyr)
-            except AttributeError:
-                continue
+        usable = [(lyr, t) for lyr in wave if (t := _input_in(model, lyr)) is not None]
         if not usable:
             continue
-        probe = keras().Model(model.inputs, [lyr.input for lyr in usable])
+        probe = keras().Model(model.inputs, [t for _, t in usable])
+        usable = [lyr for lyr, _ in usable]
         acc = [[0.0, 0.0, 0] for _ in usable]  # sum, sum of squares, count per layer
         for i in range(0, len(x), batch_size):
             outs = probe(x[i:i + batch_size], training=False)

@@ -24,12 +24,27 @@ from .config import QuantizeConfig
 DEBUG_SAMPLES = 32  # calibration samples the debugger replays (it runs the model twice per sample)
 
 
+def _fake_quantized(model) -> bool:
+    """True for a quantization-aware-trained model (tfmot's QuantizeWrapper / QuantizeLayer)."""
+    layers = getattr(model, "layers", None) or []
+    return any(type(lyr).__name__.startswith(("QuantizeWrapper", "QuantizeLayer")) for lyr in layers)
+
+
 def layer_errors(model, quant: QuantizeConfig, calibration: Optional[np.ndarray],
-                 dense_per_channel: bool = True) -> Optional[dict[str, dict[str, float]]]:
-    """{op output tensor name: {metric: value}}, or None when the debugger does not apply
-    (not a plain full-integer conversion, no calibration data)."""
-    if quant.mode not in ("int8", "int16x8") or quant.rules or calibration is None or not len(calibration):
-        return None
+                 dense_per_channel: bool = True) -> tuple[Optional[dict[str, dict[str, float]]], Optional[str]]:
+    """({op output tensor name: {metric: value}}, None), or (None, why the figures are absent).
+
+    The figures are a diagnostic: a model the debugger cannot replay (a QAT model, whose
+    fake-quant ops already fix the int8 ranges; an op it refuses) gives no figures and a
+    reason, never a failed build."""
+    if quant.mode not in ("int8", "int16x8") or quant.rules:
+        return None, f"per-op error figures are measured for plain int8/int16x8 only (mode {quant.mode}" + (
+            ", per-op rules)" if quant.rules else ")")
+    if calibration is None or not len(calibration):
+        return None, "per-op error figures need calibration data (--calibration)"
+    if _fake_quantized(model):
+        return None, ("per-op error figures are not measured after qat: TensorFlow's QuantizationDebugger "
+                      "cannot replay a quantization-aware-trained model (its ranges come from training)")
     from ..convert.tflite import make_converter
     from ..keras_compat import tf
 
@@ -41,10 +56,14 @@ def layer_errors(model, quant: QuantizeConfig, calibration: Optional[np.ndarray]
         for i in range(x.shape[0]):
             yield [x[i : i + 1]]
 
-    with capture_fd2():
-        debugger = tf().lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=dataset)
-        debugger.run()
+    try:
+        with capture_fd2():
+            debugger = tf().lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=dataset)
+            debugger.run()
+    except (ValueError, RuntimeError, TypeError) as e:  # the debugger's own refusals
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return None, f"per-op error figures skipped: TensorFlow's QuantizationDebugger failed ({first})"
     out: dict[str, dict[str, float]] = {}
     for name, stats in debugger.layer_statistics.items():
         out[name] = {k: round(float(v), 6) for k, v in stats.items() if np.isfinite(v)}
-    return out
+    return out, None

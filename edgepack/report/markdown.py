@@ -156,6 +156,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         cols = [c for c in LAYER_COLUMNS if any(c in r for r in report["layers"])]
         lines += ["## Layers", "", "Quantization error per op (TensorFlow's QuantizationDebugger on calibration "
                   "samples): `rmse_steps` is the RMS error in quantization steps (0.29 is the rounding floor).", ""]
+        if report.get("layer_errors_note"):
+            lines += [f"No error figures: {report['layer_errors_note']}.", ""]
         lines += table(report["layers"], cols)
     if report.get("firmware"):
         lines += _firmware(report["firmware"])

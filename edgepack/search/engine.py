@@ -120,7 +120,7 @@ def _space(cfg: SearchConfig) -> SearchSpace:
             raise UsageError(f"{cfg.space}: fine-tuning (epochs > 0, distill, qat) needs --train DATA")
         return space
     from ..boards import load_profile
-    from ..model_io import load_model
+    from ..load import load_model
 
     core = load_profile(cfg.device).core if cfg.target == "tflm" else None
     return default_space(load_model(Path(cfg.model)), cfg.target, cfg.objective, cfg.train is not None,
