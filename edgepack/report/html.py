@@ -82,7 +82,8 @@ def render_html(report: dict[str, Any]) -> str:
         keys = [k for k in ("metric", "samples", "data", "float_accuracy_pct", "tflite_accuracy_pct", "drop_pt",
                             "top1_agreement_pct", "max_abs_error", "mean_abs_error", "rel_rms_error",
                             "agreement_caveat", "gate") if k in v]
-        out.append(_section("Verification", _fields((k, _gate(v[k]) if k == "gate" else v[k]) for k in keys)))
+        rows = [(k, _gate(v[k]) if k == "gate" and v[k] else v[k]) for k in keys]
+        out.append(_section("Verification", _fields(rows)))
     steps = report.get("steps") or []
     if steps:
         cols = [c for c in STEP_COLUMNS if any(c in s for s in steps)]
