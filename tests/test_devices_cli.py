@@ -169,3 +169,15 @@ def test_a_terminal_too_narrow_for_the_spec_gets_plain_lines(listing):
     buf = io.StringIO()
     render(entries, Console(file=buf, force_terminal=True, width=40, color_system=None))
     assert [line.split("\t")[0] for line in buf.getvalue().splitlines()] == [e.spec for e in entries]
+
+
+def test_through_the_entry_point_with_rich_told_it_is_an_80_column_terminal(run_cli, listing, monkeypatch):
+    env, addr, long_specs = listing
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: treat stdout as a terminal (it is pytest's capture)
+    r = run_cli("devices", "--no-usb", "--adb-tcp", addr)
+    assert r.exit_code == 0, r.err
+    text = ANSI.sub("", r.out)
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 80 for line in table), text
+    _assert_every_spec_whole("\n".join(table), long_specs + ["host", "qemu:mps2-an386"])
