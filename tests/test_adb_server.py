@@ -202,7 +202,7 @@ def test_devices_lists_what_the_server_sees_with_the_fix_for_each_state(run_cli,
     assert entries["host"]["status"] == "available" and "estimate:nucleo-l4r5zi" in entries
     table = run_cli("devices", "--no-usb")
     assert "Pixel 7" in table.out and "arm64-v8a" in table.out
-    assert f"adb:{u.serial}: unauthorized: unlock the phone and tap Allow" in table.out  # the fix, unwrapped
+    assert f"adb:{u.serial}\tadb\tunauthorized: unlock the phone and tap Allow" in table.out  # piped: one line
 
 
 def test_devices_says_when_no_server_runs(run_cli, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "edgepack"
@@ -96,3 +97,116 @@ def test_modules_stay_readable():
     long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py")  # flatc output is generated, not written
             if not p.name.endswith("_py_generated.py") and (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+# -- every import of an edgepack name resolves (lazy imports inside functions included) -----------
+
+BENCH = PKG.parent / "bench"
+
+
+def _edgepack_imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
+    """(line, module, names) for each import of an edgepack module in ``path``, relative ones resolved
+    against ``package``; names are those of ``from MODULE import a, b`` (empty for ``import MODULE``)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, []) for a in node.names if a.name.split(".")[0] == "edgepack"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.split(".")[0] == "edgepack":
+                out.append((node.lineno, mod, [a.name for a in node.names if a.name != "*"]))
+    return out
+
+
+def _unresolved(module: str, names: list[str]) -> list[str]:
+    """What of ``from module import names`` (or ``import module``) does not exist; [] when all does.
+
+    A module that fails to import because a third-party package is missing (an optional extra) is
+    not this check's business; one that names a missing edgepack module is.
+    """
+    import importlib
+    import importlib.util
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] != "edgepack":
+            return []  # an optional dependency (ray, usb1 ...) absent here
+        return [f"{module} (no module {e.name})"]
+    missing = []
+    for name in names:
+        if hasattr(mod, name):
+            continue
+        try:
+            if importlib.util.find_spec(f"{module}.{name}") is not None:
+                continue
+        except ModuleNotFoundError as e:
+            if e.name and e.name.split(".")[0] != "edgepack":
+                continue
+        missing.append(f"{module}.{name}")
+    return missing
+
+
+def _all_sources() -> list[tuple[Path, str]]:
+    """(file, the package its relative imports resolve against) for edgepack/ and bench/."""
+    files = [(p, _module_name(p) if p.name == "__init__.py" else _module_name(p).rsplit(".", 1)[0])
+             for p in sorted(PKG.rglob("*.py"))]
+    return files + [(p, "bench") for p in sorted(BENCH.glob("*.py"))]
+
+
+def test_every_imported_edgepack_name_exists():
+    """`from ..model_io import x` inside a function, `import edgepack.x`: each must resolve (bench/ too)."""
+    bad = []
+    for path, package in _all_sources():
+        for line, module, names in _edgepack_imports(path, package):
+            for what in _unresolved(module, names):
+                bad.append(f"{path.relative_to(PKG.parent)}:{line}: {what}")
+    assert not bad, "imports of edgepack names that do not exist:\n" + "\n".join(bad)
+
+
+def test_the_import_check_finds_missing_modules_and_names(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from .model_io import load\n    from ..errors import NoSuchError, UsageError\n"
+                   "    import edgepack.nothere\n    from edgepack.devices import base, nothing\n")
+    found = [(line, m, n) for line, m, n in _edgepack_imports(src, "edgepack.search")]
+    assert found == [(2, "edgepack.search.model_io", ["load"]), (3, "edgepack.errors", ["NoSuchError", "UsageError"]),
+                     (4, "edgepack.nothere", []), (5, "edgepack.devices", ["base", "nothing"])]
+    assert [_unresolved(m, n) for _, m, n in found] == [
+        ["edgepack.search.model_io (no module edgepack.search.model_io)"], ["edgepack.errors.NoSuchError"],
+        ["edgepack.nothere (no module edgepack.nothere)"], ["edgepack.devices.nothing"]]
+
+
+# -- every command's --help ends with an example of itself -------------------------------------
+
+def test_every_command_help_ends_with_a_runnable_example():
+    import click
+    from click.testing import CliRunner
+
+    from edgepack.cli import cli
+
+    ctx = click.Context(cli)
+    names = cli.list_commands(ctx)
+    assert {"package", "profile", "devices", "search", "report", "inspect", "unpack"} <= set(names)
+    for name in [None, *names]:
+        cmd = cli if name is None else cli.get_command(ctx, name)
+        r = CliRunner().invoke(cli, ([name] if name else []) + ["--help"])
+        assert r.exit_code == 0, r.output
+        text = r.output
+        head = re.search(r"^\s*Examples?\b[^\n]*:\s*$", text, re.M)
+        assert head, f"edgepack {name or ''} --help has no Example"
+        example = text[head.end():text.find("Options:", head.end())]
+        calls = re.findall(r"^\s*edgepack (.+)$", example.replace("\\\n", " "), re.M)
+        assert calls, f"edgepack {name or ''} --help: its example runs no edgepack command"
+        options = {o for p in cmd.params for o in p.opts + p.secondary_opts}
+        for call in calls:
+            words = call.split()
+            assert words[0] in names, f"example `edgepack {call}` names no command"
+            if words[0] == name:
+                unknown = [w for w in words if w.startswith("-") and w.split("=")[0] not in options]
+                assert not unknown, f"example `edgepack {call}` uses options {name} does not have: {unknown}"
+        assert name is None or name in [c.split()[0] for c in calls], f"edgepack {name} --help: no example of it"

@@ -6,14 +6,7 @@ import numpy as np
 import pytest
 
 from edgepack.keras_compat import keras
-
-
-def _assert_refused(r, *words, code=1):
-    assert r.exit_code == code, (r.exit_code, r.err)
-    line = r.err.strip().splitlines()[-1]
-    assert line.startswith("error: ")
-    for w in words:
-        assert w in line, line
+from refusal import assert_refused, snapshot
 
 
 def _lambda_model(path):
@@ -25,14 +18,14 @@ def _lambda_model(path):
 
 def test_missing_model(run_cli, tmp_path):
     r = run_cli("package", tmp_path / "nope.h5", "--quantize", "dynamic", "--out", tmp_path / "o")
-    _assert_refused(r, "nope.h5", "no such model")
+    assert_refused(r, out=tmp_path / "o", match=["nope.h5", "no such model"])
 
 
 def test_corrupt_model(run_cli, tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"\x89HDF\r\n garbage" * 10)
     r = run_cli("package", bad, "--quantize", "dynamic", "--out", tmp_path / "o")
-    _assert_refused(r, "bad.h5")
+    assert_refused(r, out=tmp_path / "o", match=["bad.h5"])
     assert not (tmp_path / "o").exists()
 
 
@@ -45,7 +38,7 @@ def test_empty_keras3_model_is_refused(run_cli, tmp_path):
         z.writestr("config.json", '{"class_name": "Sequential", "config": {"layers": []}}')
         z.writestr("model.weights.h5", b"")
     r = run_cli("package", f, "--quantize", "dynamic", "--out", tmp_path / "o")
-    _assert_refused(r, "k3.keras", "no inputs", "keras.Input")
+    assert_refused(r, out=tmp_path / "o", match=["k3.keras", "no inputs", "keras.Input"])
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])
@@ -53,7 +46,7 @@ def test_lambda_layer_needs_unsafe(run_cli, tmp_path, suffix):
     f = tmp_path / f"lam{suffix}"
     _lambda_model(f)
     r = run_cli("package", f, "--quantize", "dynamic", "--out", tmp_path / "o")
-    _assert_refused(r, "times_two", "Lambda", "--unsafe")
+    assert_refused(r, out=tmp_path / "o", match=["times_two", "Lambda", "--unsafe"])
     assert not (tmp_path / "o").exists()
 
 
@@ -77,7 +70,7 @@ def test_custom_class_refused(run_cli, tmp_path):
         cfg["config"]["layers"][-1]["class_name"] = "MyFancyDense"
         h.attrs["model_config"] = json.dumps(cfg)
     r = run_cli("package", f, "--quantize", "dynamic", "--out", tmp_path / "o")
-    _assert_refused(r, "MyFancyDense", "--unsafe")
+    assert_refused(r, out=tmp_path / "o", match=["MyFancyDense", "--unsafe"])
 
 
 def test_subclassed_savedmodel_packages_conversion_only(run_cli, tmp_path):
@@ -100,7 +93,7 @@ def test_subclassed_savedmodel_packages_conversion_only(run_cli, tmp_path):
     recipe.write_text("steps: [{type: prune_magnitude, sparsity: 0.5}]\n")
     r = run_cli("package", tmp_path / "sub", "--recipe", recipe, "--quantize", "dynamic", "--out", tmp_path / "p",
                 "--unsafe")
-    _assert_refused(r, "change a Keras model")
+    assert_refused(r, out=tmp_path / "p", match=["change a Keras model"])
 
 
 @pytest.mark.parametrize("case,words", [
@@ -121,35 +114,36 @@ def test_bad_calibration_data(run_cli, mnist, tmp_path, case, words):
     }[case]
     np.savez(f, **arrays)
     r = run_cli("package", mnist.model, "--quantize", "int8", "--calibration", f, "--out", tmp_path / "o")
-    _assert_refused(r, "cal.npz", *words)
+    assert_refused(r, out=tmp_path / "o", match=["cal.npz", *words])
     assert not (tmp_path / "o").exists()
 
 
 def test_int8_without_calibration(run_cli, mnist, tmp_path):
     r = run_cli("package", mnist.model, "--quantize", "int8", "--out", tmp_path / "o")
-    _assert_refused(r, "calibration", "--calibration")
+    assert_refused(r, out=tmp_path / "o", match=["calibration", "--calibration"])
 
 
 def test_unknown_recipe_key(run_cli, mnist, tmp_path):
     rec = tmp_path / "r.yaml"
     rec.write_text("version: 1\nquantize: {mode: int8, per_chanel: false}\n")
     r = run_cli("package", mnist.model, "--recipe", rec, "--calibration", mnist.calib, "--out", tmp_path / "o")
-    _assert_refused(r, "r.yaml", "per_chanel")
+    assert_refused(r, out=tmp_path / "o", match=["r.yaml", "per_chanel"])
 
 
 def test_unknown_step_type(run_cli, mnist, tmp_path):
     rec = tmp_path / "r.yaml"
     rec.write_text("steps:\n  - {type: prune_everything}\n")
     r = run_cli("package", mnist.model, "--recipe", rec, "--out", tmp_path / "o")
-    _assert_refused(r, "prune_everything", "known types")
+    assert_refused(r, out=tmp_path / "o", match=["prune_everything", "known types"])
 
 
 def test_existing_output_untouched_without_force(run_cli, mnist, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    before = snapshot(out)
     r = run_cli("package", mnist.model, "--quantize", "dynamic", "--out", out)
-    _assert_refused(r, "exists", "--force")
+    assert_refused(r, out=before, match=["exists", "--force"])
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
@@ -167,9 +161,9 @@ def test_labels_count_mismatch(run_cli, mnist, tmp_path):
     lab = tmp_path / "labels.txt"
     lab.write_text("cat\ndog\n")
     r = run_cli("package", mnist.model, "--quantize", "dynamic", "--labels", lab, "--out", tmp_path / "o")
-    _assert_refused(r, "2 labels", "10 outputs")
+    assert_refused(r, out=tmp_path / "o", match=["2 labels", "10 outputs"])
 
 
 def test_usage_error_exit_code(run_cli, mnist, tmp_path):
     r = run_cli("package", mnist.model, "--target", "toaster", "--out", tmp_path / "o")
-    _assert_refused(r, "toaster", "known targets", code=2)
+    assert_refused(r, out=tmp_path / "o", match=["toaster", "known targets"], code=2)

@@ -147,7 +147,7 @@ def test_bad_specs_are_usage_errors(spec, words):
 
 
 def test_options_a_device_does_not_take_are_named():
-    with pytest.raises(UsageError, match="does not take --benchmark-binary"):
+    with pytest.raises(UsageError, match="does not take benchmark_binary="):
         open_device("host", benchmark_binary=Path("x"))
     assert isinstance(open_device("host", benchmark_binary=None), Device)  # None = not given
 

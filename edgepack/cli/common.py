@@ -15,7 +15,7 @@ def verbosity_options(f):
 
 
 class Progress:
-    """A rich progress display on stderr, fed by (label, done, total) callbacks."""
+    """A rich progress display on stderr, fed by (label, done, total) callbacks; erased when the run fails."""
 
     def __init__(self, quiet: bool, verbose: int):
         self.quiet, self.verbose = quiet, verbose
@@ -32,8 +32,10 @@ class Progress:
             self._progress.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self._progress is not None:
+            if exc_type is not None:  # a failed run: the bar goes, so its error is the one line on stderr
+                self._progress.live.transient = True
             self._progress.stop()
 
     def update(self, label: str, done: int, total: int) -> None:

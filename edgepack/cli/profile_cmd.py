@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -80,7 +81,7 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
       edgepack profile build/firmware --device board:nucleo-l4r5zi --port /dev/ttyACM0 \\
         --tflm-root ~/src/tflite-micro
     """
-    from ..devices.base import expand_spec, open_device, parse_spec
+    from ..devices.base import expand_spec, parse_spec
     from ..devices.result import Settings
     from ..errors import UsageError
 
@@ -106,7 +107,7 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
     if many:
         _profile_many(artifact, expand_spec(spec), options, settings, quiet, as_json, out, append_report)
         return
-    with open_device(spec, **options) as dev:
+    with _open(spec, options) as dev:
         results = []
         for p in paths:
             if not quiet:
@@ -115,14 +116,43 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
     _emit(results, bool(compare), as_json, out, append_report)
 
 
+# Device options (open_device keywords) set by a click parameter of another name; the rest share their name.
+# A `no_*` parameter is a flag that sets its option to False.
+_OPTION_PARAM = {"profile": "device_profile", "energy": "no_energy", "check_output": "no_check_output",
+                 "xnnpack": "no_xnnpack"}
+
+
 def _options(opts: dict) -> dict:
     opts = dict(opts)
     opts["benchmark_binary"] = list(opts["benchmark_binary"]) or None
-    opts["profile"] = opts.pop("device_profile")
-    opts["energy"] = False if opts.pop("no_energy") else None
-    opts["check_output"] = False if opts.pop("no_check_output") else None
-    opts["xnnpack"] = False if opts.pop("no_xnnpack") else None
+    for option, param in _OPTION_PARAM.items():
+        value = opts.pop(param)
+        opts[option] = (False if value else None) if param.startswith("no_") else value
     return opts
+
+
+def flag_for(option: str) -> Optional[str]:
+    """The flag of ``edgepack profile`` that sets a device option, read from the command's own options
+    (None for an option only the Python API sets).
+
+    Example: ``flag_for("energy")  # "--no-energy"``.
+    """
+    param = _OPTION_PARAM.get(option, option)
+    for p in profile.params:
+        if p.name == param and isinstance(p, click.Option):
+            return max(p.opts, key=len)
+    return None
+
+
+def _open(spec: str, options: dict):
+    """open_device, its unsupported-option error worded with this command's flags."""
+    from ..devices.base import UnsupportedOptions, open_device
+    from ..errors import UsageError
+
+    try:
+        return open_device(spec, **options)
+    except UnsupportedOptions as e:
+        raise UsageError(e.describe(flag_for)) from None
 
 
 def _emit(results, comparing, as_json, out, append_report) -> None:
@@ -158,7 +188,6 @@ def _save(data, results, out, append_report, as_json) -> bool:
 
 def _profile_many(artifact, specs, options, settings, quiet, as_json, out, append_report) -> None:
     """The same build on each device in turn; a device that fails is reported, the rest still run."""
-    from ..devices.base import open_device
     from ..devices.compare import spread
     from ..errors import DeviceError
 
@@ -167,7 +196,7 @@ def _profile_many(artifact, specs, options, settings, quiet, as_json, out, appen
         if not quiet:
             click.echo(f"profiling {artifact} on {s} ...", err=True)
         try:
-            with open_device(s, **options) as dev:
+            with _open(s, options) as dev:
                 results.append(dev.profile(artifact, settings))
         except DeviceError as e:
             failed.append({"device": s, "error": str(e)})

@@ -305,8 +305,37 @@ def expand_spec(spec: str) -> list[str]:
     return [f"{parsed.prefix}:{t}" if t else parsed.prefix for t in expand(parsed.target)]
 
 
+class UnsupportedOptions(UsageError):
+    """Options a device does not take. The library names them by keyword (``energy``); a CLI that
+    knows its own flags re-words the message with :meth:`describe` (``--no-energy``).
+
+    Example::
+
+        try:
+            open_device("host", energy=False)
+        except UnsupportedOptions as e:
+            print(e.describe({"energy": "--no-energy", "timeout": "--timeout"}.get))
+    """
+
+    def __init__(self, spec: str, unknown: tuple[str, ...], accepted: tuple[str, ...]):
+        self.spec, self.unknown, self.accepted = spec, tuple(unknown), tuple(accepted)
+        super().__init__(self.describe())
+
+    def __reduce__(self):
+        return type(self), (self.spec, self.unknown, self.accepted)
+
+    def describe(self, name=None) -> str:
+        """The message, each option named by ``name(option)`` (default: the keyword, ``energy=``);
+        an accepted option ``name`` returns None for (no flag for it) is left out of the list."""
+        keyword = lambda o: f"{o}="  # noqa: E731
+        name = name or keyword
+        opts = ", ".join(name(u) or keyword(u) for u in self.unknown)
+        takes = ", ".join(n for n in map(name, self.accepted) if n) or "none"
+        return f"device '{self.spec}' does not take {opts}; its options: {takes}"
+
+
 def open_device(spec: str, **options: Any) -> Device:
-    """Construct the device a SPEC names; options the device does not take -> UsageError.
+    """Construct the device a SPEC names; options the device does not take -> :class:`UnsupportedOptions`.
 
     Options whose value is None are dropped, so a CLI can pass every option.
 
@@ -319,9 +348,7 @@ def open_device(spec: str, **options: Any) -> Device:
     given = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(given) - set(cls.option_names))
     if unknown:
-        opts = ", ".join("--" + u.replace("_", "-") for u in unknown)
-        takes = ", ".join("--" + o.replace("_", "-") for o in sorted(cls.option_names)) or "none"
-        raise UsageError(f"device '{spec}' does not take {opts}; its options: {takes}")
+        raise UnsupportedOptions(spec, tuple(unknown), tuple(sorted(cls.option_names)))
     return cls(parsed.target, **given)
 
 

@@ -12,7 +12,7 @@ import html
 from typing import Any, Iterable, Optional
 
 from . import plots
-from .markdown import LAYER_COLUMNS, STEP_COLUMNS, cell, fmt_bytes
+from .markdown import LAYER_COLUMNS, STEP_COLUMNS, cell, fmt_bytes, gate_limit
 
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.6em}
@@ -26,11 +26,36 @@ def _e(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
+NA = "\u2014"  # a cell whose figure does not apply to its row
+
+
+def _text(v: Any) -> str:
+    """A cell in words: never empty, never "None" or "key=;" (a figure that does not apply is a dash)."""
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_text(x)}" for k, x in v.items() if x is not None and x != "") or NA
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_text(x) for x in v) or "none"
+    if v is None or isinstance(v, str):
+        return " ".join(str(v or "").split()) or NA
+    return cell(v)
+
+
 def _table(rows: Iterable[dict], cols: Iterable[str]) -> str:
     rows, cols = list(rows), list(cols)
     head = "".join(f"<th>{_e(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_e(cell(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_e(_text(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fields(pairs: Iterable[tuple[str, Any]]) -> str:
+    """A figure/value table of the figures that have a value (a missing one is left out, not shown empty)."""
+    return _table([{"figure": k, "value": v} for k, v in pairs if v is not None and v != "" and v != {}],
+                  ["figure", "value"])
+
+
+def _gate(g: dict) -> str:
+    """The accuracy gate in words: "applied: 1.00 pt on accuracy", "off: turned off (max_accuracy_drop: none)"."""
+    return ("applied: " if g.get("applied") else "off: ") + gate_limit(g)
 
 
 def _figure(svg: Optional[str], caption: str) -> str:
@@ -45,12 +70,11 @@ def _section(title: str, *parts: str) -> str:
 def render_html(report: dict[str, Any]) -> str:
     """The whole page as a string."""
     q, t = report.get("quantize", {}), report.get("tflite", {})
+    quant = f"{q.get('mode')} (I/O {q['io']})" if q.get("io") else q.get("mode")
     out = [f"<h1>edgepack report: {_e(report.get('model', '?'))} &rarr; {_e(report.get('target', '?'))}</h1>",
-           _table([{"figure": "quantization", "value": f"{q.get('mode')} (I/O {q.get('io')})"},
-                   {"figure": "model I/O", "value": cell(t.get("io"))},
-                   {"figure": "TFLite size", "value": fmt_bytes(t.get("size_bytes"))},
-                   {"figure": "parameters", "value": t.get("params")}, {"figure": "MACs", "value": t.get("macs")},
-                   {"figure": "ops", "value": ", ".join(t.get("ops", []))}], ["figure", "value"])]
+           _fields([("quantization", quant), ("model I/O", t.get("io")),
+                    ("TFLite size", fmt_bytes(t["size_bytes"]) if t.get("size_bytes") is not None else None),
+                    ("parameters", t.get("params")), ("MACs", t.get("macs")), ("ops", t.get("ops"))])]
     for w in report.get("warnings", []):
         out.append(f'<p class="warn">{_e(w)}</p>')
     v = report.get("verification")
@@ -58,7 +82,8 @@ def render_html(report: dict[str, Any]) -> str:
         keys = [k for k in ("metric", "samples", "data", "float_accuracy_pct", "tflite_accuracy_pct", "drop_pt",
                             "top1_agreement_pct", "max_abs_error", "mean_abs_error", "rel_rms_error",
                             "agreement_caveat", "gate") if k in v]
-        out.append(_section("Verification", _table([{"figure": k, "value": v[k]} for k in keys], ["figure", "value"])))
+        rows = [(k, _gate(v[k]) if k == "gate" and v[k] else v[k]) for k in keys]
+        out.append(_section("Verification", _fields(rows)))
     steps = report.get("steps") or []
     if steps:
         cols = [c for c in STEP_COLUMNS if any(c in s for s in steps)]
@@ -75,8 +100,7 @@ def render_html(report: dict[str, Any]) -> str:
                 if k in b]
         out.append(_section(f"Firmware: {fw.get('device')}", _figure(plots.budget_svg(b), "memory budget"),
                             _table(rows, ["memory", "needed", "available", "headroom"]),
-                            _table([{"figure": k, "value": fw.get(k)} for k in ("arena", "parity", "harness")],
-                                   ["figure", "value"])))
+                            _fields((k, fw.get(k)) for k in ("arena", "parity", "harness"))))
     profiles = report.get("profiles") or []
     if profiles:
         rows = [{"device": p["device"]["id"], **{k: p["latency"].get(k) for k in ("median_us", "p95_us", "source")}}
@@ -85,7 +109,7 @@ def render_html(report: dict[str, Any]) -> str:
                             _table(rows, ["device", "median_us", "p95_us", "source"])))
     if report.get("entropy"):
         e = report["entropy"]
-        out.append(_section("Download package", _table([{"figure": k, "value": e.get(k)} for k in e], ["figure", "value"])))
+        out.append(_section("Download package", _fields(e.items())))
     pv = report.get("provenance")
     if pv:
         rows = [{"input": k, "path": i["path"], "sha256": i["sha256"]} for k, i in pv.get("inputs", {}).items()]

@@ -70,10 +70,21 @@ def _verification(v: dict) -> list[str]:
                      f"{100 * v['rel_rms_error']:.2f}%")
     g = v.get("gate") or {}
     if g:
-        lim = (f"{g['limit_pt']:.2f} pt on {g['on']}" if g.get("limit_pt") is not None else
-               f"{100 * g['limit_rel_rms_error']:.0f}% relative RMS error" if g.get("applied") else g.get("reason"))
-        lines.append(f"- Accuracy gate: {lim}")
+        lines.append(f"- Accuracy gate: {gate_limit(g)}")
     return lines + [""]
+
+
+def gate_limit(g: dict) -> str:
+    """The accuracy gate in words: its limit when applied, else why not.
+
+    Example: ``gate_limit({"applied": False, "limit_pt": None, "reason": "turned off (max_accuracy_drop: none)"})``
+    -> ``"turned off (max_accuracy_drop: none)"``.
+    """
+    if g.get("limit_pt") is not None:
+        return f"{g['limit_pt']:.2f} pt on {g['on']}"
+    if g.get("applied"):
+        return f"{100 * g['limit_rel_rms_error']:.0f}% relative RMS error"
+    return g.get("reason") or "not applied"
 
 
 def _steps(steps: list[dict]) -> list[str]:

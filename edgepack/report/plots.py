@@ -73,7 +73,7 @@ def layers_svg(layers: list[dict]) -> Optional[str]:
             ax2.axvline(0.2887, color=_GREY, linestyle="--", linewidth=1)
             ax2.set_yticks(range(len(layers)), [""] * len(layers))
             ax2.invert_yaxis()
-            ax2.set_title("quant. RMS error, steps (dashed: rounding)")
+            ax2.set_title("quant. RMS error (steps)\ndashed: rounding alone", loc="left")
 
     return _svg(draw, (7.0, max(1.6, 0.22 * len(layers) + 0.8)))
 
