@@ -257,7 +257,7 @@ def package(req: PackageRequest) -> dict:
     from .keras_compat import set_seed
     from .load import load_source
     from .devices.estimate import keras_latency_ms
-    from .passes.pruning.channels import kernels_multiple
+    from .passes.pruning.channels import kernels_multiple, target_kernels
     from .targets import target_class
     from .report import REPORT_FILES, write_report
     from .verify import run_checks
@@ -283,7 +283,8 @@ def package(req: PackageRequest) -> dict:
                   train=_labelled(req.train, recipe, shape, None, "train"),
                   eval=_labelled(req.eval, recipe, shape, None, "eval"),
                   progress=req.progress, log=req.log, teacher=model, max_accuracy_drop=recipe.verify.limit(),
-                  channel_multiple=kernels_multiple(target.kernels), latency_ms=keras_latency_ms(spec.profile))
+                  channel_multiple=kernels_multiple(target_kernels(target.kernels, spec.profile and spec.profile.core)),
+                  latency_ms=keras_latency_ms(spec.profile))
     n_out = output_size(src)
     check_labels(n_out, [(req.calibration, calib), (req.train, ctx.train), (req.eval, ctx.eval)])
     _check_needs(steps, recipe, ctx, converts=src.kind != "tflite")

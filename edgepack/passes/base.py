@@ -85,12 +85,32 @@ class Pass:
     Config: ClassVar[type[PassConfig]] = PassConfig
     # Any of "calibration", "train" (labelled training data), "eval".
     needs: ClassVar[frozenset[str]] = frozenset()
+    # -- the step's facts, read by the recipe's order check and the search space (their one home) --
+    # Earlier step -> why this one may not follow it (and what to do): see edgepack.passes.order.
+    forbidden_after: ClassVar[dict[str, str]] = {}
+    # Changes only the entropy-coded download (sparse or shared int8 weights are stored and run dense).
+    download_only: ClassVar[bool] = False
+    # Position in a search trial (structure first, then weight sharing, recovery, QAT last); None: not searched.
+    search_rank: ClassVar[Optional[int]] = None
 
     def __init__(self, config: PassConfig, previous: tuple[str, ...] = ()):
         self.config = config
         # The recipe steps before this one (e.g. clustering keeps pruned zeros after pruning);
         # which orders are allowed at all is edgepack.passes.order's.
         self.previous = tuple(previous)
+
+    @classmethod
+    def fine_tune_defaults(cls) -> dict[str, Any]:
+        """The step's own ``fine_tune`` defaults ({} for a step that does not fine-tune by default)."""
+        spec = cls.Config.model_fields.get("fine_tune")
+        if spec is None or spec.default_factory is None:
+            return {}
+        return spec.default_factory().model_dump()
+
+    @classmethod
+    def always_trains(cls) -> bool:
+        """True for a step that needs --train whatever its options (qat, distill)."""
+        return "train" in cls.needs
 
     def check_quantize(self, quant) -> None:
         """Raise RecipeError if this step cannot work with the recipe's ``quantize`` block."""

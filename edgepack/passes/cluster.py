@@ -30,6 +30,7 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
+from .order import after_quantization
 from .select import LayerSelector
 from .training import FitConfig, bn_data, fit, recalibrate_batchnorm
 
@@ -61,6 +62,9 @@ class Cluster(Pass):
     """k-means weight sharing over the selected layers (see module doc)."""
 
     name = "cluster"
+    forbidden_after = after_quantization("cluster")
+    download_only = True
+    search_rank = 3
 
     class Config(PassConfig):
         clusters: int = Field(16, ge=2, le=256, description="shared values per kernel (or per channel)")

@@ -129,6 +129,9 @@ class Distill(Pass):
     """Distillation fine-tuning from a teacher (see module doc)."""
 
     name = "distill"
+    forbidden_after = {"mixed_precision": "the precision plan was measured on the earlier weights; move "
+                                          "'distill' before 'mixed_precision'"}
+    search_rank = 4
     needs = frozenset({"train"})
 
     class Config(PassConfig):

@@ -35,6 +35,7 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
+from .order import after_quantization
 from .select import LayerSelector
 from .training import FitConfig, bn_data, fit, recalibrate_batchnorm
 
@@ -76,6 +77,8 @@ class LowRank(Pass):
     """SVD factorization of Dense / 1x1 Conv2D kernels (see module doc)."""
 
     name = "lowrank"
+    forbidden_after = after_quantization("lowrank")
+    search_rank = 1
 
     class Config(PassConfig):
         energy: float = Field(0.9, gt=0, le=1, description="fraction of squared singular values kept")

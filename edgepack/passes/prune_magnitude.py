@@ -33,6 +33,7 @@ from pydantic import Field, model_validator
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
+from .order import after_quantization
 from .pruning.cost import layer_table
 from .select import LayerSelector
 from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm
@@ -89,6 +90,9 @@ class MagnitudePrune(Pass):
     """Zero the smallest weights (unstructured) or m of every n (N:M) in the selected layers."""
 
     name = "prune_magnitude"
+    forbidden_after = after_quantization("prune_magnitude")
+    download_only = True
+    search_rank = 2
     Config = MagnitudePruneConfig
 
 

@@ -39,6 +39,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import BudgetError, DataError, RecipeError
 from .base import Context, Labeled, Pass, PassConfig
+from .order import after_quantization
 from .pruning import plan as P
 from .pruning.cost import layer_table, totals
 from .pruning.graph import Graph, Group, build_graph
@@ -121,6 +122,8 @@ class StructuredPrune(Pass):
     """Remove the least important channels of every selected dependency group."""
 
     name = "prune_structured"
+    forbidden_after = after_quantization("prune_structured")
+    search_rank = 0
     Config = StructuredPruneConfig
 
     def __init__(self, config: StructuredPruneConfig, previous: tuple[str, ...] = ()):

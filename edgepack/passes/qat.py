@@ -54,6 +54,10 @@ class QAT(Pass):
     """Quantization-aware fine-tuning (see module doc)."""
 
     name = "qat"
+    forbidden_after = {"qat": "a model is made quantization-aware once; remove the second 'qat' step",
+                       "mixed_precision": "mixed precision chooses per-layer post-training precision; use it "
+                                          "instead of 'qat', not before it"}
+    search_rank = 5
     needs = frozenset({"train"})
 
     class Config(PassConfig):

@@ -82,6 +82,8 @@ class MixedPrecision(Pass):
     """Per-op precision chosen from measured sensitivity (see module doc)."""
 
     name = "mixed_precision"
+    forbidden_after = {"qat": "a QAT model already fixes its quantization; use either 'qat' or 'mixed_precision'",
+                       "mixed_precision": "remove the second 'mixed_precision' step"}
     stage = "quantize"
     needs = frozenset({"calibration"})
 

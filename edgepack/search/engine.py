@@ -121,10 +121,13 @@ def _space(cfg: SearchConfig) -> SearchSpace:
         return space
     from ..boards import load_profile
     from ..load import load_model
+    from ..passes.pruning.channels import kernels_multiple, target_kernels
+    from ..targets import target_class
 
     core = load_profile(cfg.device).core if cfg.target == "tflm" else None
+    multiple = kernels_multiple(target_kernels(target_class(cfg.target).kernels, core))
     return default_space(load_model(Path(cfg.model)), cfg.target, cfg.objective, cfg.train is not None,
-                         core=core, epochs=cfg.epochs)
+                         channel_multiple=multiple, epochs=cfg.epochs)
 
 
 def _header(cfg: SearchConfig, space: SearchSpace, base: dict) -> dict:

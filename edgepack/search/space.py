@@ -34,19 +34,30 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import RecipeError, validation_message
 
-#: Trial order of the steps (structure first, then weight sharing, then recovery, QAT last).
-STEP_ORDER = ("prune_structured", "lowrank", "prune_magnitude", "cluster", "distill", "qat")
-TRAINING_STEPS = ("distill", "qat")
 QUANT_CHOICES = ("int8", "int16x8", "mixed")
-#: Fine-tune learning rates that differ from the FitConfig default (the steps' own defaults).
-FINE_TUNE_LR = {"qat": {"learning_rate": 1e-4}, "distill": {"learning_rate": 5e-4}}
-#: Steps that change only the entropy-coded download (sparse or shared int8 weights are still
-#: one byte each in the .tflite, and LiteRT/TFLM run them dense).
-DOWNLOAD_ONLY_STEPS = ("prune_magnitude", "cluster")
-#: Channel multiples the kernels like, per core family (SIMD lanes of int8 kernels).
-ROUND_TO = {"android": 8, "cortex-m0plus": 1, "cortex-m3": 1, "cortex-m4": 4, "cortex-m7": 4,
-            "cortex-m33": 4, "cortex-m55": 16, "cortex-m85": 16, "xtensa-lx6": 1, "xtensa-lx7": 16,
-            "riscv32": 1}
+
+
+def _searched() -> list:
+    """The Pass classes a search may use, in trial order (their ``search_rank``)."""
+    from ..passes import REGISTRY, pass_class
+
+    classes = [pass_class(name) for name in REGISTRY]
+    return sorted((c for c in classes if c.search_rank is not None), key=lambda c: c.search_rank)
+
+
+def step_order() -> tuple[str, ...]:
+    """Trial order of the steps (structure first, then weight sharing, then recovery, QAT last)."""
+    return tuple(c.name for c in _searched())
+
+
+def download_only_steps() -> tuple[str, ...]:
+    """Steps that change only the entropy-coded download (their Pass's ``download_only``)."""
+    return tuple(c.name for c in _searched() if c.download_only)
+
+
+def training_steps() -> tuple[str, ...]:
+    """Steps that always fine-tune on --train (their Pass's ``needs``)."""
+    return tuple(c.name for c in _searched() if c.always_trains())
 
 
 class Range(BaseModel):
@@ -102,9 +113,10 @@ class SearchSpace(BaseModel):
     @field_validator("steps")
     @classmethod
     def _known_steps(cls, v: dict[str, StepSpace]) -> dict[str, StepSpace]:
-        unknown = [s for s in v if s not in STEP_ORDER]
+        order = step_order()
+        unknown = [s for s in v if s not in order]
         if unknown:
-            raise ValueError(f"unknown step(s) {', '.join(unknown)}; a search space may use {', '.join(STEP_ORDER)}")
+            raise ValueError(f"unknown step(s) {', '.join(unknown)}; a search space may use {', '.join(order)}")
         for name, st in v.items():
             try:
                 st.knobs()
@@ -155,12 +167,18 @@ class SearchSpace(BaseModel):
 
     # -- sampling ------------------------------------------------------------
     def _ordered(self):
-        return [(n, self.steps[n]) for n in STEP_ORDER if n in self.steps]
+        return [(n, self.steps[n]) for n in step_order() if n in self.steps]
 
     def _step(self, name: str, values: dict) -> dict:
+        from ..passes import pass_class
+        from ..passes.training import FitConfig
+
         step = {"type": name, **values}
-        if "fine_tune" not in step:
-            step["fine_tune"] = {"epochs": self.epochs, **FINE_TUNE_LR.get(name, {})}
+        own = pass_class(name).fine_tune_defaults()
+        if "fine_tune" not in step:  # the space's (short) epochs at the step's own learning rate
+            step["fine_tune"] = {"epochs": self.epochs}
+            if own and own["learning_rate"] != FitConfig.model_fields["learning_rate"].default:
+                step["fine_tune"]["learning_rate"] = own["learning_rate"]
         return step
 
     def sample(self, trial, base: dict, max_accuracy_drop: Optional[float]) -> dict:
@@ -224,18 +242,19 @@ def _worth_factoring(layer) -> bool:
     return min(n_in, n_out) >= 16 and (min(n_in, n_out) // 2) * (n_in + n_out) < n_in * n_out
 
 
-def default_space(model, target: str, objective: str, has_train: bool, core: Optional[str] = None,
+def default_space(model, target: str, objective: str, has_train: bool, channel_multiple: int = 1,
                   epochs: int = 2) -> SearchSpace:
     """The space that fits ``model`` and ``target``: only steps that apply and can move ``objective``.
 
-    ``core`` (the device profile's core, tflm) sets the channel rounding tried by structured pruning.
+    ``channel_multiple`` (the target kernels', edgepack.passes.pruning.channels) is the channel rounding
+    tried by structured pruning besides 1.
     """
     from ..passes.lowrank import factorable
 
     kinds = {type(lyr).__name__ for lyr in model.layers}
     prunable = kinds & {"Conv2D", "Dense", "SeparableConv2D", "DepthwiseConv2D", "Conv1D"}
     notes, steps = [], {}
-    hw = ROUND_TO.get("android" if target == "android" else (core or ""), 1)
+    hw = channel_multiple
     if prunable:  # the main lever on bytes, MACs and latency: in every trial (a low ratio is nearly a no-op)
         steps["prune_structured"] = {"optional": False, "ratio": {"low": 0.1, "high": 0.75},
                                      "round_to": sorted({1, hw})}

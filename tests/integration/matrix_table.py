@@ -8,11 +8,11 @@ import json
 import sys
 
 rows = [json.loads(ln) for ln in open(sys.argv[1]) if ln.strip()]
-print("| cell | result | drop pt | bytes | refusal |")
-print("|---|---|---|---|---|")
+print("| cell | result | drop pt | bytes | s | refusal |")
+print("|---|---|---|---|---|---|")
 for r in sorted(rows, key=lambda r: r["cell"]):
     drop = "" if r.get("drop_pt") is None else f"{r['drop_pt']:.2f}"
-    print(f"| {r['cell']} | {r['result']} | {drop} | {r.get('bytes', '') or ''} | {r.get('message', '')[:140]} |")
+    print(f"| {r['cell']} | {r['result']} | {drop} | {r.get('bytes', '') or ''} | {r.get('wall_s', '')} | {r.get('message', '')[:140]} |")
 counts = {}
 for r in rows:
     counts[r["result"]] = counts.get(r["result"], 0) + 1

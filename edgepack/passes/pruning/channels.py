@@ -34,9 +34,16 @@ from typing import Optional
 KERNELS = {
     "xnnpack": (8, "XNNPACK (LiteRT) GEMM tiles of 8/16 output channels"),
     "cmsis_nn": (4, "CMSIS-NN int8 kernels: 4-channel loads, 1x1 fast path needs channels % 4 == 0"),
+    "cmsis_nn_mve": (16, "CMSIS-NN Helium (MVE) kernels: 16 int8 lanes per vector"),
+    "esp_nn": (16, "ESP-NN on the ESP32-S3's Xtensa LX7: 128-bit SIMD, 16 int8 lanes"),
     "reference": (1, "TFLM reference kernels: time follows MACs"),
 }
 DEFAULT_KERNELS = "xnnpack"  # when the step does not know its target
+#: The kernels TFLM builds use on each core (a device profile's ``core``); unknown cores: CMSIS-NN's.
+CORE_KERNELS = {"cortex-m0plus": "reference", "cortex-m3": "reference", "cortex-m4": "cmsis_nn",
+                "cortex-m7": "cmsis_nn", "cortex-m33": "cmsis_nn", "cortex-m55": "cmsis_nn_mve",
+                "cortex-m85": "cmsis_nn_mve", "xtensa-lx6": "reference", "xtensa-lx7": "esp_nn",
+                "riscv32": "reference"}
 
 
 def channel_multiple(from_target: Optional[int], configured: Optional[int] = None) -> tuple[int, str]:
@@ -52,3 +59,12 @@ def channel_multiple(from_target: Optional[int], configured: Optional[int] = Non
 def kernels_multiple(kernels: str) -> int:
     """The channel multiple of a kernel family (``xnnpack``, ``cmsis_nn``, ``reference``)."""
     return KERNELS[kernels][0]
+
+
+def target_kernels(target_kernels: str, core: Optional[str] = None) -> str:
+    """The kernel family a build runs on: the target's (``xnnpack`` on Android), or for TFLM the
+    device profile's core's (``CORE_KERNELS``; the target's own default without a known core)."""
+    if target_kernels == "xnnpack" or core is None:
+        return target_kernels
+    return CORE_KERNELS.get(core, target_kernels)
+
