@@ -9,14 +9,18 @@
    32x32 and repeated over 3 channels are the proxy data, and the reference weights are
    first fine-tuned on them for a few epochs (BatchNorm momentum 0.9) so that accuracy means
    something. Then a small search, as for mnist.
-3. done_when: an unseen small CNN (built and trained here, not the bundled one), `edgepack
+3. bn_cnn: the integration matrix's Conv+BatchNorm+depthwise+residual CNN searched with the default space
+   (no --space), 8 trials: the share of failed trials (goal 0) and best vs plain int8.
+4. done_when: an unseen small CNN (built and trained here, not the bundled one), `edgepack
    search` run as a command with an 8-trial budget and --max-accuracy-drop 1.0 against a Ray
    head started on loopback (`ray start --head --node-ip-address 127.0.0.1`); is the best at
    most half the size of plain int8?
 
 Sized for a shared 2-core machine (~15 min): few trials, one-epoch fine-tunes.
 
-    python bench/search_bench.py [--trials 5] [--only mnist,resnet8,done_when]
+    python bench/search_bench.py [--trials 5] [--only mnist,resnet8,bn_cnn,done_when]
+
+Every search prints ``failed_share`` (trials that ended in an error, not the gate's refusals).
 """
 
 from __future__ import annotations
@@ -85,7 +89,10 @@ def compare(data: dict, search_dir: Path, model: Path, recipe: Path | None, cali
 
 
 def summary(data: dict) -> dict:
-    return {"trials": [{"n": t["number"], "status": t["status"], "wall_s": t["wall_s"], "node": t["node_id"][:8],
+    failed = [t for t in data["trials"] if t["status"] == "failed"]
+    return {"failed_share": round(len(failed) / max(1, len(data["trials"])), 3),
+            "failed": [{"n": t["number"], "error": t.get("error", "")[:200]} for t in failed],
+            "trials": [{"n": t["number"], "status": t["status"], "wall_s": t["wall_s"], "node": t["node_id"][:8],
                         "size": (t.get("metrics") or {}).get("size_bytes"),
                         "drop": (t.get("metrics") or {}).get("drop_pt"),
                         "steps": [s["type"] for s in t["recipe"]["steps"]] + [t["recipe"]["quantize"]["mode"]]}
@@ -221,6 +228,38 @@ def stop_head(head: subprocess.Popen) -> None:
         head.wait()
 
 
+def bn_cnn(work: Path) -> dict:
+    """The integration matrix's Conv+BatchNorm+depthwise+residual CNN, searched with the default space
+    as a new user would (no --space), 8 trials: the share of failed trials and best vs plain int8."""
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    import user_models
+
+    log("bn_cnn: train the BatchNorm residual CNN")
+    model = user_models.build_tf_keras(work, "bn_cnn")
+    return cli_search(model, work / "bn_cnn", [])
+
+
+def cli_search(model: Path, out: Path, extra: list[str], env: dict | None = None) -> dict:
+    """`edgepack search` as a command with 8 trials, --max-accuracy-drop 1.0, --objective size."""
+    cmd = [sys.executable, "-m", "edgepack", "search", str(model), "--target", "android",
+           "--recipe", str(ROOT / "examples/mnist/recipe.yaml"), "--calibration", str(DATA / "calib.npz"),
+           "--train", str(DATA / "train.npz"), "--eval", str(DATA / "eval.npz"), "--max-accuracy-drop", "1.0",
+           "--objective", "size", "--trials", "8", "--epochs", "1", "--seed", "0", *extra, "--out", str(out), "-q"]
+    log(" ".join(cmd[1:]))
+    t0 = time.time()
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = round(time.time() - t0, 1)
+    if res.returncode != 0:
+        raise RuntimeError(f"edgepack search failed: {res.stderr[-3000:]}")
+    data = json.loads((out / "search.json").read_text())
+    base = next(t for t in data["trials"] if t["number"] == 0)["metrics"]["size_bytes"]
+    best = data["best"]["metrics"]
+    return {"command": "edgepack " + " ".join(cmd[3:]), "stdout": res.stdout.strip().splitlines(), "wall_s": wall,
+            "search": summary(data), "plain_int8_bytes": base, "best_bytes": best["size_bytes"],
+            "best_drop_pt": best["drop_pt"], "best_over_int8": round(best["size_bytes"] / base, 3),
+            "at_most_half": best["size_bytes"] * 2 <= base}
+
+
 def done_when(work: Path) -> dict:
     log("done_when: train an unseen small CNN")
     model = unseen_cnn(work)
@@ -229,32 +268,15 @@ def done_when(work: Path) -> dict:
     head, env = ray_head(work, port)
     try:
         time.sleep(10)
-        cmd = [sys.executable, "-m", "edgepack", "search", str(model), "--target", "android",
-               "--recipe", str(ROOT / "examples/mnist/recipe.yaml"), "--calibration", str(DATA / "calib.npz"),
-               "--train", str(DATA / "train.npz"), "--eval", str(DATA / "eval.npz"), "--max-accuracy-drop", "1.0",
-               "--objective", "size", "--trials", "8", "--epochs", "1", "--seed", "0",
-               "--ray-address", f"127.0.0.1:{port}", "--out", str(work / "done_when"), "-q"]
-        log("done_when: " + " ".join(cmd[1:]))
-        t0 = time.time()
-        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-        wall = round(time.time() - t0, 1)
+        return cli_search(model, work / "done_when", ["--ray-address", f"127.0.0.1:{port}"], env=env)
     finally:
         stop_head(head)
-    if res.returncode != 0:
-        raise RuntimeError(f"edgepack search failed: {res.stderr[-3000:]}")
-    data = json.loads((work / "done_when" / "search.json").read_text())
-    base = next(t for t in data["trials"] if t["number"] == 0)["metrics"]["size_bytes"]
-    best = data["best"]["metrics"]
-    return {"command": "edgepack " + " ".join(cmd[3:]), "stdout": res.stdout.strip().splitlines(), "wall_s": wall,
-            "search": summary(data), "plain_int8_bytes": base, "best_bytes": best["size_bytes"],
-            "best_drop_pt": best["drop_pt"], "ratio": round(base / best["size_bytes"], 2),
-            "at_most_half": best["size_bytes"] * 2 <= base}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=5, help="trials per mnist/resnet8 search (trial 0 = plain int8)")
-    ap.add_argument("--only", default="mnist,resnet8,done_when")
+    ap.add_argument("--only", default="mnist,resnet8,bn_cnn,done_when")
     ap.add_argument("--keep", type=Path, help="keep the search folders here")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="search-bench-"))
@@ -263,7 +285,7 @@ def main() -> None:
     t0 = time.time()
     for name in args.only.split(","):
         fn = {"mnist": lambda: mnist(args.trials, work), "resnet8": lambda: resnet8(max(3, args.trials - 1), work),
-              "done_when": lambda: done_when(work)}[name]
+              "bn_cnn": lambda: bn_cnn(work), "done_when": lambda: done_when(work)}[name]
         results[name] = fn()
         print(json.dumps({name: results[name]}, indent=1, default=str), flush=True)
     results["bench_wall_s"] = round(time.time() - t0, 1)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Annotated, Optional
+from typing import Literal, Annotated, Optional
 
 import numpy as np
 from pydantic import Field
@@ -87,6 +87,9 @@ class LowRank(Pass):
                                                               description="explicit rank per layer name")
         layers: LayerSelector = Field(default_factory=LayerSelector)
         fine_tune: Optional[FitConfig] = None
+        if_none: Literal["error", "skip"] = Field(
+            "error", description="when no selected layer would get smaller: error, or skip the step with a "
+                                 "warning (what a search uses: earlier pruning may have left nothing to factorise)")
 
     def __init__(self, config: "LowRank.Config", previous: tuple[str, ...] = ()):
         super().__init__(config, previous)
@@ -147,9 +150,12 @@ class LowRank(Pass):
             self.require(ctx, "train")
         plans, skipped = self.plan(model)
         if not plans:
-            raise RecipeError("step 'lowrank': no selected layer would get smaller ("
-                              + "; ".join(f"{s['layer']}: {s['reason']}" for s in skipped)
-                              + "); lower energy or params_ratio")
+            why = "no selected layer would get smaller (" + "; ".join(f"{s['layer']}: {s['reason']}" for s in skipped)
+            if cfg.if_none == "skip":
+                ctx.warn(f"step 'lowrank' skipped: {why})")
+                ctx.record(layers=[], skipped=skipped)
+                return model
+            raise RecipeError(f"step 'lowrank': {why}); lower energy or params_ratio")
         out = rebuild(model, plans)
         if cfg.fine_tune is not None and cfg.fine_tune.epochs:
             fit(out, ctx.train, ctx, cfg.fine_tune, label="lowrank fine-tune")

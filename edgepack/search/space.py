@@ -259,7 +259,7 @@ def default_space(model, target: str, objective: str, has_train: bool, channel_m
         steps["prune_structured"] = {"optional": False, "ratio": {"low": 0.1, "high": 0.75},
                                      "round_to": sorted({1, hw})}
     if any(factorable(lyr) and _worth_factoring(lyr) for lyr in model.layers):
-        steps["lowrank"] = {"energy": {"low": 0.6, "high": 0.95}}
+        steps["lowrank"] = {"energy": {"low": 0.6, "high": 0.95}, "if_none": "skip"}  # pruning may leave nothing
     else:
         notes.append("lowrank left out: no Dense or 1x1 Conv2D layer large enough to gain from factorisation")
     if objective == "download":
