@@ -61,7 +61,7 @@ def resolve_recipe(req: PackageRequest) -> Recipe:
     raw["steps"] = [{"type": s.type, **s.params()} for s in recipe.steps]
     if req.quantize is not None:
         raw["quantize"]["mode"] = req.quantize
-        if req.quantize not in ("int8", "int16x8"):
+        if req.quantize not in ("int8", "int16x8", "auto"):
             raw["quantize"]["io"] = "float"
     if req.io is not None:
         raw["quantize"]["io"] = req.io
@@ -174,7 +174,7 @@ def compress(model, steps, ctx: Context, quant, measure: bool = False) -> tuple[
     return model, plan
 
 
-def _convert(src, model, recipe: Recipe, target, ctx: Context, plan: Optional[dict],
+def _convert(src, model, quant, target, ctx: Context, plan: Optional[dict],
              compact: bool) -> tuple[bytes, bytes]:
     """The quantize/convert stage: (TFLite bytes, the converter's bytes before --compact).
 
@@ -184,7 +184,7 @@ def _convert(src, model, recipe: Recipe, target, ctx: Context, plan: Optional[di
     else:
         from .quantize.apply import quantize_model
 
-        tflite = quantize_model(model if src.kind == "keras" else src.saved_model, recipe.quantize, ctx.calibration,
+        tflite = quantize_model(model if src.kind == "keras" else src.saved_model, quant, ctx.calibration,
                                 plan=plan, dense_per_channel=target.dense_per_channel)
     converted = tflite
     if compact:
@@ -208,6 +208,39 @@ def _verify_accuracy(tflite: bytes, verify_set: Labeled, float_pred, data: str, 
     ver["data"] = data
     ver["gate"] = gate(ver, recipe.verify.limit(), steps)
     return ver
+
+
+def _convert_verified(src, model, recipe: Recipe, target, ctx: Context, plan: Optional[dict], compact: bool,
+                      verify_set: Optional[Labeled], float_pred) -> tuple[bytes, bytes, Optional[dict], Optional[dict],
+                                                                          Optional[dict]]:
+    """Convert and gate: (tflite, converter bytes, verification, plan, quantize.auto section).
+
+    ``quantize: {mode: auto}``: plain int8 first; when the gate refuses it, the cheapest per-op plan
+    within the limit (edgepack.quantize.auto), converted and gated again."""
+    from .errors import VerificationError
+
+    quant = recipe.quantize.resolved()
+    tflite, converted = _convert(src, model, quant, target, ctx, plan, compact)
+    if verify_set is None:
+        return tflite, converted, None, plan, None
+    data = "eval" if ctx.eval is not None else "calibration"
+    auto = recipe.quantize.mode == "auto" and not plan and src.kind == "keras"
+    try:
+        ver = _verify_accuracy(tflite, verify_set, float_pred, data, recipe, ctx.records)
+    except VerificationError as e:
+        if not auto:
+            raise
+        from .quantize.auto import wider_plan
+
+        plan, section = wider_plan(model, ctx, quant, recipe.verify.limit(), str(e))
+        tflite, converted = _convert(src, model, quant, target, ctx, plan, compact)
+        ver = _verify_accuracy(tflite, verify_set, float_pred, data, recipe, ctx.records)
+        return tflite, converted, ver, plan, section
+    if auto:
+        from .quantize.auto import int8_section
+
+        return tflite, converted, ver, plan, int8_section(ver.get("drop_pt"))
+    return tflite, converted, ver, plan, None
 
 
 def _layers(src, model, converted: bytes, recipe: Recipe, target, ctx: Context,
@@ -294,24 +327,25 @@ def package(req: PackageRequest) -> dict:
     verify_set = ctx.eval or calib
     float_pred = float_reference(src, verify_set.x) if verify_set is not None else None
     compressed, plan = compress(model, steps, ctx, recipe.quantize, measure=recipe.verify.step_metrics)
-    req.progress("convert", 0, 1)
-    tflite, converted = _convert(src, compressed, recipe, target, ctx, plan, req.compact)
-    req.progress("convert", 1, 1)
+    req.progress("convert and verify", 0, 1)
+    tflite, converted, verification, plan, auto = _convert_verified(src, compressed, recipe, target, ctx, plan,
+                                                                    req.compact, verify_set, float_pred)
+    req.progress("convert and verify", 1, 1)
     info = read_tflite(tflite)
     name, stem = source_name(req.model, src)
     quant = recipe.quantize.model_dump() if src.kind != "tflite" else {"mode": "as given (.tflite input)"}
+    if auto is not None:
+        quant["auto"] = auto
     report: dict[str, Any] = {"model": name, "source": src.report(), "target": req.target, "quantize": quant,
                               "steps": ctx.records, "tflite": _tflite_section(tflite, converted, req.compact, info)}
-    if verify_set is not None:
-        req.progress("verify", 0, 1)
-        report["verification"] = _verify_accuracy(tflite, verify_set, float_pred,
-                                                  "eval" if ctx.eval is not None else "calibration", recipe, ctx.records)
-        req.progress("verify", 1, 1)
+    if verification is not None:
+        report["verification"] = verification
     if recipe.verify.layer_errors:
         report["layers"], why = _layers(src, compressed, converted, recipe, target, ctx, plan)
         if why:
             report["layer_errors_note"] = why
-    build = Build(tflite=tflite, info=info, recipe=recipe, model_name=stem, float_model=model,
+    built = recipe.model_copy(update={"quantize": recipe.quantize.resolved()})  # what the model is: auto -> int8
+    build = Build(tflite=tflite, info=info, recipe=built, model_name=stem, float_model=model,
                   calibration=ctx.calibration, labels=labels, report=report, options=dict(req.target_options))
     build.checks = run_checks(build, spec)
     report["provenance"] = _provenance(req, recipe, tflite, src)

@@ -8,7 +8,7 @@ import click
 
 from .common import Progress, echo_json, verbosity_options
 
-QUANT_MODES = ["none", "dynamic", "float16", "int8", "int16x8"]
+QUANT_MODES = ["none", "dynamic", "float16", "int8", "int16x8", "auto"]
 _path = click.Path(path_type=Path)
 
 
@@ -33,7 +33,8 @@ class AccuracyLimit(click.ParamType):
 @click.argument("model", type=_path)
 @click.option("--target", "-t", default="android", show_default=True, help="android or tflm.")
 @click.option("--out", "-o", type=_path, required=True, help="Output folder (built aside, renamed at the end).")
-@click.option("--quantize", type=click.Choice(QUANT_MODES), help="Quantization mode (overrides the recipe).")
+@click.option("--quantize", type=click.Choice(QUANT_MODES), help="Quantization mode (overrides the recipe); auto: int8 when it meets the "
+              "accuracy limit, else the cheapest per-op int8/int16x8/float plan that does.")
 @click.option("--io", "io_type", type=click.Choice(["float", "int8", "uint8", "int16"]),
               help="Input/output dtype for full-integer modes (default float).")
 @click.option("--recipe", type=_path, help="Recipe YAML: steps, quantize, data, verify.")

@@ -60,14 +60,15 @@ class QuantRule(BaseModel):
         return self
 
 
-QuantMode = Literal["none", "dynamic", "float16", "int8", "int16x8"]
+QuantMode = Literal["none", "dynamic", "float16", "int8", "int16x8", "auto"]
 
 
 class QuantizeConfig(BaseModel):
     """Post-training conversion settings.
 
     ``mode``: none (float32), dynamic (int8 weights), float16, int8 (full integer),
-    int16x8 (16-bit activations, 8-bit weights). ``io``: the model's input/output
+    int16x8 (16-bit activations, 8-bit weights), auto (int8 when it meets the accuracy limit,
+    else the cheapest per-op plan that does: :mod:`edgepack.quantize.auto`). ``io``: the model's input/output
     dtype for full-integer modes ("float" keeps float I/O with quantize ops at
     the ends; "int8"/"int16" makes the interface integer too).
     """
@@ -84,21 +85,27 @@ class QuantizeConfig(BaseModel):
 
     @property
     def needs_calibration(self) -> bool:
-        return self.mode in ("int8", "int16x8")
+        return self.mode in ("int8", "int16x8", "auto")
+
+    def resolved(self) -> "QuantizeConfig":
+        """The config a conversion uses: ``auto`` starts as int8 (edgepack.quantize.auto decides the rest)."""
+        return self.model_copy(update={"mode": "int8"}) if self.mode == "auto" else self
 
     @model_validator(mode="after")
     def _io_fits_mode(self) -> "QuantizeConfig":
-        if self.io != "float" and self.mode not in ("int8", "int16x8"):
+        mode = "int8" if self.mode == "auto" else self.mode
+        if self.io != "float" and mode not in ("int8", "int16x8"):
             raise ValueError(f"io '{self.io}' needs a full-integer mode (int8 or int16x8), not '{self.mode}'")
-        if self.mode == "int16x8" and self.io in ("int8", "uint8"):
+        if mode == "int16x8" and self.io in ("int8", "uint8"):
             raise ValueError("int16x8 models take float or int16 I/O, not int8")
-        if self.mode == "int8" and self.io == "int16":
-            raise ValueError("int8 models take float, int8 or uint8 I/O, not int16")
-        if self.rules and self.mode not in ("int8", "int16x8"):
+        if mode == "int8" and self.io == "int16":
+            raise ValueError(f"{self.mode} models take float, int8 or uint8 I/O, not int16")
+        if self.rules and mode not in ("int8", "int16x8"):
             raise ValueError(f"quantize rules need a full-integer mode (int8 or int16x8), not '{self.mode}'")
-        problem = per_op_io_problem(self.mode, self.io) if self.rules else None
+        problem = per_op_io_problem(mode, self.io) if self.rules or self.mode == "auto" else None
         if problem:  # caught with the recipe, not after the compression steps have trained
-            raise ValueError(problem)
+            raise ValueError(problem.replace("per-op precision (mixed_precision step, quantize.rules)",
+                                             "per-op precision (quantize mode auto, mixed_precision, rules)"))
         return self
 
     @model_serializer(mode="wrap")
