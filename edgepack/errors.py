@@ -54,6 +54,10 @@ class OutputWriteError(EdgepackError):
     permission, or it would delete or overwrite an input."""
 
 
+class ReportError(DataError):
+    """A report.json that is missing, not JSON, or not an edgepack package report."""
+
+
 class DeviceError(EdgepackError):
     """A device that is unreachable, timed out, disconnected or answered badly."""
 

@@ -293,6 +293,7 @@ def package(req: PackageRequest) -> dict:
     from .passes.pruning.channels import kernels_multiple, target_kernels
     from .targets import target_class
     from .report import REPORT_FILES, write_report
+    from .report.schema import SCHEMA_VERSION, PackageReport
     from .verify import run_checks
 
     paths = [p for p in (req.model, req.calibration, req.eval, req.train, req.labels, req.recipe_path) if is_path(p)]
@@ -360,5 +361,7 @@ def package(req: PackageRequest) -> dict:
         files = target.write(build, tmp)
         (tmp / "recipe.yaml").write_text(recipe.to_yaml())
         report["files"] = sorted(set(files) | {"recipe.yaml", *REPORT_FILES})
+        report["schema_version"] = SCHEMA_VERSION
+        PackageReport.of(report, "the package report")  # every report written validates
         write_report(tmp, report)
     return report

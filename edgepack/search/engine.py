@@ -368,12 +368,14 @@ def _package_best(cfg: SearchConfig, store: SearchStore) -> None:
     except EdgepackError as e:
         store.data["best_package"] = {"trial": rec["number"], "error": str(e)}
         return
-    sha = report["provenance"]["outputs"]["model.tflite"]
+    from ..report.schema import PackageReport
+
+    rep = PackageReport.of(report, "the best trial's report")
+    sha = rep.provenance.outputs["model.tflite"]
     store.data["best_package"] = {"trial": rec["number"], "folder": "best", "tflite_sha256": sha,
                                   "same_bytes_as_trial": sha == rec.get("tflite_sha256"),
-                                  "size_bytes": report["tflite"]["size_bytes"],
-                                  "download_bytes": report["entropy"]["package_bytes"],
-                                  "drop_pt": (report.get("verification") or {}).get("drop_pt")}
+                                  "size_bytes": rep.tflite.size_bytes, "download_bytes": rep.entropy.package_bytes,
+                                  "drop_pt": rep.verification.drop_pt if rep.verification else None}
 
 
 def write_html(out: Path, data: dict) -> None:

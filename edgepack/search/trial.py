@@ -87,16 +87,19 @@ def materialise(inputs: dict[str, dict], folder: Path) -> dict[str, Path]:
 
 
 def _metrics(report: dict, job: TrialJob) -> dict[str, Any]:
-    t, v = report["tflite"], report.get("verification") or {}
-    m: dict[str, Any] = {"size_bytes": t["size_bytes"], "download_bytes": report["entropy"]["package_bytes"],
-                         "macs": t["macs"], "params": t["params"], "drop_pt": v.get("drop_pt"),
-                         "metric": v.get("metric")}
-    if v.get("metric") == "accuracy":
-        m["float_accuracy_pct"], m["accuracy_pct"] = v["float_accuracy_pct"], v["tflite_accuracy_pct"]
-    fw = report.get("firmware")
-    if fw:
-        m["flash_bytes"], m["ram_bytes"] = fw["budget"]["flash"]["needed"], fw["budget"]["ram"]["needed"]
-        m["arena_bytes"] = fw["budget"]["ram"]["arena"]
+    from ..report.schema import PackageReport
+
+    rep = PackageReport.of(report, f"trial {job.number}'s report")
+    t, v = rep.tflite, rep.verification
+    m: dict[str, Any] = {"size_bytes": t.size_bytes, "download_bytes": rep.entropy.package_bytes,
+                         "macs": t.macs, "params": t.params, "drop_pt": v.drop_pt if v else None,
+                         "metric": v.metric if v else None}
+    if v is not None and v.metric == "accuracy":
+        m["float_accuracy_pct"], m["accuracy_pct"] = v.float_accuracy_pct, v.tflite_accuracy_pct
+    fw = rep.firmware
+    if fw is not None:
+        m["flash_bytes"], m["ram_bytes"] = fw.budget.flash.needed, fw.budget.ram.needed
+        m["arena_bytes"] = fw.arena_bytes
     return m
 
 
@@ -115,11 +118,12 @@ def _measure(folder: Path, job: TrialJob, metrics: dict) -> None:
 
 def _slim(report: dict) -> dict:
     """The trial's report without worker-local paths (they mean nothing on the driver)."""
+    from ..report.schema import PackageReport
+
+    prov = PackageReport.of(report, "the trial's report").provenance
     out = {k: v for k, v in report.items() if k not in ("files", "provenance")}
-    prov = report.get("provenance", {})
-    out["provenance"] = {"seed": prov.get("seed"), "versions": prov.get("versions"),
-                         "outputs": prov.get("outputs"),
-                         "inputs_sha256": {k: v["sha256"] for k, v in prov.get("inputs", {}).items()}}
+    out["provenance"] = {"seed": prov.seed, "versions": prov.versions, "outputs": prov.outputs,
+                         "inputs_sha256": prov.inputs_sha256()}
     return out
 
 
@@ -164,13 +168,17 @@ def _build(job: TrialJob, paths: dict[str, Path], work: Path) -> dict:
         model=paths["model"], out=out, target=job.target, recipe=recipe,
         calibration=paths.get("calibration"), eval=paths.get("eval"), train=paths.get("train"),
         labels=paths.get("labels"), max_accuracy_drop="none", seed=job.seed, target_options=dict(job.target_options)))
+    from ..report.schema import PackageReport
+
+    rep = PackageReport.of(report, f"trial {job.number}'s report")
     metrics = _metrics(report, job)
     res: dict[str, Any] = {"status": "ok", "metrics": metrics, "report": _slim(report),
-                           "tflite_sha256": report["provenance"]["outputs"]["model.tflite"]}
-    ver = report.get("verification")
-    if ver is not None:
+                           "tflite_sha256": rep.provenance.outputs["model.tflite"]}
+    if rep.verification is not None:
+        ver = rep.verification.model_dump(mode="json")
         try:  # the pipeline's own gate, on the figures this build measured
-            ver["gate"] = gate(ver, job.max_accuracy_drop, report["steps"])
+            report["verification"]["gate"] = res["report"]["verification"]["gate"] = gate(
+                ver, job.max_accuracy_drop, rep.steps)
         except VerificationError as e:
             res.update(status="infeasible", error=str(e), error_type="VerificationError")
     if job.latency_device:  # infeasible trials too: the sampler learns from their figures
