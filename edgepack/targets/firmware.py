@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..boards import DeviceProfile, list_profiles, load_profile
 from ..build import Build
@@ -43,11 +43,15 @@ class FirmwarePlan:
     budget: dict
     harness: dict
     advice: list[str]
+    compression: Optional[dict] = None  # TFLM DECODE weight compression (finalize_model), per tensor
 
     def report(self) -> dict:
-        return {"device": self.profile.name, "board": self.profile.board, "array_name": self.ident,
-                "op_registrations": self.calls, "arena": self.arena.as_dict(), "parity": self.parity,
-                "budget": self.budget, "harness": self.harness, "advice": self.advice}
+        out = {"device": self.profile.name, "board": self.profile.board, "array_name": self.ident,
+               "op_registrations": self.calls, "arena": self.arena.as_dict(), "parity": self.parity,
+               "budget": self.budget, "harness": self.harness, "advice": self.advice}
+        if self.compression is not None:
+            out["compression"] = self.compression
+        return out
 
 
 def advice_for(build: Build) -> list[str]:
@@ -67,6 +71,24 @@ def array_name(build_options: dict, model_name: str) -> str:
     """The C identifier of the model array: ``array_name`` if given (checked), else from the model name."""
     name = build_options.get("array_name")
     return check_identifier(str(name)) if name else c_identifier(model_name)
+
+
+def apply_compression(build: Build, fc) -> None:
+    """Make the compressed model the build's (checks re-run on it), unless its arena no longer fits."""
+    from ..convert.flatbuffer import read_tflite
+    from ..errors import BudgetError
+    from ..tflm.ops import registrations
+    from ..verify.budget import check_budget
+
+    try:
+        budget = check_budget(len(fc.tflite), load_profile(str(build.options["device"])),
+                              fc.arena.recommended_bytes, build.model_name)
+    except BudgetError as e:
+        build.checks["compression"].update(decode_op=False, dropped=f"plain int8 kept: compressed, {e}")
+        return
+    build.tflite, build.info = fc.tflite, read_tflite(fc.tflite)
+    build.checks.update(arena=fc.arena, budget=budget, tflm_ops=registrations(build.info))
+    build.checks["tflm_parity"] = {**build.checks["tflm_parity"], "compressed_vs_plain": fc.bit_exact}
 
 
 class FirmwareTarget(Target):
@@ -99,11 +121,22 @@ class FirmwareTarget(Target):
                    "out_bytes": exp["out_bytes"], "clock_hz": profile.clock_hz}
         return FirmwarePlan(profile=profile, ident=array_name(build.options, build.model_name), calls=c["tflm_ops"],
                             arena=c["arena"], parity=c["tflm_parity"], budget=c["budget"], harness=harness,
-                            advice=advice_for(build))
+                            advice=advice_for(build), compression=c.get("compression"))
 
     def check(self, build: Build) -> None:
         super().check(build)
         build.report["firmware"] = self.plan(build).report()
+
+    def finalize_model(self, build: Build) -> bytes:
+        """The model with its weights kept compressed for TFLM's DECODE op (recipe ``compress``,
+        :mod:`edgepack.tflm.compress`); arena, budget, ops re-measured on it, outputs proven bit-exact."""
+        from ..tflm.compress import compress_for_firmware
+
+        fc = compress_for_firmware(build.tflite, build.recipe.compress, build.calibration, build.checks.get("arena"))
+        build.checks["compression"] = fc.report()
+        if fc.arena is not None:
+            apply_compression(build, fc)
+        return build.tflite
 
     def write(self, build: Build, out: Path) -> list[str]:
         if set(CHECKS) - set(build.checks):
