@@ -275,8 +275,8 @@ def _build(data: bytes, results: dict) -> bytes:
             warnings.simplefilter("ignore")
             decode_insert.insert_decode_operators(model, {(0, i): r for i, r in results.items()})
     for t in sg.tensors:  # names cost flash: only the decoded tensors keep theirs (wheel bug 2)
-        if id(t) in encoded:
-            t.name = None
+        if id(t) in encoded:  # wheel bug 2: the editor keeps the flatbuffer's quantization of encoded tensors
+            t.name, t.quantization, t._fb.quantization = None, None, None
         elif id(t) not in originals:
             t.name = t.name[: -len("_decoded")] if t.name and t.name.endswith("_decoded") else None
     return bytes(align(model.build()))
