@@ -185,28 +185,33 @@ def _array_bytes(source: str) -> bytes:
     return bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body))
 
 
-def package_clustered(out: Path, encoding: str = "auto") -> dict:
-    """The digits CNN clustered to 16 values (no fine-tune), packaged for tflm."""
+def package_clustered(out: Path, model, encoding: str = "auto") -> dict:
+    """``model`` (the digits CNN) clustered to 16 values (no fine-tune), packaged for tflm."""
+    from edgepack.pipeline import PackageRequest, package
+
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from compress_helpers import cnn, digits
-
-    from edgepack.pipeline import PackageRequest, package
+    from compress_helpers import digits
 
     tr, _ = digits()
     recipe = Recipe.from_dict({"steps": [{"type": "cluster", "clusters": 16}],
                                "quantize": {"mode": "int8", "io": "int8"},
                                "verify": {"max_accuracy_drop": "none", "step_metrics": False, "layer_errors": False},
                                "compress": {"encoding": encoding}})
-    return package(PackageRequest(model=cnn(epochs=2), out=out, target="tflm", recipe=recipe,
+    return package(PackageRequest(model=model, out=out, target="tflm", recipe=recipe,
                                   calibration=tr.x[:64], target_options={"device": "nucleo-l4r5zi"}))
 
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
-    root = tmp_path_factory.mktemp("compress_pkg")
-    return {enc: (root / enc, package_clustered(root / enc, enc)) for enc in ("auto", "off")}
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from compress_helpers import cnn
+
+    root, model = tmp_path_factory.mktemp("compress_pkg"), cnn(epochs=2)
+    return {enc: (root / enc, package_clustered(root / enc, model, enc)) for enc in ("auto", "off")}
 
 
 @pytest.mark.slow
