@@ -251,3 +251,38 @@ def _digits_x() -> np.ndarray:
     from compress_helpers import digits
 
     return digits()[1].x[:16]
+
+
+def _with_values(data: bytes, fill) -> bytes:
+    """``data`` with its largest conv kernel's int8 values replaced by ``fill(shape)``."""
+    from tflite_micro.tensorflow.lite.micro.compression.compress import _apply_flatbuffer_alignment
+
+    from edgepack.tflm.compress import _candidates
+
+    model = read_model(data)
+    t = max((t for t, op, _ in _candidates(model) if op == "CONV_2D"), key=lambda t: t.array.size)
+    t.array = fill(t.array.shape).astype(np.int8)
+    return bytes(_apply_flatbuffer_alignment(model.build()))
+
+
+def test_huffman_long_codes_use_sub_tables_and_single_symbols_cost_no_bits(clustered):
+    from edgepack.tflm.compress_codecs import _canonical, _code_lengths
+
+    fib = [1, 1]
+    while len(fib) < 16:
+        fib.append(fib[-1] + fib[-2])
+
+    def skewed(shape):  # Fibonacci counts: Huffman codes up to 15 bits, past the 8-bit lookups
+        n = int(np.prod(shape))
+        vals = np.repeat(np.arange(-8, 8), fib)[:n]
+        vals = np.concatenate([vals, np.full(n - vals.size, 7)]) if vals.size < n else vals
+        return np.random.default_rng(0).permutation(vals).reshape(shape)
+
+    longest = max(ln for _, ln in _canonical(_code_lengths(dict(zip(*np.unique(skewed((2304,)),
+                                                                            return_counts=True))))).values())
+    assert longest > 8
+    for fill in (skewed, lambda shape: np.full(shape, 3)):
+        plain = _with_values(clustered, fill)
+        r = compress_model(plain, CompressOptions(encoding="huffman"))
+        assert any(t.encoding == "huffman" and t.bytes_before == 2304 for t in r.tensors)
+        assert check_bit_exact(plain, r.tflite, X)["bit_exact"]

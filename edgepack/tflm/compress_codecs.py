@@ -29,7 +29,7 @@ import numpy as np
 
 DCM_SIZE = 16
 TYPE_HUFFMAN, TYPE_PRUNE = 1, 2
-FIRST_BITS_MAX = 8  # width of the first lookup (and of sub-tables): tables stay small
+FIRST_BITS_MAX = 8  # widest lookup (first table and sub-tables); the first width giving the smallest tables is used
 MAX_FORWARD = 0x7FF  # 16-bit entries' forward offset field
 
 
@@ -154,10 +154,11 @@ def huffman_encode(values: np.ndarray):
     syms, counts = np.unique(flat, return_counts=True)
     codes = _canonical(_code_lengths({int(s): int(c) for s, c in zip(syms, counts)}))
     longest = max(ln for _, ln in codes.values())
-    first_bits = max(1, min(FIRST_BITS_MAX, longest))
-    tables = _tables(codes, first_bits)
-    if tables is None:
+    options = [(len(t), b, t) for b in range(1, max(1, min(FIRST_BITS_MAX, longest)) + 1)
+               if (t := _tables(codes, b)) is not None]
+    if not options:
         return None
+    _, first_bits, tables = min(options, key=lambda o: (o[0], o[1]))  # the smallest tables
     lookup = {s: c for s, c in codes.items()}
     bits = "".join(format(lookup[int(v)][0], f"0{lookup[int(v)][1]}b") if lookup[int(v)][1] else ""
                    for v in flat)
