@@ -237,6 +237,20 @@ def test_packaged_clustered_cnn_ships_the_compressed_model(packaged):
 
 
 @pytest.mark.slow
+def test_layouts_build_the_decode_sources(packaged):
+    (auto, _), (off, _) = packaged["auto"], packaged["off"]
+    assert "set(EDGEPACK_MODEL_USES_DECODE ON)" in (auto / "CMakeLists.txt").read_text()
+    assert "set(EDGEPACK_MODEL_USES_DECODE OFF)" in (off / "CMakeLists.txt").read_text()
+    kconfig = (auto / "zephyr/Kconfig").read_text()
+    assert re.search(r"_TFLM_DECODE\n\tbool .*\n\tdefault y", kconfig)
+    assert "decode_state_huffman.cc" in (auto / "zephyr/CMakeLists.txt").read_text()
+    readme = (auto / "README.md").read_text()
+    assert "## Weights compressed in flash (TFLM DECODE)" in readme and "| lut | 4 |" in readme
+    assert "TFLM DECODE" not in (off / "README.md").read_text()
+    assert "kernels/decode.cc" in (auto / "model_ops.h").read_text()
+
+
+@pytest.mark.slow
 def test_knob_off_gives_the_plain_bytes(packaged):
     off, rep_off = packaged["off"]
     assert rep_off["firmware"]["compression"]["tensors"] == []
