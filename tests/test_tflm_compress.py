@@ -72,6 +72,7 @@ def test_lut_shrinks_the_model_and_decodes_bit_exactly(clustered):
     info = read_tflite(r.tflite)
     assert "TFLM_DECODE" in [op.custom_code for op in info.ops]
     assert check_bit_exact(clustered, r.tflite, X)["bit_exact"]
+    assert compress_model(clustered, CompressOptions(encoding="lut")).tflite == r.tflite  # same bytes each run
 
 
 def test_a_tensor_that_would_grow_stays_plain(clustered):

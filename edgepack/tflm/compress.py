@@ -30,6 +30,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
@@ -175,7 +177,8 @@ def lut_width(values: np.ndarray, axis: Optional[int]) -> tuple[int, int]:
 def _lut_result(t, axis: Optional[int], bits: int):
     compressor, _, _, lut, _, spec, _ = _modules()
     mode = spec.PerTensor() if axis is None else spec.PerChannel(axis=axis)
-    return lut.LutCompressor().compress(t, spec.LookUpTableCompression(index_bitwidth=bits, mode=mode))
+    with contextlib.redirect_stderr(io.StringIO()):  # its "wider than necessary" note on a forced width
+        return lut.LutCompressor().compress(t, spec.LookUpTableCompression(index_bitwidth=bits, mode=mode))
 
 
 def _encode(t, op: str, axis: Optional[int], opts: CompressOptions) -> tuple[TensorChoice, Any]:
@@ -188,7 +191,8 @@ def _encode(t, op: str, axis: Optional[int], opts: CompressOptions) -> tuple[Ten
                        encoding="plain", bits=None, bytes_before=before, bytes_after=before,
                        per_channel=axis is not None)
     if axis is not None and not WEIGHT_OPS[op]:
-        row.reason = "per-channel fully connected weights do not decode in TFLM (per tensor only)"
+        row.reason = ("per-channel fully connected weights: TFLM's DECODE gave wrong outputs (checked by hand); "
+                      "per-tensor dense weights (the tflm default) compress")
         return row, None
     if axis is not None and axis not in (0, values.ndim - 1):
         row.reason = f"channel axis {axis}: TFLM decodes axis 0 or the last axis only"
@@ -218,7 +222,7 @@ def _encode(t, op: str, axis: Optional[int], opts: CompressOptions) -> tuple[Ten
         return row, None
     size, enc, bits, res = min(options, key=lambda o: (o[0], ENCODINGS.index(o[1])))
     if size + OVERHEAD_BYTES >= before:
-        row.reason = f"{enc} would take {size} + ~{OVERHEAD_BYTES} B of tables for {before} B: grows"
+        row.reason = f"{enc} would take {size} B (+ ~{OVERHEAD_BYTES} B of flatbuffer entries) for {before} B: grows"
         return row, None
     row.encoding, row.bits, row.bytes_after, row.reason = enc, bits, size, ""
     return row, res
