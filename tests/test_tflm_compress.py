@@ -29,7 +29,7 @@ def _snap(w: np.ndarray, levels: int, zeros: float = 0.0) -> np.ndarray:
     return centers[np.abs(w[..., None] - centers).argmin(-1)].astype(np.float32)
 
 
-def _cnn(levels: int = 16, zeros: float = 0.0, seed: int = 0) -> bytes:
+def _cnn(levels: int = 16, zeros: float = 0.0, seed: int = 0, dense_per_channel: bool = False) -> bytes:
     """A small CNN (conv, depthwise, conv, dense) whose kernels share ``levels`` values, int8 for TFLM."""
     from edgepack.convert.tflite import convert
     from edgepack.keras_compat import keras, set_seed
@@ -45,7 +45,7 @@ def _cnn(levels: int = 16, zeros: float = 0.0, seed: int = 0) -> bytes:
         ws = layer.get_weights()
         if ws:
             layer.set_weights([_snap(ws[0], levels, zeros), *ws[1:]])
-    return convert(m, QuantizeConfig(mode="int8", io="int8"), X, dense_per_channel=False)
+    return convert(m, QuantizeConfig(mode="int8", io="int8"), X, dense_per_channel=dense_per_channel)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,14 @@ def test_lut_shrinks_the_model_and_decodes_bit_exactly(clustered):
     assert "TFLM_DECODE" in [op.custom_code for op in info.ops]
     assert check_bit_exact(clustered, r.tflite, X)["bit_exact"]
     assert compress_model(clustered, CompressOptions(encoding="lut")).tflite == r.tflite  # same bytes each run
+
+
+def test_per_channel_dense_weights_get_one_table_per_channel():
+    data = _cnn(16, dense_per_channel=True)  # the android default
+    r = compress_model(data, CompressOptions(encoding="lut"))
+    fc = next(t for t in r.tensors if t.op == "FULLY_CONNECTED")
+    assert fc.encoding == "lut" and fc.per_channel
+    assert check_bit_exact(data, r.tflite, X)["bit_exact"]
 
 
 def test_a_tensor_that_would_grow_stays_plain(clustered):

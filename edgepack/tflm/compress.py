@@ -11,9 +11,11 @@ smallest of these encodings is chosen (a tensor that would not shrink stays plai
 - ``huffman``: a canonical Huffman code of the values (:mod:`.compress_codecs`).
 
 TFLM's axis rules (kernels/decode_state_lut.cc): the channel count and axis come from
-the decoded tensor's quantization; only axis 0 and the last axis decode, so depthwise
-weights ``[1, H, W, C]`` use axis 3; fully connected weights are compressed only when
-quantized per tensor. Two bugs of the wheel are worked around: operator codes kept only
+the decoded tensor's quantization, so the value tables follow it exactly: per channel on
+its axis when quantized per channel (only axis 0 and the last axis decode: depthwise
+weights ``[1, H, W, C]`` use axis 3), one table when quantized per tensor. (A per-channel
+table set on a per-tensor quantized fully connected weight decodes wrongly: TFLM reads one
+channel; per-channel dense weights on axis 0 decode bit-exactly.) Two bugs of the wheel are worked around: operator codes kept only
 in ``deprecated_builtin_code`` (older converters) are copied to ``builtin_code`` before
 the wheel reads the model (it would merge them into one opcode), and the encoded tensors
 carry no quantization or names of their own (the file would grow).
@@ -42,8 +44,8 @@ from ..errors import EdgepackError, VerificationError
 
 DECODE_OP = "TFLM_DECODE"
 ENCODINGS = ("lut", "prune", "huffman")
-# Ops whose weight input (index 1) is compressed, and whether per-channel quantization may be kept.
-WEIGHT_OPS = {"CONV_2D": True, "DEPTHWISE_CONV_2D": True, "FULLY_CONNECTED": False}
+# Ops whose weight input (index 1) is compressed.
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 MAX_LUT_BITS = 7  # decode_state_lut: index width 1-7, value table stride <= 128
 # Flatbuffer bytes a compressed tensor adds besides its encoded data and ancillary tensor (the
 # ancillary and decoded tensor tables, buffer entries, the DECODE operator): a first filter only;
@@ -190,10 +192,6 @@ def _encode(t, op: str, axis: Optional[int], opts: CompressOptions) -> tuple[Ten
     row = TensorChoice(tensor=int(t.index if t.index is not None else -1), name=t.name or "", op=op,
                        encoding="plain", bits=None, bytes_before=before, bytes_after=before,
                        per_channel=axis is not None)
-    if axis is not None and not WEIGHT_OPS[op]:
-        row.reason = ("per-channel fully connected weights: TFLM's DECODE gave wrong outputs (checked by hand); "
-                      "per-tensor dense weights (the tflm default) compress")
-        return row, None
     if axis is not None and axis not in (0, values.ndim - 1):
         row.reason = f"channel axis {axis}: TFLM decodes axis 0 or the last axis only"
         return row, None
