@@ -2,9 +2,10 @@
 
 For each model, clustered to 16 shared values (the recipe's ``cluster`` step, no fine-tune:
 accuracy is not the point here, only what the encodings give) and packaged for tflm twice,
-with ``compress: {encoding: off}`` and ``compress: {encoding: auto}``:
+with ``compress: {encoding: off}`` and ``compress: {encoding: auto, decode_code_bytes: 0}``:
 
-- model bytes (the C array), and per encoding how many tensors took it;
+- model bytes (the C array), and per encoding how many tensors took it; model + the DECODE
+  kernel's code (edgepack.tflm.compress.DECODE_CODE_BYTES) and what ``auto`` ships given it;
 - the arena (host TFLM bisection: decoded weights live in it);
 - with a TFLM tree (EDGEPACK_TFLM_ROOT) and arm-none-eabi-gcc + qemu: the linked Cortex-M4
   ELF's flash (text + data: model + TFLM runtime, with the DECODE kernel only when used),
@@ -41,7 +42,8 @@ def _recipe(encoding: str, cluster: bool = True):
     return Recipe.from_dict({"steps": [{"type": "cluster", "clusters": 16}] if cluster else [],
                              "quantize": {"mode": "int8", "io": "int8"},
                              "verify": {"max_accuracy_drop": "none", "step_metrics": False, "layer_errors": False},
-                             "compress": {"encoding": encoding}})
+                             # the compressed variant: per tensor the smallest encoding, whatever the kernel costs
+                             "compress": {"encoding": encoding, "decode_code_bytes": 0}})
 
 
 def models(names: list[str]) -> dict[str, tuple]:
@@ -150,13 +152,19 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             reps, how = package_pair(model, calib, Path(tmp))
             rows.append({**row(name, reps, qemu_pair(Path(tmp)) if use_qemu else None), "clustering": how})
-    head = f"{'model':<12} {'plain B':>8} {'LUT/DECODE B':>12} {'ratio':>6} {'arena plain':>11} {'arena comp':>10}"
+    from edgepack.tflm.compress import DECODE_CODE_BYTES
+
+    head = (f"{'model':<12} {'plain B':>8} {'DECODE B':>8} {'ratio':>6} {'+code B':>8} {'auto ships':>10} "
+            f"{'arena plain':>11} {'arena comp':>10}")
     if use_qemu:
         head += f" {'ELF plain':>9} {'ELF comp':>9} {'instr plain':>11} {'instr comp':>10} crc="
     print(head)
     for r in rows:
-        line = (f"{r['model']:<12} {r['plain_bytes']:>8} {r['compressed_bytes']:>12} "
-                f"{r['compressed_bytes'] / r['plain_bytes']:>6.3f} {r['arena_plain']:>11} {r['arena_compressed']:>10}")
+        with_code = r["compressed_bytes"] + DECODE_CODE_BYTES
+        r["auto_ships"] = "compressed" if with_code < r["plain_bytes"] else "plain"
+        line = (f"{r['model']:<12} {r['plain_bytes']:>8} {r['compressed_bytes']:>8} "
+                f"{r['compressed_bytes'] / r['plain_bytes']:>6.3f} {with_code:>8} {r['auto_ships']:>10} "
+                f"{r['arena_plain']:>11} {r['arena_compressed']:>10}")
         if use_qemu:
             line += (f" {r['elf_flash_plain']:>9} {r['elf_flash_compressed']:>9} {r['instructions_plain']:>11} "
                      f"{r['instructions_compressed']:>10} {r['crc_equal']}")

@@ -68,12 +68,15 @@ def read_yaml(path: Path, what: str) -> Any:
 class CompressConfig(BaseModel):
     """Weights kept compressed in flash for ``--target tflm``, decoded on the device by TFLM's DECODE
     op (:mod:`edgepack.tflm.compress`; lossless). ``encoding``: ``auto`` (per tensor the smallest of
-    LUT / prune / Huffman / plain), ``off`` (plain int8), or ``lut``/``prune``/``huffman`` only;
-    ``lut_bits``: force the LUT index width. Example: ``compress: {encoding: lut, lut_bits: 4}``."""
+    LUT / prune / Huffman / plain, when the model shrinks by more than the DECODE kernel's code),
+    ``off`` (plain int8), or ``lut``/``prune``/``huffman`` only; ``lut_bits``: force the LUT index
+    width; ``decode_code_bytes``: the kernel's flash weighed by ``auto`` (0 when already linked).
+    Example: ``compress: {encoding: lut, lut_bits: 4}``."""
 
     model_config = ConfigDict(extra="forbid")
     encoding: Literal["auto", "off", "lut", "prune", "huffman"] = "auto"
     lut_bits: Optional[int] = Field(None, ge=1, le=7, description="LUT index width; unset: from distinct values")
+    decode_code_bytes: Optional[int] = Field(None, ge=0, description="DECODE kernel flash; unset: edgepack's figure")
 
 
 class StepSpec(BaseModel):

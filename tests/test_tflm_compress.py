@@ -123,19 +123,31 @@ def test_huffman_encoding_decodes_bit_exactly(pruned, clustered):
 
 
 def test_auto_takes_per_tensor_the_smallest_encoding(pruned):
-    auto = _rows(compress_model(pruned))
+    auto = _rows(compress_model(pruned, CompressOptions(code_bytes=0)))
     for enc in ("lut", "prune", "huffman"):
         for key, row in _rows(compress_model(pruned, CompressOptions(encoding=enc))).items():
             if row.encoding != "plain":
                 assert auto[key].bytes_after <= row.bytes_after, (key, enc)
-    r = compress_model(pruned)
+    r = compress_model(pruned, CompressOptions(code_bytes=0))
     assert len({t.encoding for t in r.tensors} - {"plain"}) >= 1
     assert check_bit_exact(pruned, r.tflite, X)["bit_exact"]
 
 
+def test_auto_weighs_the_decode_kernels_code(clustered):
+    """A small model saving less flash than the DECODE kernel costs stays plain under auto."""
+    free = compress_model(clustered, CompressOptions(code_bytes=0))
+    saved = len(clustered) - len(free.tflite)
+    assert saved > 0
+    r = compress_model(clustered, CompressOptions(code_bytes=saved + 1))
+    assert r.tflite == clustered and "less than the DECODE kernel" in r.report()["dropped"]
+    assert compress_model(clustered, CompressOptions(code_bytes=saved - 1)).tflite == free.tflite
+    forced = compress_model(clustered, CompressOptions(encoding="lut", code_bytes=saved + 1))
+    assert forced.compressed  # an explicit encoding is applied whatever the kernel costs
+
+
 def test_unclustered_weights_stay_plain_bytes():
     data = _cnn(256)
-    assert compress_model(data).tflite == data
+    assert compress_model(data, CompressOptions(code_bytes=0)).tflite == data
 
 
 def test_recipe_knob_is_validated():
@@ -175,7 +187,7 @@ def test_operator_codes_survive_the_wheels_editor(mlperf_dir):
 
 def test_kws_tflite_input_compresses_losslessly(mlperf_dir):
     plain = snapped_kws(mlperf_dir / "kws_ref_model.tflite")
-    r = compress_model(plain)
+    r = compress_model(plain, CompressOptions(code_bytes=0))
     assert r.compressed and len(r.tflite) / len(plain) < 1
     conv = [t for t in r.tensors if t.op == "CONV_2D"]  # 64 weights per channel, 16 values: 4-bit LUT
     assert all(t.encoding == "lut" and t.bits == 4 for t in conv)
@@ -194,7 +206,7 @@ def _array_bytes(source: str) -> bytes:
     return bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body))
 
 
-def package_clustered(out: Path, model, encoding: str = "auto") -> dict:
+def package_clustered(out: Path, model, encoding: str = "lut") -> dict:
     """``model`` (the digits CNN) clustered to 16 values (no fine-tune), packaged for tflm."""
     from edgepack.pipeline import PackageRequest, package
 
@@ -220,12 +232,12 @@ def packaged(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     from compress_helpers import cnn
 
     root, model = tmp_path_factory.mktemp("compress_pkg"), cnn(epochs=2)
-    return {enc: (root / enc, package_clustered(root / enc, model, enc)) for enc in ("auto", "off")}
+    return {enc: (root / enc, package_clustered(root / enc, model, enc)) for enc in ("lut", "off")}
 
 
 @pytest.mark.slow
 def test_packaged_clustered_cnn_ships_the_compressed_model(packaged):
-    (auto, rep), (off, rep_off) = packaged["auto"], packaged["off"]
+    (auto, rep), (off, rep_off) = packaged["lut"], packaged["off"]
     model = (auto / "model.tflite").read_bytes()
     plain = (off / "model.tflite").read_bytes()
     assert _array_bytes((auto / "model_data.cc").read_text()) == model  # the bundle's file is the C array
@@ -247,8 +259,8 @@ def test_packaged_clustered_cnn_ships_the_compressed_model(packaged):
 
 @pytest.mark.slow
 def test_layouts_build_the_decode_sources(packaged):
-    (auto, _), (off, _) = packaged["auto"], packaged["off"]
-    assert "set(EDGEPACK_MODEL_USES_DECODE ON)" in (auto / "CMakeLists.txt").read_text()
+    (auto, _), (off, _) = packaged["lut"], packaged["off"]
+    assert "set(EDGEPACK_MODEL_USES_DECODE ON)" in (auto / "CMakeLists.txt").read_text()  # auto: the lut package
     assert "set(EDGEPACK_MODEL_USES_DECODE OFF)" in (off / "CMakeLists.txt").read_text()
     kconfig = (auto / "zephyr/Kconfig").read_text()
     assert re.search(r"_TFLM_DECODE\n\tbool .*\n\tdefault y", kconfig)

@@ -26,15 +26,15 @@ def test_compressed_firmware_runs_in_qemu_with_the_plain_output_crc(tmp_path):
 
     model = cnn(epochs=2)
     reports, results = {}, {}
-    for enc in ("auto", "off"):
+    for enc in ("lut", "off"):
         reports[enc] = package_clustered(tmp_path / enc, model, enc)
         # one invoke; the harness checks its output CRC against the host TFLM's (a mismatch raises)
         with open_device("qemu:mps2-an386", tflm_root=TFLM_ROOT) as dev:
             results[enc] = dev.profile(tmp_path / enc, Settings(runs=1, warmup=0))
-    auto, off = results["auto"], results["off"]
-    assert reports["auto"]["firmware"]["compression"]["decode_op"]
+    auto, off = results["lut"], results["off"]
+    assert reports["lut"]["firmware"]["compression"]["decode_op"]
     assert auto.output_checksum == off.output_checksum
     assert auto.output_checksum == reports["off"]["firmware"]["harness"]["expected_crc32"]
     # decoding costs instructions on the device: measured, not assumed
     assert auto.latency.instructions > off.latency.instructions
-    assert (tmp_path / "auto/model.tflite").stat().st_size < (tmp_path / "off/model.tflite").stat().st_size
+    assert (tmp_path / "lut/model.tflite").stat().st_size < (tmp_path / "off/model.tflite").stat().st_size

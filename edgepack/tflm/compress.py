@@ -51,16 +51,23 @@ MAX_LUT_BITS = 7  # decode_state_lut: index width 1-7, value table stride <= 128
 # ancillary and decoded tensor tables, buffer entries, the DECODE operator): a first filter only;
 # each remaining tensor's real change of the file is then measured by building it.
 OVERHEAD_BYTES = 96
+# Flash the DECODE kernel adds to the firmware: text of kernels/decode.cc + decode_state*.cc for
+# Cortex-M4F with TFLM's own flags (-O2 kernels; arm-none-eabi-gcc 13, linked by the QEMU build:
+# decode_state_lut.cc alone is 15,896 B, its typed fast paths); about 6.4 KB at -Os. ``auto``
+# compresses only when the model shrinks by more than this: otherwise the firmware would grow.
+DECODE_CODE_BYTES = 18_636
 
 
 @dataclass
 class CompressOptions:
-    """``encoding``: ``auto`` (per tensor the smallest of LUT / prune / Huffman / plain), ``off``
-    (plain int8, the input bytes), or one of ``lut``/``prune``/``huffman`` only; ``lut_bits``
-    forces the LUT index width (tensors needing more stay plain)."""
+    """``encoding``: ``auto`` (per tensor the smallest of LUT / prune / Huffman / plain, and only
+    when the model shrinks by more than ``code_bytes``, the DECODE kernel's flash), ``off`` (plain
+    int8, the input bytes), or one of ``lut``/``prune``/``huffman`` only (whatever the kernel
+    costs); ``lut_bits`` forces the LUT index width (tensors needing more stay plain)."""
 
     encoding: str = "auto"
     lut_bits: Optional[int] = None
+    code_bytes: int = DECODE_CODE_BYTES  # the DECODE kernel's flash, weighed by ``auto`` (0: already linked)
 
     def allowed(self) -> tuple[str, ...]:
         if self.encoding == "off":
@@ -92,15 +99,20 @@ class CompressResult:
     tflite: bytes
     plain_bytes: int
     tensors: list[TensorChoice] = field(default_factory=list)
+    code_bytes: int = 0  # the DECODE kernel's flash weighed against the saving
+    dropped: str = ""  # why nothing was compressed although tensors could be
 
     @property
     def compressed(self) -> bool:
         return any(t.encoding != "plain" for t in self.tensors) and len(self.tflite) < self.plain_bytes
 
     def report(self) -> dict:
-        return {"plain_bytes": self.plain_bytes, "compressed_bytes": len(self.tflite),
-                "saved_bytes": self.plain_bytes - len(self.tflite), "decode_op": self.compressed,
-                "tensors": [t.as_dict() for t in self.tensors]}
+        out = {"plain_bytes": self.plain_bytes, "compressed_bytes": len(self.tflite),
+               "saved_bytes": self.plain_bytes - len(self.tflite), "decode_op": self.compressed,
+               "decode_code_bytes": self.code_bytes, "tensors": [t.as_dict() for t in self.tensors]}
+        if self.dropped:
+            out["dropped"] = self.dropped
+        return out
 
 
 def _modules():
@@ -234,7 +246,7 @@ def compress_model(data: bytes, opts: Optional[CompressOptions] = None) -> Compr
     """
     opts = opts or CompressOptions()
     data = bytes(data)
-    result = CompressResult(tflite=data, plain_bytes=len(data))
+    result = CompressResult(tflite=data, plain_bytes=len(data), code_bytes=opts.code_bytes)
     if not opts.allowed():
         return result
     model = read_model(data)
@@ -254,11 +266,15 @@ def compress_model(data: bytes, opts: Optional[CompressOptions] = None) -> Compr
             row.encoding, row.bits, row.bytes_after = "plain", None, row.bytes_before
             del chosen[index]
     out = _build(data, {i: res for i, (_, res) in chosen.items()}) if chosen else data
-    if len(out) >= len(data):
+    code = opts.code_bytes if opts.encoding == "auto" else 0
+    if len(out) + code >= len(data):
+        why = (f"the whole file would not shrink ({len(data)} -> {len(out)} B)" if len(out) >= len(data) else
+               f"the model shrinks by {len(data) - len(out)} B, less than the DECODE kernel's {code} B of code")
         for row in result.tensors:
             if row.encoding != "plain":
-                row.reason = f"{row.encoding} dropped: the whole file would not shrink ({len(data)} -> {len(out)} B)"
+                row.reason = f"{row.encoding} dropped: {why}"
                 row.encoding, row.bits, row.bytes_after = "plain", None, row.bytes_before
+        result.dropped = why
         return result
     result.tflite = out
     return result
@@ -350,8 +366,11 @@ def compress_for_firmware(tflite: bytes, config: Any = None, calibration: Option
     """
     from .arena import find_arena
 
-    opts = CompressOptions() if config is None else CompressOptions(encoding=config.encoding,
-                                                                    lut_bits=config.lut_bits)
+    opts = CompressOptions()
+    if config is not None:
+        opts = CompressOptions(encoding=config.encoding, lut_bits=config.lut_bits,
+                               code_bytes=DECODE_CODE_BYTES if config.decode_code_bytes is None
+                               else config.decode_code_bytes)
     result = compress_model(tflite, opts)
     fc = FirmwareCompression(result=result, arena_plain=arena_plain)
     if not result.compressed:
