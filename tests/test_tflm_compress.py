@@ -321,3 +321,21 @@ def test_huffman_long_codes_use_sub_tables_and_single_symbols_cost_no_bits(clust
         r = compress_model(plain, CompressOptions(encoding="huffman"))
         assert any(t.encoding == "huffman" and t.bytes_before == 2304 for t in r.tensors)
         assert check_bit_exact(plain, r.tflite, X)["bit_exact"]
+
+
+def test_a_model_not_proven_bit_exact_ships_plain(clustered, monkeypatch):
+    import edgepack.tflm.compress as comp
+    from edgepack.errors import VerificationError
+    from edgepack.recipe import CompressConfig
+
+    cfg = CompressConfig(encoding="lut")
+    ok = comp.compress_for_firmware(clustered, cfg, X[:4])
+    assert ok.tflite != clustered and ok.bit_exact["bit_exact"] and ok.arena.min_bytes > 0
+
+    def differs(*a, **k):
+        raise VerificationError("the TFLM-compressed model differs from the plain one on sample 0")
+
+    monkeypatch.setattr(comp, "check_bit_exact", differs)
+    fc = comp.compress_for_firmware(clustered, cfg, X[:4])
+    assert fc.tflite == clustered and fc.arena is None
+    assert "differs" in fc.report()["dropped"] and all(t["encoding"] == "plain" for t in fc.report()["tensors"])

@@ -371,10 +371,22 @@ def compress_for_firmware(tflite: bytes, config: Any = None, calibration: Option
         opts = CompressOptions(encoding=config.encoding, lut_bits=config.lut_bits,
                                code_bytes=DECODE_CODE_BYTES if config.decode_code_bytes is None
                                else config.decode_code_bytes)
-    result = compress_model(tflite, opts)
+    try:
+        result = compress_model(tflite, opts)
+    except Exception as e:  # the wheel's editor on a model it cannot rebuild: ship the plain model
+        result = CompressResult(tflite=bytes(tflite), plain_bytes=len(tflite), code_bytes=opts.code_bytes,
+                                dropped=f"the tflite-micro compressor failed ({type(e).__name__}: {str(e)[:120]})")
     fc = FirmwareCompression(result=result, arena_plain=arena_plain)
     if not result.compressed:
         return fc
-    fc.arena = find_arena(result.tflite)
-    fc.bit_exact = check_bit_exact(tflite, result.tflite, _samples(calibration, tflite), fc.arena.recommended_bytes)
+    try:
+        fc.arena = find_arena(result.tflite)
+        fc.bit_exact = check_bit_exact(tflite, result.tflite, _samples(calibration, tflite),
+                                       fc.arena.recommended_bytes)
+    except EdgepackError as e:  # never ship what was not proven: the plain model, saying why
+        fc.result = CompressResult(tflite=bytes(tflite), plain_bytes=len(tflite), tensors=result.tensors,
+                                   code_bytes=opts.code_bytes, dropped=f"plain int8 kept: {e}")
+        for row in fc.result.tensors:
+            row.encoding, row.bits, row.bytes_after = "plain", None, row.bytes_before
+        fc.arena = fc.bit_exact = None
     return fc
