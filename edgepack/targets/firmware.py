@@ -3,7 +3,9 @@
 The target declares its checks (``spec``): every op has a TFLM kernel, an int8-only board
 gets no float ops, the arena TFLM needs, flash and RAM against the device profile, and
 TFLM-vs-LiteRT parity; :func:`edgepack.verify.run_checks` runs them before anything is
-written. ``write`` renders the plain folder (CMake/Zephyr/ESP-IDF), the harness and an
+written. ``finalize_model`` keeps clustered/pruned weights compressed in flash for TFLM's
+DECODE op (:mod:`edgepack.tflm.compress`, recipe ``compress``), re-measuring the arena and
+budget on that model and proving its host TFLM outputs bit-identical. ``write`` renders the plain folder (CMake/Zephyr/ESP-IDF), the harness and an
 Arduino library from those results.
 
 Example (Python; the CLI passes --device/--array-name as options)::
