@@ -206,8 +206,9 @@ def _array_bytes(source: str) -> bytes:
     return bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body))
 
 
-def package_clustered(out: Path, model, encoding: str = "lut") -> dict:
-    """``model`` (the digits CNN) clustered to 16 values (no fine-tune), packaged for tflm."""
+def package_clustered(out: Path, model, encoding: str = "lut", sparsity: float = 0.0) -> dict:
+    """``model`` (the digits CNN) clustered to 16 values (no fine-tune; pruned one-shot to
+    ``sparsity`` first when given), packaged for tflm."""
     from edgepack.pipeline import PackageRequest, package
 
     import sys
@@ -216,7 +217,8 @@ def package_clustered(out: Path, model, encoding: str = "lut") -> dict:
     from compress_helpers import digits
 
     tr, _ = digits()
-    recipe = Recipe.from_dict({"steps": [{"type": "cluster", "clusters": 16}],
+    prune = [{"type": "prune_magnitude", "sparsity": sparsity}] if sparsity else []
+    recipe = Recipe.from_dict({"steps": [*prune, {"type": "cluster", "clusters": 16}],
                                "quantize": {"mode": "int8", "io": "int8"},
                                "verify": {"max_accuracy_drop": "none", "step_metrics": False, "layer_errors": False},
                                "compress": {"encoding": encoding}})

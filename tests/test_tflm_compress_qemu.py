@@ -1,5 +1,6 @@
 """The TFLM-compressed firmware runs on the emulated Cortex-M4 (QEMU mps2-an386) and gives the
-output CRC of the plain firmware (needs EDGEPACK_TFLM_ROOT, arm-none-eabi-gcc and qemu; slow)."""
+output CRC of the plain firmware, for each encoding (needs EDGEPACK_TFLM_ROOT,
+arm-none-eabi-gcc and qemu; slow)."""
 
 from __future__ import annotations
 
@@ -19,22 +20,25 @@ needs_tree = pytest.mark.skipif(
            "libstdc++-arm-none-eabi-newlib and qemu-system-arm")
 
 
+def _profile(folder):
+    # one invoke; the harness checks its output CRC against the host TFLM's (a mismatch raises)
+    with open_device("qemu:mps2-an386", tflm_root=TFLM_ROOT) as dev:
+        return dev.profile(folder, Settings(runs=1, warmup=0))
+
+
 @pytest.mark.slow
 @needs_tree
-def test_compressed_firmware_runs_in_qemu_with_the_plain_output_crc(tmp_path):
+@pytest.mark.parametrize("encoding,sparsity", [("lut", 0.0), ("huffman", 0.0), ("prune", 0.6)])
+def test_compressed_firmware_runs_in_qemu_with_the_plain_output_crc(tmp_path, encoding, sparsity):
     from compress_helpers import cnn
 
     model = cnn(epochs=2)
-    reports, results = {}, {}
-    for enc in ("lut", "off"):
-        reports[enc] = package_clustered(tmp_path / enc, model, enc)
-        # one invoke; the harness checks its output CRC against the host TFLM's (a mismatch raises)
-        with open_device("qemu:mps2-an386", tflm_root=TFLM_ROOT) as dev:
-            results[enc] = dev.profile(tmp_path / enc, Settings(runs=1, warmup=0))
-    auto, off = results["lut"], results["off"]
-    assert reports["lut"]["firmware"]["compression"]["decode_op"]
-    assert auto.output_checksum == off.output_checksum
-    assert auto.output_checksum == reports["off"]["firmware"]["harness"]["expected_crc32"]
+    reports = {enc: package_clustered(tmp_path / enc, model, enc, sparsity) for enc in (encoding, "off")}
+    comp = reports[encoding]["firmware"]["compression"]
+    assert comp["decode_op"] and any(t["encoding"] == encoding for t in comp["tensors"])
+    packed, off = _profile(tmp_path / encoding), _profile(tmp_path / "off")
+    assert packed.output_checksum == off.output_checksum
+    assert packed.output_checksum == reports["off"]["firmware"]["harness"]["expected_crc32"]
     # decoding costs instructions on the device: measured, not assumed
-    assert auto.latency.instructions > off.latency.instructions
-    assert (tmp_path / "lut/model.tflite").stat().st_size < (tmp_path / "off/model.tflite").stat().st_size
+    assert packed.latency.instructions > off.latency.instructions
+    assert (tmp_path / encoding / "model.tflite").stat().st_size < (tmp_path / "off/model.tflite").stat().st_size
