@@ -96,7 +96,7 @@ class Recipe(BaseModel):
     steps: list[StepSpec] = Field(default_factory=list)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
-    compress: Optional[CompressConfig] = None  # --target tflm only; unset = auto
+    compress: Optional[CompressConfig] = None  # --target tflm only; unset: auto after cluster/prune_magnitude, else off
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "recipe") -> "Recipe":

@@ -341,3 +341,29 @@ def test_a_model_not_proven_bit_exact_ships_plain(clustered, monkeypatch):
     fc = comp.compress_for_firmware(clustered, cfg, X[:4])
     assert fc.tflite == clustered and fc.arena is None
     assert "differs" in fc.report()["dropped"] and all(t["encoding"] == "plain" for t in fc.report()["tensors"])
+
+
+def _firmware_build(data: bytes, recipe: dict):
+    from edgepack.build import Build
+    from edgepack.targets.firmware import FirmwareTarget
+
+    build = Build(tflite=data, info=read_tflite(data), recipe=Recipe.from_dict(recipe), model_name="c",
+                  calibration=X, options={"device": "nucleo-l4r5zi"})
+    FirmwareTarget().check(build)
+    return build
+
+
+def test_finalize_keeps_plain_bytes_unless_clustered_or_asked(clustered):
+    from edgepack.targets.firmware import FirmwareTarget
+
+    t = FirmwareTarget()
+    plain = _firmware_build(clustered, {})  # no steps, compress unset (a .tflite input): bytes as before
+    assert t.finalize_model(plain) == clustered and plain.checks["compression"]["tensors"] == []
+    after_cluster = _firmware_build(clustered, {"steps": [{"type": "cluster", "clusters": 16}]})
+    assert t.finalize_model(after_cluster) == clustered  # auto: saves less than the DECODE kernel's code
+    assert "DECODE kernel" in after_cluster.checks["compression"]["dropped"]
+    asked = _firmware_build(clustered, {"compress": {"decode_code_bytes": 0}})
+    out = t.finalize_model(asked)
+    assert len(out) < len(clustered) and asked.tflite == out and asked.info.ops != plain.info.ops
+    assert "AddDecode" in asked.checks["tflm_ops"] and asked.checks["budget"]["flash"]["model"] == len(out)
+    assert asked.checks["tflm_parity"]["compressed_vs_plain"]["bit_exact"]

@@ -31,6 +31,9 @@ from .base import Target
 from .firmware_files import model_config_header, write_firmware  # noqa: F401 (re-exported)
 
 CHECKS = ("tflm_ops", "int8_only", "arena", "budget", "tflm_parity")
+# Steps after which the recipe's unset ``compress`` means auto (few distinct values, zeros);
+# without them, or for a .tflite input, the weights stay plain unless the recipe sets ``compress``.
+WEIGHT_SHARING_STEPS = ("cluster", "prune_magnitude")
 
 
 @dataclass
@@ -132,9 +135,13 @@ class FirmwareTarget(Target):
     def finalize_model(self, build: Build) -> bytes:
         """The model with its weights kept compressed for TFLM's DECODE op (recipe ``compress``,
         :mod:`edgepack.tflm.compress`); arena, budget, ops re-measured on it, outputs proven bit-exact."""
+        from ..recipe import CompressConfig
         from ..tflm.compress import compress_for_firmware
 
-        fc = compress_for_firmware(build.tflite, build.recipe.compress, build.calibration, build.checks.get("arena"))
+        config = build.recipe.compress
+        if config is None and not any(s.type in WEIGHT_SHARING_STEPS for s in build.recipe.steps):
+            config = CompressConfig(encoding="off")  # unset and nothing clustered/pruned: the plain bytes as before
+        fc = compress_for_firmware(build.tflite, config, build.calibration, build.checks.get("arena"))
         build.checks["compression"] = fc.report()
         if fc.arena is not None:
             apply_compression(build, fc)
