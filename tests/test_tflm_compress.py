@@ -362,6 +362,9 @@ def test_finalize_keeps_plain_bytes_unless_clustered_or_asked(clustered):
     after_cluster = _firmware_build(clustered, {"steps": [{"type": "cluster", "clusters": 16}]})
     assert t.finalize_model(after_cluster) == clustered  # auto: saves less than the DECODE kernel's code
     assert "DECODE kernel" in after_cluster.checks["compression"]["dropped"]
+    from edgepack.targets.firmware import advice_for
+
+    assert any(a.startswith("weights kept plain int8 in flash") for a in advice_for(after_cluster))
     asked = _firmware_build(clustered, {"compress": {"decode_code_bytes": 0}})
     out = t.finalize_model(asked)
     assert len(out) < len(clustered) and asked.tflite == out and asked.info.ops != plain.info.ops

@@ -69,6 +69,13 @@ def advice_for(build: Build) -> list[str]:
                    "multipliers in the arena and the flatbuffer carries per-channel scales; per-tensor dense weights "
                    "(recipe quantize.dense_per_channel: false, the tflm default) shrink both "
                    "(MLPerf autoencoder: arena 22,048 -> 4,640 B, model -12.5%)")
+    comp = build.checks.get("compression") or {}
+    if comp.get("dropped"):
+        out.append(f"weights kept plain int8 in flash: {comp['dropped']}")
+    flash = (build.checks.get("budget") or {}).get("flash") or {}
+    if not comp.get("decode_op") and flash.get("available") and flash.get("headroom", 0) < 0.1 * flash["available"]:
+        out.append(f"flash is short ({flash['headroom']} B left): clustered or pruned weights (recipe steps cluster, "
+                   "prune_magnitude) stay compressed in flash for TFLM's DECODE op (recipe compress)")
     return out
 
 
