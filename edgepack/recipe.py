@@ -65,6 +65,20 @@ def read_yaml(path: Path, what: str) -> Any:
         raise RecipeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
+class CompressConfig(BaseModel):
+    """Weights kept compressed in flash for ``--target tflm``, decoded on the device by TFLM's DECODE
+    op (:mod:`edgepack.tflm.compress`; lossless). ``encoding``: ``auto`` (per tensor the smallest of
+    LUT / prune / Huffman / plain, when the model shrinks by more than the DECODE kernel's code),
+    ``off`` (plain int8), or ``lut``/``prune``/``huffman`` only; ``lut_bits``: force the LUT index
+    width; ``decode_code_bytes``: the kernel's flash weighed by ``auto`` (0 when already linked).
+    Example: ``compress: {encoding: lut, lut_bits: 4}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    encoding: Literal["auto", "off", "lut", "prune", "huffman"] = "auto"
+    lut_bits: Optional[int] = Field(None, ge=1, le=7, description="LUT index width; unset: from distinct values")
+    decode_code_bytes: Optional[int] = Field(None, ge=0, description="DECODE kernel flash; unset: edgepack's figure")
+
+
 class StepSpec(BaseModel):
     """One step: ``type`` names a registered pass; the rest is that pass's config."""
 
@@ -82,6 +96,7 @@ class Recipe(BaseModel):
     steps: list[StepSpec] = Field(default_factory=list)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    compress: Optional[CompressConfig] = None  # --target tflm only; unset: auto after cluster/prune_magnitude, else off
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "recipe") -> "Recipe":
@@ -101,6 +116,8 @@ class Recipe(BaseModel):
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json")
         data["steps"] = [{"type": s.type, **s.params()} for s in self.steps]
+        if data.get("compress") is None:
+            data.pop("compress", None)
         return yaml.safe_dump(data, sort_keys=False)
 
     def build_passes(self, source: str = "recipe") -> list:

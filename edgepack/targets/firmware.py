@@ -3,7 +3,9 @@
 The target declares its checks (``spec``): every op has a TFLM kernel, an int8-only board
 gets no float ops, the arena TFLM needs, flash and RAM against the device profile, and
 TFLM-vs-LiteRT parity; :func:`edgepack.verify.run_checks` runs them before anything is
-written. ``write`` renders the plain folder (CMake/Zephyr/ESP-IDF), the harness and an
+written. ``finalize_model`` keeps clustered/pruned weights compressed in flash for TFLM's
+DECODE op (:mod:`edgepack.tflm.compress`, recipe ``compress``), re-measuring the arena and
+budget on that model and proving its host TFLM outputs bit-identical. ``write`` renders the plain folder (CMake/Zephyr/ESP-IDF), the harness and an
 Arduino library from those results.
 
 Example (Python; the CLI passes --device/--array-name as options)::
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..boards import DeviceProfile, list_profiles, load_profile
 from ..build import Build
@@ -29,6 +31,9 @@ from .base import Target
 from .firmware_files import model_config_header, write_firmware  # noqa: F401 (re-exported)
 
 CHECKS = ("tflm_ops", "int8_only", "arena", "budget", "tflm_parity")
+# Steps after which the recipe's unset ``compress`` means auto (few distinct values, zeros);
+# without them, or for a .tflite input, the weights stay plain unless the recipe sets ``compress``.
+WEIGHT_SHARING_STEPS = ("cluster", "prune_magnitude")
 
 
 @dataclass
@@ -43,11 +48,15 @@ class FirmwarePlan:
     budget: dict
     harness: dict
     advice: list[str]
+    compression: Optional[dict] = None  # TFLM DECODE weight compression (finalize_model), per tensor
 
     def report(self) -> dict:
-        return {"device": self.profile.name, "board": self.profile.board, "array_name": self.ident,
-                "op_registrations": self.calls, "arena": self.arena.as_dict(), "parity": self.parity,
-                "budget": self.budget, "harness": self.harness, "advice": self.advice}
+        out = {"device": self.profile.name, "board": self.profile.board, "array_name": self.ident,
+               "op_registrations": self.calls, "arena": self.arena.as_dict(), "parity": self.parity,
+               "budget": self.budget, "harness": self.harness, "advice": self.advice}
+        if self.compression is not None:
+            out["compression"] = self.compression
+        return out
 
 
 def advice_for(build: Build) -> list[str]:
@@ -60,6 +69,13 @@ def advice_for(build: Build) -> list[str]:
                    "multipliers in the arena and the flatbuffer carries per-channel scales; per-tensor dense weights "
                    "(recipe quantize.dense_per_channel: false, the tflm default) shrink both "
                    "(MLPerf autoencoder: arena 22,048 -> 4,640 B, model -12.5%)")
+    comp = build.checks.get("compression") or {}
+    if comp.get("dropped"):
+        out.append(f"weights kept plain int8 in flash: {comp['dropped']}")
+    flash = (build.checks.get("budget") or {}).get("flash") or {}
+    if not comp.get("decode_op") and flash.get("available") and flash.get("headroom", 0) < 0.1 * flash["available"]:
+        out.append(f"flash is short ({flash['headroom']} B left): clustered or pruned weights (recipe steps cluster, "
+                   "prune_magnitude) stay compressed in flash for TFLM's DECODE op (recipe compress)")
     return out
 
 
@@ -67,6 +83,24 @@ def array_name(build_options: dict, model_name: str) -> str:
     """The C identifier of the model array: ``array_name`` if given (checked), else from the model name."""
     name = build_options.get("array_name")
     return check_identifier(str(name)) if name else c_identifier(model_name)
+
+
+def apply_compression(build: Build, fc) -> None:
+    """Make the compressed model the build's (checks re-run on it), unless its arena no longer fits."""
+    from ..convert.flatbuffer import read_tflite
+    from ..errors import BudgetError
+    from ..tflm.ops import registrations
+    from ..verify.budget import check_budget
+
+    try:
+        budget = check_budget(len(fc.tflite), load_profile(str(build.options["device"])),
+                              fc.arena.recommended_bytes, build.model_name)
+    except BudgetError as e:
+        build.checks["compression"].update(decode_op=False, dropped=f"plain int8 kept: compressed, {e}")
+        return
+    build.tflite, build.info = fc.tflite, read_tflite(fc.tflite)
+    build.checks.update(arena=fc.arena, budget=budget, tflm_ops=registrations(build.info))
+    build.checks["tflm_parity"] = {**build.checks["tflm_parity"], "compressed_vs_plain": fc.bit_exact}
 
 
 class FirmwareTarget(Target):
@@ -99,11 +133,26 @@ class FirmwareTarget(Target):
                    "out_bytes": exp["out_bytes"], "clock_hz": profile.clock_hz}
         return FirmwarePlan(profile=profile, ident=array_name(build.options, build.model_name), calls=c["tflm_ops"],
                             arena=c["arena"], parity=c["tflm_parity"], budget=c["budget"], harness=harness,
-                            advice=advice_for(build))
+                            advice=advice_for(build), compression=c.get("compression"))
 
     def check(self, build: Build) -> None:
         super().check(build)
         build.report["firmware"] = self.plan(build).report()
+
+    def finalize_model(self, build: Build) -> bytes:
+        """The model with its weights kept compressed for TFLM's DECODE op (recipe ``compress``,
+        :mod:`edgepack.tflm.compress`); arena, budget, ops re-measured on it, outputs proven bit-exact."""
+        from ..recipe import CompressConfig
+        from ..tflm.compress import compress_for_firmware
+
+        config = build.recipe.compress
+        if config is None and not any(s.type in WEIGHT_SHARING_STEPS for s in build.recipe.steps):
+            config = CompressConfig(encoding="off")  # unset and nothing clustered/pruned: the plain bytes as before
+        fc = compress_for_firmware(build.tflite, config, build.calibration, build.checks.get("arena"))
+        build.checks["compression"] = fc.report()
+        if fc.arena is not None:
+            apply_compression(build, fc)
+        return build.tflite
 
     def write(self, build: Build, out: Path) -> list[str]:
         if set(CHECKS) - set(build.checks):

@@ -36,7 +36,7 @@ import yaml
 
 from .. import __version__
 from ..tflm.c_array import c_string, comment_text, model_array_files
-from ..tflm.ops import model_ops_header
+from ..tflm.ops import DECODE_SOURCES, model_ops_header
 from ..fsutil import sha256_bytes
 from ..paths import data_dir
 from ..build import Build
@@ -294,7 +294,41 @@ def zephyr_files(plan: "FirmwarePlan") -> dict[str, str]:
                              "build": {"cmake": "zephyr", "kconfig": "zephyr/Kconfig"}}, sort_keys=False)
     return {"zephyr/module.yml": module,
             "zephyr/CMakeLists.txt": _at("zephyr/CMakeLists.txt.tmpl", SYM=sym, IDENT=plan.ident),
-            "zephyr/Kconfig": _at("zephyr/Kconfig.tmpl", SYM=sym, IDENT=plan.ident)}
+            "zephyr/Kconfig": _at("zephyr/Kconfig.tmpl", SYM=sym, IDENT=plan.ident,
+                                  DECODE_DEFAULT="y" if _decodes(plan) else "n")}
+
+
+def _decodes(plan: "FirmwarePlan") -> bool:
+    """Whether the model has TFLM's DECODE op (weights kept compressed in flash)."""
+    return "AddDecode" in plan.calls
+
+
+def compression_section(plan: "FirmwarePlan") -> str:
+    """The README's section on weights kept compressed in flash ('' when none are)."""
+    c = plan.compression or {}
+    if not _decodes(plan):
+        return ""
+    rows = "\n".join(f"| {one_line(t['name'], 60) or t['tensor']} | {t['op']} | {t['encoding']} | "
+                      f"{t['bits'] if t['bits'] else ''} | {t['bytes_before']} | {t['bytes_after']} |"
+                      for t in c.get("tensors", []))
+    arena = c.get("arena_bytes") or {}
+    return f"""## Weights compressed in flash (TFLM DECODE)
+
+The model file is {c.get('compressed_bytes')} bytes instead of {c.get('plain_bytes')} (plain int8): TFLM's
+`TFLM_DECODE` op decodes these tensors into the arena before the op that reads them (outputs
+bit-identical to the plain model on the host TFLM; arena {arena.get('plain')} -> {arena.get('compressed')} B
+on the host, included above).
+
+| tensor | op | encoding | index bits | bytes before | bytes after |
+|---|---|---|---|---|---|
+{rows}
+
+The TFLM library must include `tensorflow/lite/micro/kernels/` {', '.join(f'`{n}`' for n in DECODE_SOURCES)}
+(no build flag): `-DEDGEPACK_TFLM_ROOT` builds them (kernels/*.cc); the Zephyr module compiles them from
+the tflite-micro module (`CONFIG_EDGEPACK_{plan.ident.upper()}_TFLM_DECODE`); for ESP-IDF and Arduino, use a TFLM
+build that has them, or package with the recipe's `compress: {{encoding: off}}`.
+
+"""
 
 
 def idf_manifest(build: Build, plan: "FirmwarePlan") -> str:
@@ -349,7 +383,7 @@ def _readme(build: Build, plan: "FirmwarePlan", library: str, example: dict) -> 
                    parity=parity, library=library, expected_crc32=plan.harness["expected_crc32"],
                    sym=f"EDGEPACK_{plan.ident.upper()}", example_class=f"{example['top_class']}{label}",
                    example_sample=example["sample"], tflm_library=ARDUINO_TFLM_LIBRARY,
-                   esp_dep=f"{ESP_TFLITE_MICRO[0]} {ESP_TFLITE_MICRO[1]}")
+                   esp_dep=f"{ESP_TFLITE_MICRO[0]} {ESP_TFLITE_MICRO[1]}", compression=compression_section(plan))
 
 
 def _arduino(build: Build, plan: "FirmwarePlan", out: Path, generated: dict[str, str], example_h: str) -> list[str]:
@@ -395,7 +429,7 @@ def write_firmware(build: Build, plan: "FirmwarePlan", out: Path) -> list[str]:
     example_h, example = example_input_header(build, plan)
     tmpl = data_dir("targets") / "tflm"
     texts = {**generated, **zephyr_files(plan), "idf_component.yml": idf_manifest(build, plan),
-             "CMakeLists.txt": _at("CMakeLists.txt.tmpl", IDENT=plan.ident),
+             "CMakeLists.txt": _at("CMakeLists.txt.tmpl", IDENT=plan.ident, DECODE="ON" if _decodes(plan) else "OFF"),
              "examples/inference/main.cc": (tmpl / "inference_main.cc").read_text(),
              "examples/inference/example_input.h": example_h,
              "README.md": _readme(build, plan, library_name(plan.ident), example)}

@@ -135,6 +135,7 @@ def _in_child(fn: Callable[[], None]) -> tuple[str, object]:
             return "ok", None
         except EdgepackError as e:
             return "error", e
+    _runtime()  # import the wheel before forking: importing it in the child of a process running TensorFlow segfaults
     sys.stdout.flush()
     sys.stderr.flush()
     rfd, wfd = os.pipe()
