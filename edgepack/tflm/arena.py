@@ -12,11 +12,13 @@ Example::
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import VerificationError
+from ..errors import EdgepackError, VerificationError
+from ..fdcapture import capture_fd2
 from .interpreter import MIN_ARENA_BYTES, Tflm, arena_fits, check_runs
 
 ARENA_ALIGN = 16
@@ -38,6 +40,28 @@ class ArenaSize:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+_PART = re.compile(r"Arena allocation (head|tail) (\d+) bytes")
+
+
+def arena_parts(model: bytes, arena_size: int) -> dict[str, int]:
+    """TFLM's own split of the arena after one invoke: ``head`` (non-persistent: activations and
+    scratch buffers, what a memory plan changes) and ``tail`` (persistent: tensor structs,
+    per-channel multipliers, op data), from its RecordingMicroAllocator.
+
+    Example::
+
+        arena_parts(model_bytes, 65536)     # {"head": 16000, "tail": 8272}
+    """
+    interp = Tflm(model, arena_size=arena_size)
+    interp.invoke_raw(np.zeros(interp.input["shape"], interp.input["dtype"]))
+    with capture_fd2() as log:
+        interp.interp.print_allocations()
+    parts = {k: int(v) for k, v in _PART.findall(log.text())}
+    if set(parts) != {"head", "tail"}:
+        raise EdgepackError("TFLM did not report its arena head and tail; update tflite-micro")
+    return parts
 
 
 def _align(n: int) -> int:
