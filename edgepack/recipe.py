@@ -54,6 +54,14 @@ class VerifyConfig(BaseModel):
         return DEFAULT_MAX_DROP if self.max_accuracy_drop is None else float(self.max_accuracy_drop)
 
 
+class TflmConfig(BaseModel):
+    """``--target tflm`` settings. ``offline_plan``: write an offline memory plan into the model
+    (edgepack.tflm.memplan) when TFLM then needs a smaller arena; ``false`` ships the model as converted."""
+
+    model_config = ConfigDict(extra="forbid")
+    offline_plan: bool = True
+
+
 def read_yaml(path: Path, what: str) -> Any:
     """A user's YAML file (recipe, search space) as data; RecipeError (one line) when unreadable."""
     path = Path(path)
@@ -82,6 +90,7 @@ class Recipe(BaseModel):
     steps: list[StepSpec] = Field(default_factory=list)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    tflm: TflmConfig = Field(default_factory=TflmConfig)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "recipe") -> "Recipe":

@@ -63,6 +63,26 @@ def advice_for(build: Build) -> list[str]:
     return out
 
 
+def plan_memory(build: Build) -> bytes:
+    """The model with an offline memory plan (:func:`edgepack.tflm.memplan.apply_plan`) when TFLM then needs a
+    smaller arena, outputs bit-identical; the arena and RAM budget follow. Report: ``memory_plan``."""
+    from ..tflm.memplan import apply_plan
+    from ..verify.budget import check_budget
+
+    if "memory_plan" in build.report or "arena" not in build.checks:
+        return build.tflite  # already decided, or no measured arena to compare with
+    if not build.recipe.tflm.offline_plan:
+        build.report["memory_plan"] = {"kept": False, "reason": "off (recipe tflm.offline_plan: false)"}
+        return build.tflite
+    res = apply_plan(build.tflite, build.checks["arena"], build.calibration)
+    build.report["memory_plan"] = res.report()
+    if res.kept:
+        build.checks["arena"] = res.arena
+        build.checks["budget"] = check_budget(len(res.model), load_profile(str(build.options["device"])),
+                                              res.arena.recommended_bytes, build.model_name)
+    return res.model
+
+
 def array_name(build_options: dict, model_name: str) -> str:
     """The C identifier of the model array: ``array_name`` if given (checked), else from the model name."""
     name = build_options.get("array_name")
@@ -100,6 +120,9 @@ class FirmwareTarget(Target):
         return FirmwarePlan(profile=profile, ident=array_name(build.options, build.model_name), calls=c["tflm_ops"],
                             arena=c["arena"], parity=c["tflm_parity"], budget=c["budget"], harness=harness,
                             advice=advice_for(build))
+
+    def finalize_model(self, build: Build) -> bytes:
+        return plan_memory(build)
 
     def check(self, build: Build) -> None:
         super().check(build)
