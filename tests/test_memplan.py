@@ -171,22 +171,25 @@ def test_arena_parts_add_up(mean_model):
     assert parts["head"] + parts["tail"] == own.recorded_bytes
 
 
-def _package(run_cli, model_path, out, recipe=None):
+def _package(run_cli, model_path, out, recipe=None, calibration=None):
     args = ["package", model_path, "--target", "tflm", "--device", "nucleo-l4r5zi", "--out", out, "-q"]
     if recipe:
         args += ["--recipe", recipe]
+    if calibration:
+        args += ["--calibration", calibration]
     r = run_cli(*args)
     assert r.exit_code == 0, r.err
     return json.loads((out / "report.json").read_text())
 
 
-@pytest.mark.slow
 def test_package_tflm_ships_the_plan_and_the_knob_turns_it_off(run_cli, mean_model, tmp_path):
     model, x = mean_model
     src = tmp_path / "mini.tflite"
     src.write_bytes(model)
-    rep = _package(run_cli, src, tmp_path / "on")
+    np.save(tmp_path / "calib.npy", x[:12])
+    rep = _package(run_cli, src, tmp_path / "on", calibration=tmp_path / "calib.npy")
     mpl, arena = rep["memory_plan"], rep["firmware"]["arena"]
+    assert mpl["outputs_checked_samples"] == 12  # the calibration samples, not noise
     assert mpl["kept"] and arena["min_bytes"] == mpl["planned_arena"]["bytes"] < mpl["own_arena"]["bytes"]
     shipped = (tmp_path / "on" / "model.tflite").read_bytes()
     assert mp.read_offline_plan(shipped) is not None

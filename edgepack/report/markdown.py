@@ -63,8 +63,9 @@ def _verification(v: dict) -> list[str]:
     if v.get("metric") == "accuracy":
         lines.append(f"- Accuracy on {v['samples']} {v['data']} samples: float {v['float_accuracy_pct']:.2f}%, "
                      f"packaged {v['tflite_accuracy_pct']:.2f}% (drop {v['drop_pt']:.2f} pt)")
-    lines.append(f"- Top-1 agreement with the float model: {v['top1_agreement_pct']:.2f}%; "
-                 f"max |error| {v['max_abs_error']:.4g}, mean {v['mean_abs_error']:.4g}")
+    if "top1_agreement_pct" in v:  # absent for a .tflite input: no float model to compare with
+        lines.append(f"- Top-1 agreement with the float model: {v['top1_agreement_pct']:.2f}%; "
+                     f"max |error| {v['max_abs_error']:.4g}, mean {v['mean_abs_error']:.4g}")
     if v.get("agreement_caveat"):
         lines.append(f"- Agreement cannot mean anything here: {v['agreement_caveat']}; relative RMS output error "
                      f"{100 * v['rel_rms_error']:.2f}%")
