@@ -164,6 +164,13 @@ def test_control_flow_models_are_left_to_tflm():
     assert not r.kept and r.model == model and "subgraphs" in r.reason
 
 
+def test_a_guess_speeds_up_find_arena_without_changing_it(mean_model):
+    model, _ = mean_model
+    plain = find_arena(model)
+    for guess in (100, plain.min_bytes, 3 * plain.min_bytes):  # far below, exact, far above
+        assert find_arena(model, guess=guess) == plain, guess
+
+
 def test_arena_parts_add_up(mean_model):
     model, _ = mean_model
     own = find_arena(model)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -68,15 +69,44 @@ def _align(n: int) -> int:
     return (n + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
 
 
-def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: int = 16 << 20) -> ArenaSize:
-    """Bisect the smallest working arena (to 16 bytes), check it runs, add the margin."""
-    check_runs(model, limit)  # the real error (missing op, dtype) or a crash, before bisecting
+def _bracket(model: bytes, limit: int) -> tuple[int, int]:
+    """(lo, hi): hi fits, lo does not (or is below the floor, never probed)."""
     hi = _align(max(4096, len(model) * 2))
     while not arena_fits(model, hi):
         if hi >= limit:
             raise VerificationError(f"TFLM could not allocate the model even with a {limit} byte arena")
         hi = min(hi * 2, limit)
-    lo = MIN_ARENA_BYTES - ARENA_ALIGN  # lo is never probed (treated as not fitting), hi always fits
+    return MIN_ARENA_BYTES - ARENA_ALIGN, hi
+
+
+def _bracket_near(model: bytes, guess: int, limit: int) -> tuple[int, int]:
+    """(lo, hi) found by galloping from ``guess`` (2 probes when the guess is exact)."""
+    floor = MIN_ARENA_BYTES - ARENA_ALIGN
+    g, step = _align(max(guess, MIN_ARENA_BYTES)), ARENA_ALIGN
+    if arena_fits(model, g):
+        hi, lo = g, g - step
+        while lo > floor and arena_fits(model, lo):
+            hi, step = lo, step * 2
+            lo = hi - step
+        return max(lo, floor), hi
+    lo, hi = g, g + step
+    while not arena_fits(model, hi):
+        if hi >= limit:
+            raise VerificationError(f"TFLM could not allocate the model even with a {limit} byte arena")
+        lo, step = hi, step * 2
+        hi = min(lo + step, limit)
+    return lo, hi
+
+
+def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: int = 16 << 20,
+               guess: Optional[int] = None) -> ArenaSize:
+    """Bisect the smallest working arena (to 16 bytes), check it runs, add the margin.
+
+    ``guess`` (e.g. a memory plan's peak + the persistent part) only speeds the search up: the
+    bracket gallops out from it, so a right guess costs two probes; the result is the same.
+    """
+    check_runs(model, limit)  # the real error (missing op, dtype) or a crash, before bisecting
+    lo, hi = _bracket(model, limit) if guess is None else _bracket_near(model, guess, limit)
     while hi - lo > ARENA_ALIGN:
         mid = _align((lo + hi) // 2)
         if mid >= hi:

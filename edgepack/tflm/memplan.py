@@ -385,14 +385,14 @@ def _same(a: list, b: list) -> bool:
     return all(np.array_equal(x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
 
 
-def _measure(model_bytes: bytes, plan: Plan, graph: Graph):
+def _measure(model_bytes: bytes, plan: Plan, graph: Graph, tail: int):
     """(planned model, its ArenaSize, head/tail) or None when TFLM refuses the plan."""
     from ..errors import EdgepackError
     from .arena import arena_parts, find_arena
 
     planned = with_offline_plan(model_bytes, plan.words(graph))
     try:
-        arena = find_arena(planned)
+        arena = find_arena(planned, guess=plan.peak_bytes + tail)  # exact unless scratch lands on top
         return planned, arena, arena_parts(planned, arena.recommended_bytes)
     except EdgepackError:
         return None
@@ -440,7 +440,7 @@ def apply_plan(model_bytes: bytes, own: "ArenaSize", calibration: Optional[np.nd
     for cand in [c for c in cands if c.peak_bytes < parts["head"]][:MAX_MEASURED]:
         if best is not None and best[1].min_bytes <= cand.peak_bytes + best[2]["tail"]:
             break  # a higher peak cannot beat what was measured
-        got = _measure(model_bytes, cand, graph)
+        got = _measure(model_bytes, cand, graph, parts["tail"])
         if got is not None and (best is None or got[1].min_bytes < best[1].min_bytes):
             best, chosen = got, cand
     if best is None:
