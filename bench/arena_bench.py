@@ -12,7 +12,7 @@ the input range: the data sets are not available offline). With ``--qemu`` (and
 EDGEPACK_TFLM_ROOT) both models also run on the emulated Cortex-M4: output CRCs and 32-bit arenas.
 
 Run:  PYTHONPATH=. python bench/arena_bench.py [--qemu] [--only vww,kws]
-Writes bench/results/arena_bench.json.
+Writes bench/results/arena_bench.json (arena_bench_qemu.json with --qemu).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main() -> None:
             q = r["qemu"]
             print(f"{'':8s} QEMU Cortex-M4 arena: own {q['own']['arena_bytes']} -> planned {q['planned']['arena_bytes']} "
                   f"B, same output CRC: {q['same_output']}")
-    out = ROOT / "bench" / "results" / "arena_bench.json"
+    out = ROOT / "bench" / "results" / ("arena_bench_qemu.json" if args.qemu else "arena_bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bench": "arena", "device": DEVICE, "host": "64-bit host TFLM (tflite-micro wheel)",
                                "rows": rows}, indent=2) + "\n")

@@ -98,7 +98,7 @@ def _is_constant(model, tensor) -> bool:
 def read_graph(model_bytes: bytes) -> Optional[Graph]:
     """Lifetimes and sizes of the main subgraph's planned tensors, marked as TFLM marks them
     (``AllocationInfoBuilder::MarkAllocationLifetimes``). None when TFLM's own planner must stay
-    in charge: several subgraphs, an op output/input of an unknown dtype, or no ops."""
+    in charge: several subgraphs, a planned tensor of an unknown dtype or dynamic shape, or no ops."""
     from ..convert.flatbuffer import tflite_schema
 
     s = tflite_schema()
@@ -115,7 +115,7 @@ def read_graph(model_bytes: bytes) -> Optional[Graph]:
         first[t], last[t] = 0, 0
     for i in range(n_ops):
         op, scope = sub.Operators(i), i + 1
-        outs = [int(t) for t in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        outs = [int(t) for t in op.OutputsAsNumpy() if t >= 0] if op.OutputsLength() else []
         for t in outs:
             first[t] = scope if first[t] == -1 else first[t]
         for t in (op.InputsAsNumpy() if op.InputsLength() else []):
@@ -137,7 +137,10 @@ def read_graph(model_bytes: bytes) -> Optional[Graph]:
         width = _DTYPE_BYTES.get(types.get(tt.Type(), ""))
         if width is None:
             return None
-        size = int(np.prod(tt.ShapeAsNumpy())) * width if tt.ShapeLength() else width
+        shape = [int(d) for d in tt.ShapeAsNumpy()] if tt.ShapeLength() else []
+        if any(d < 0 for d in shape):
+            return None  # a dynamic dimension: TFLM sizes it at run time
+        size = int(np.prod(shape)) * width if shape else width
         if size > 0:
             buffers.append(Buffer(tensor=i, size=_align(size), first=first[i], last=last[i]))
     return Graph(n_tensors=n, n_ops=n_ops, n_inputs=sub.InputsLength(), n_outputs=sub.OutputsLength(),
@@ -422,8 +425,8 @@ def apply_plan(model_bytes: bytes, own: "ArenaSize", calibration: Optional[np.nd
         return result(False, "the model already carries an OfflineMemoryAllocation plan: left as given")
     graph = read_graph(model_bytes)
     if graph is None:
-        return result(False, "several subgraphs (control flow) or a tensor type edgepack cannot size: "
-                             "TFLM's own planner is used")
+        return result(False, "several subgraphs (control flow), no ops, or a tensor edgepack cannot size "
+                             "(dtype, dynamic shape): TFLM's own planner is used")
     parts = arena_parts(model_bytes, own.recommended_bytes)
     own_fig = {"bytes": own.min_bytes, **parts}
     cands = plans(graph)
