@@ -120,6 +120,7 @@ def test_plan_on_a_mean_model_is_kept_smaller_and_bit_identical(mean_model):
     assert rep["live_set_bound"]["bytes"] <= rep["planned_arena"]["head"]
     assert rep["planned_arena"]["tail"] == rep["own_arena"]["tail"]  # the plan moves activations only
     assert mp.read_offline_plan(r.model) is not None and rep["outputs_checked_samples"] == len(x)
+    assert mp.apply_plan(model, own, x).model == r.model  # same inputs, same bytes
     # independently of apply_plan: the planned model at its smallest arena computes the same bytes,
     # and TFLM really cannot run it in one aligned step less
     for a, b in zip(_raw(model, own.min_bytes, x), _raw(r.model, r.arena.min_bytes, x)):
@@ -253,3 +254,21 @@ def test_planned_model_runs_on_the_emulated_cortex_m4(mean_model, tmp_path):
     assert 0 < plan.memory.arena_bytes < own.memory.arena_bytes
     head_saving = planned.report()["own_arena"]["head"] - planned.report()["planned_arena"]["head"]
     assert own.memory.arena_bytes - plan.memory.arena_bytes == head_saving
+
+
+@pytest.mark.slow
+def test_find_arena_right_after_a_conversion_in_a_fresh_process(tmp_path):
+    """The TFLM runtime is imported before the probe forks: first imported in a child of a process
+    that has run the TF converter, it segfaulted (find_arena then reported a crashed model)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from arena_models import int8_tflite, mean_net\n"
+            "from edgepack.tflm import find_arena\n"
+            "print('arena', find_arena(int8_tflite(mean_net(), n=4)[0]).min_bytes)\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    r = subprocess.run([sys.executable, "-c", code, str(root / "tests")], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0 and "arena " in r.stdout, r.stderr[-2000:]

@@ -135,6 +135,7 @@ def _in_child(fn: Callable[[], None]) -> tuple[str, object]:
             return "ok", None
         except EdgepackError as e:
             return "error", e
+    _runtime()  # imported before the fork: importing it first in a child of a process that ran TF segfaults
     sys.stdout.flush()
     sys.stderr.flush()
     rfd, wfd = os.pipe()
