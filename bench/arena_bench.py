@@ -105,7 +105,7 @@ def qemu_pair(unplanned: bytes, shipped: bytes, work: Path) -> dict:
 
 
 def row(name: str, note: str, report: dict, seconds: float) -> dict:
-    mp = report["memory_plan"]
+    mp = report["firmware"]["memory_plan"]
     own, planned, bound = mp.get("own_arena", {}), mp.get("planned_arena") or {}, mp.get("live_set_bound", {})
     final = report["firmware"]["arena"]["min_bytes"]
     return {"model": name, "source": note, "own_arena": own.get("bytes"), "own_head": own.get("head"),

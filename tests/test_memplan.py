@@ -196,16 +196,17 @@ def test_package_tflm_ships_the_plan_and_the_knob_turns_it_off(run_cli, mean_mod
     src.write_bytes(model)
     np.save(tmp_path / "calib.npy", x[:12])
     rep = _package(run_cli, src, tmp_path / "on", calibration=tmp_path / "calib.npy")
-    mpl, arena = rep["memory_plan"], rep["firmware"]["arena"]
+    mpl, arena = rep["firmware"]["memory_plan"], rep["firmware"]["arena"]
     assert mpl["outputs_checked_samples"] == 12  # the calibration samples, not noise
     assert mpl["kept"] and arena["min_bytes"] == mpl["planned_arena"]["bytes"] < mpl["own_arena"]["bytes"]
     shipped = (tmp_path / "on" / "model.tflite").read_bytes()
     assert mp.read_offline_plan(shipped) is not None
     assert f"#define EP_ARENA_SIZE {arena['recommended_bytes']}u" in (tmp_path / "on" / "model_config.h").read_text()
     assert rep["firmware"]["budget"]["ram"]["arena"] == arena["recommended_bytes"]
+    assert "kept: TFLM needs" in (tmp_path / "on" / "report.md").read_text()
     (tmp_path / "off.yaml").write_text("tflm: {offline_plan: false}\n")
     off = _package(run_cli, src, tmp_path / "off", tmp_path / "off.yaml")
-    assert not off["memory_plan"]["kept"] and "off" in off["memory_plan"]["reason"]
+    assert not off["firmware"]["memory_plan"]["kept"] and "off" in off["firmware"]["memory_plan"]["reason"]
     assert (tmp_path / "off" / "model.tflite").read_bytes() == model
     assert off["firmware"]["arena"]["min_bytes"] == mpl["own_arena"]["bytes"]
 

@@ -103,6 +103,7 @@ def _sensitivity(s: dict) -> list[str]:
 
 def _firmware(fw: dict) -> list[str]:
     a, b, p, h = fw.get("arena", {}), fw.get("budget", {}), fw.get("parity", {}), fw.get("harness", {})
+    mp = fw.get("memory_plan") or {}
     lines = ["## Firmware", "", f"Device profile `{fw.get('device')}` ({fw.get('board')}); array `{fw.get('array_name')}`.", ""]
     lines += table(({"memory": k, "needed": b[k].get("needed"), "available": b[k].get("available"),
                      "headroom": b[k].get("headroom"),
@@ -114,6 +115,8 @@ def _firmware(fw: dict) -> list[str]:
                    f"steps ({cell(p.get('max_abs_diff'))} in output units)"),
                   ("parity samples", f"{p.get('samples')} {p.get('data')}"),
                   ("harness expected CRC-32", h.get("expected_crc32")),
+                  ("offline memory plan", (("kept: " if mp.get("kept") else "not kept: ") + str(mp.get("reason")))
+                   if mp else None),
                   ("op registrations", ", ".join(fw.get("op_registrations", [])))])
     lines += [f"- {adv}" for adv in fw.get("advice", [])]
     return lines + ([""] if fw.get("advice") else [])

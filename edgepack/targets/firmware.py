@@ -65,7 +65,7 @@ def advice_for(build: Build) -> list[str]:
 
 def plan_memory(build: Build) -> bytes:
     """The model with an offline memory plan (:func:`edgepack.tflm.memplan.apply_plan`) when TFLM then needs a
-    smaller arena, outputs bit-identical; the arena and RAM budget follow. Report: ``memory_plan``."""
+    smaller arena, outputs bit-identical; the arena and RAM budget follow. Report: ``firmware.memory_plan``."""
     from ..tflm.memplan import apply_plan
     from ..verify.budget import check_budget
 
@@ -134,5 +134,5 @@ class FirmwareTarget(Target):
         plan = self.plan(build)
         files = write_firmware(build, plan, Path(out))
         build.report["firmware"] = {**plan.report(), "example": build.report.pop("firmware_example", None),
-                                    "files": files}
+                                    "memory_plan": build.report.pop("memory_plan", None), "files": files}
         return files
