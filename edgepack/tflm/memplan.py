@@ -267,7 +267,7 @@ def _aligned_buffer_class():
                 builder.StartVector(1, len(payload), ALIGN)
                 builder.head -= len(payload)
                 builder.Bytes[builder.head : builder.head + len(payload)] = payload
-                data = builder.EndVector(len(payload))
+                data = builder.EndVector()
             s.BufferStart(builder)
             if data is not None:
                 s.BufferAddData(builder, data)
