@@ -2,7 +2,7 @@
 
 For each model, clustered to 16 shared values (the recipe's ``cluster`` step, no fine-tune:
 accuracy is not the point here, only what the encodings give) and packaged for tflm twice,
-with ``compress: {encoding: off}`` and ``compress: {encoding: auto, decode_code_bytes: 0}``:
+with ``tflm: {compress: {encoding: off}}`` and ``tflm: {compress: {encoding: auto, decode_code_bytes: 0}}``:
 
 - model bytes (the C array), and per encoding how many tensors took it; model + the DECODE
   kernel's code (edgepack.tflm.compress.DECODE_CODE_BYTES) and what ``auto`` ships given it;
@@ -43,7 +43,7 @@ def _recipe(encoding: str, cluster: bool = True):
                              "quantize": {"mode": "int8", "io": "int8"},
                              "verify": {"max_accuracy_drop": "none", "step_metrics": False, "layer_errors": False},
                              # the compressed variant: per tensor the smallest encoding, whatever the kernel costs
-                             "compress": {"encoding": encoding, "decode_code_bytes": 0}})
+                             "tflm": {"compress": {"encoding": encoding, "decode_code_bytes": 0}}})
 
 
 def models(names: list[str]) -> dict[str, tuple]:

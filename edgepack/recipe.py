@@ -71,12 +71,23 @@ class CompressConfig(BaseModel):
     LUT / prune / Huffman / plain, when the model shrinks by more than the DECODE kernel's code),
     ``off`` (plain int8), or ``lut``/``prune``/``huffman`` only; ``lut_bits``: force the LUT index
     width; ``decode_code_bytes``: the kernel's flash weighed by ``auto`` (0 when already linked).
-    Example: ``compress: {encoding: lut, lut_bits: 4}``."""
+    Example: ``tflm: {compress: {encoding: lut, lut_bits: 4}}``."""
 
     model_config = ConfigDict(extra="forbid")
     encoding: Literal["auto", "off", "lut", "prune", "huffman"] = "auto"
     lut_bits: Optional[int] = Field(None, ge=1, le=7, description="LUT index width; unset: from distinct values")
     decode_code_bytes: Optional[int] = Field(None, ge=0, description="DECODE kernel flash; unset: edgepack's figure")
+
+
+class TflmConfig(BaseModel):
+    """``--target tflm`` settings. ``offline_plan``: write an offline memory plan into the model
+    (edgepack.tflm.memplan) when TFLM then needs a smaller arena; ``false`` ships the model as converted.
+    ``compress``: weights kept compressed in flash (:class:`CompressConfig`); unset: ``auto`` after
+    cluster/prune_magnitude, else off. Example: ``tflm: {offline_plan: true, compress: {encoding: lut}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    offline_plan: bool = True
+    compress: Optional[CompressConfig] = None
 
 
 class StepSpec(BaseModel):
@@ -96,7 +107,7 @@ class Recipe(BaseModel):
     steps: list[StepSpec] = Field(default_factory=list)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
-    compress: Optional[CompressConfig] = None  # --target tflm only; unset: auto after cluster/prune_magnitude, else off
+    tflm: TflmConfig = Field(default_factory=TflmConfig)  # --target tflm only
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "recipe") -> "Recipe":
@@ -116,8 +127,9 @@ class Recipe(BaseModel):
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json")
         data["steps"] = [{"type": s.type, **s.params()} for s in self.steps]
-        if data.get("compress") is None:
-            data.pop("compress", None)
+        tflm = {k: v for k, v in data.pop("tflm").items() if v != TflmConfig.model_fields[k].default}
+        if tflm:  # only what differs from the defaults: recipes without it read as before (same recipe.yaml)
+            data["tflm"] = tflm
         return yaml.safe_dump(data, sort_keys=False)
 
     def build_passes(self, source: str = "recipe") -> list:

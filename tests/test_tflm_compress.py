@@ -151,12 +151,12 @@ def test_unclustered_weights_stay_plain_bytes():
 
 
 def test_recipe_knob_is_validated():
-    r = Recipe.from_dict({"compress": {"encoding": "lut", "lut_bits": 4}})
-    assert r.compress.lut_bits == 4 and "lut_bits: 4" in r.to_yaml()
-    assert "compress" not in Recipe().to_yaml()  # unset: the recipe file reads as before
+    r = Recipe.from_dict({"tflm": {"compress": {"encoding": "lut", "lut_bits": 4}}})
+    assert r.tflm.compress.lut_bits == 4 and "lut_bits: 4" in r.to_yaml()
+    assert "compress" not in Recipe().to_yaml() and "tflm" not in Recipe().to_yaml()  # unset: the recipe file reads as before
     for bad in ({"encoding": "zip"}, {"lut_bits": 9}, {"bits": 4}):
         with pytest.raises(RecipeError, match="compress"):
-            Recipe.from_dict({"compress": bad})
+            Recipe.from_dict({"tflm": {"compress": bad}})
 
 
 # --------------------------------------------------------------------------- MLPerf KWS (.tflite input)
@@ -221,7 +221,7 @@ def package_clustered(out: Path, model, encoding: str = "lut", sparsity: float =
     recipe = Recipe.from_dict({"steps": [*prune, {"type": "cluster", "clusters": 16}],
                                "quantize": {"mode": "int8", "io": "int8"},
                                "verify": {"max_accuracy_drop": "none", "step_metrics": False, "layer_errors": False},
-                               "compress": {"encoding": encoding}})
+                               "tflm": {"compress": {"encoding": encoding}}})
     return package(PackageRequest(model=model, out=out, target="tflm", recipe=recipe,
                                   calibration=tr.x[:64], target_options={"device": "nucleo-l4r5zi"}))
 
@@ -365,7 +365,7 @@ def test_finalize_keeps_plain_bytes_unless_clustered_or_asked(clustered):
     from edgepack.targets.firmware import advice_for
 
     assert any(a.startswith("weights kept plain int8 in flash") for a in advice_for(after_cluster))
-    asked = _firmware_build(clustered, {"compress": {"decode_code_bytes": 0}})
+    asked = _firmware_build(clustered, {"tflm": {"compress": {"decode_code_bytes": 0}}})
     out = t.finalize_model(asked)
     assert len(out) < len(clustered) and asked.tflite == out and asked.info.ops != plain.info.ops
     assert "AddDecode" in asked.checks["tflm_ops"] and asked.checks["budget"]["flash"]["model"] == len(out)

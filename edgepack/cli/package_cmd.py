@@ -86,5 +86,5 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
     if v and v["metric"] == "accuracy":
         click.echo(f"accuracy: float {v['float_accuracy_pct']:.2f}%, packaged {v['tflite_accuracy_pct']:.2f}% "
                    f"(drop {v['drop_pt']:.2f} pt on {v['samples']} samples)")
-    elif v:
+    elif v and "top1_agreement_pct" in v:  # absent for a .tflite input (no float model)
         click.echo(f"agreement with float: {v['top1_agreement_pct']:.2f}% top-1, max |err| {v['max_abs_error']:.4g}")

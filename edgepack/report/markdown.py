@@ -63,8 +63,9 @@ def _verification(v: dict) -> list[str]:
     if v.get("metric") == "accuracy":
         lines.append(f"- Accuracy on {v['samples']} {v['data']} samples: float {v['float_accuracy_pct']:.2f}%, "
                      f"packaged {v['tflite_accuracy_pct']:.2f}% (drop {v['drop_pt']:.2f} pt)")
-    lines.append(f"- Top-1 agreement with the float model: {v['top1_agreement_pct']:.2f}%; "
-                 f"max |error| {v['max_abs_error']:.4g}, mean {v['mean_abs_error']:.4g}")
+    if "top1_agreement_pct" in v:  # absent for a .tflite input: no float model to compare with
+        lines.append(f"- Top-1 agreement with the float model: {v['top1_agreement_pct']:.2f}%; "
+                     f"max |error| {v['max_abs_error']:.4g}, mean {v['mean_abs_error']:.4g}")
     if v.get("agreement_caveat"):
         lines.append(f"- Agreement cannot mean anything here: {v['agreement_caveat']}; relative RMS output error "
                      f"{100 * v['rel_rms_error']:.2f}%")
@@ -113,6 +114,7 @@ def _sensitivity(s: dict) -> list[str]:
 
 def _firmware(fw: dict) -> list[str]:
     a, b, p, h = fw.get("arena", {}), fw.get("budget", {}), fw.get("parity", {}), fw.get("harness", {})
+    mp = fw.get("memory_plan") or {}
     lines = ["## Firmware", "", f"Device profile `{fw.get('device')}` ({fw.get('board')}); array `{fw.get('array_name')}`.", ""]
     lines += table(({"memory": k, "needed": b[k].get("needed"), "available": b[k].get("available"),
                      "headroom": b[k].get("headroom"),
@@ -124,6 +126,8 @@ def _firmware(fw: dict) -> list[str]:
                    f"steps ({cell(p.get('max_abs_diff'))} in output units)"),
                   ("parity samples", f"{p.get('samples')} {p.get('data')}"),
                   ("harness expected CRC-32", h.get("expected_crc32")),
+                  ("offline memory plan", (("kept: " if mp.get("kept") else "not kept: ") + str(mp.get("reason")))
+                   if mp else None),
                   ("op registrations", ", ".join(fw.get("op_registrations", [])))])
     lines += [f"- {adv}" for adv in fw.get("advice", [])]
     return lines + ([""] if fw.get("advice") else [])

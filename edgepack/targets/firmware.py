@@ -4,7 +4,7 @@ The target declares its checks (``spec``): every op has a TFLM kernel, an int8-o
 gets no float ops, the arena TFLM needs, flash and RAM against the device profile, and
 TFLM-vs-LiteRT parity; :func:`edgepack.verify.run_checks` runs them before anything is
 written. ``finalize_model`` keeps clustered/pruned weights compressed in flash for TFLM's
-DECODE op (:mod:`edgepack.tflm.compress`, recipe ``compress``), re-measuring the arena and
+DECODE op (:mod:`edgepack.tflm.compress`, recipe ``tflm.compress``), re-measuring the arena and
 budget on that model and proving its host TFLM outputs bit-identical. ``write`` renders the plain folder (CMake/Zephyr/ESP-IDF), the harness and an
 Arduino library from those results.
 
@@ -75,8 +75,28 @@ def advice_for(build: Build) -> list[str]:
     flash = (build.checks.get("budget") or {}).get("flash") or {}
     if not comp.get("decode_op") and flash.get("available") and flash.get("headroom", 0) < 0.1 * flash["available"]:
         out.append(f"flash is short ({flash['headroom']} B left): clustered or pruned weights (recipe steps cluster, "
-                   "prune_magnitude) stay compressed in flash for TFLM's DECODE op (recipe compress)")
+                   "prune_magnitude) stay compressed in flash for TFLM's DECODE op (recipe tflm.compress)")
     return out
+
+
+def plan_memory(build: Build) -> bytes:
+    """The model with an offline memory plan (:func:`edgepack.tflm.memplan.apply_plan`) when TFLM then needs a
+    smaller arena, outputs bit-identical; the arena and RAM budget follow. Report: ``firmware.memory_plan``."""
+    from ..tflm.memplan import apply_plan
+    from ..verify.budget import check_budget
+
+    if "memory_plan" in build.report or "arena" not in build.checks:
+        return build.tflite  # already decided, or no measured arena to compare with
+    if not build.recipe.tflm.offline_plan:
+        build.report["memory_plan"] = {"kept": False, "reason": "off (recipe tflm.offline_plan: false)"}
+        return build.tflite
+    res = apply_plan(build.tflite, build.checks["arena"], build.calibration)
+    build.report["memory_plan"] = res.report()
+    if res.kept:
+        build.checks["arena"] = res.arena
+        build.checks["budget"] = check_budget(len(res.model), load_profile(str(build.options["device"])),
+                                              res.arena.recommended_bytes, build.model_name)
+    return res.model
 
 
 def array_name(build_options: dict, model_name: str) -> str:
@@ -135,17 +155,20 @@ class FirmwareTarget(Target):
                             arena=c["arena"], parity=c["tflm_parity"], budget=c["budget"], harness=harness,
                             advice=advice_for(build), compression=c.get("compression"))
 
+    def finalize_model(self, build: Build) -> bytes:
+        return plan_memory(build)
+
     def check(self, build: Build) -> None:
         super().check(build)
         build.report["firmware"] = self.plan(build).report()
 
     def finalize_model(self, build: Build) -> bytes:
-        """The model with its weights kept compressed for TFLM's DECODE op (recipe ``compress``,
+        """The model with its weights kept compressed for TFLM's DECODE op (recipe ``tflm.compress``,
         :mod:`edgepack.tflm.compress`); arena, budget, ops re-measured on it, outputs proven bit-exact."""
         from ..recipe import CompressConfig
         from ..tflm.compress import compress_for_firmware
 
-        config = build.recipe.compress
+        config = build.recipe.tflm.compress
         if config is None and not any(s.type in WEIGHT_SHARING_STEPS for s in build.recipe.steps):
             config = CompressConfig(encoding="off")  # unset and nothing clustered/pruned: the plain bytes as before
         fc = compress_for_firmware(build.tflite, config, build.calibration, build.checks.get("arena"))
@@ -160,5 +183,5 @@ class FirmwareTarget(Target):
         plan = self.plan(build)
         files = write_firmware(build, plan, Path(out))
         build.report["firmware"] = {**plan.report(), "example": build.report.pop("firmware_example", None),
-                                    "files": files}
+                                    "memory_plan": build.report.pop("memory_plan", None), "files": files}
         return files

@@ -326,7 +326,7 @@ on the host, included above).
 The TFLM library must include `tensorflow/lite/micro/kernels/` {', '.join(f'`{n}`' for n in DECODE_SOURCES)}
 (no build flag): `-DEDGEPACK_TFLM_ROOT` builds them (kernels/*.cc); the Zephyr module compiles them from
 the tflite-micro module (`CONFIG_EDGEPACK_{plan.ident.upper()}_TFLM_DECODE`); for ESP-IDF and Arduino, use a TFLM
-build that has them, or package with the recipe's `compress: {{encoding: off}}`.
+build that has them, or package with the recipe's `tflm: {{compress: {{encoding: off}}}}`.
 
 """
 

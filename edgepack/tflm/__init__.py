@@ -2,6 +2,7 @@
 
 - :mod:`.interpreter`: the TFLM host interpreter (``tflite-micro`` package) and a crash-proof probe;
 - :mod:`.arena`: the smallest working tensor arena (bisection) plus a margin;
+- :mod:`.memplan`: an offline memory plan (``OfflineMemoryAllocation``), kept only when the arena shrinks;
 - :mod:`.parity`: TFLM vs LiteRT on the same inputs; the output a correct harness reports;
 - :mod:`.ops`: TFLM's op table and the ``MicroMutableOpResolver`` header;
 - :mod:`.protocol`: the board harness serial line protocol.

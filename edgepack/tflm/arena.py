@@ -12,11 +12,14 @@ Example::
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 
-from ..errors import VerificationError
+from ..errors import EdgepackError, VerificationError
+from ..fdcapture import capture_fd2
 from .interpreter import MIN_ARENA_BYTES, Tflm, arena_fits, check_runs
 
 ARENA_ALIGN = 16
@@ -40,19 +43,70 @@ class ArenaSize:
         return asdict(self)
 
 
+_PART = re.compile(r"Arena allocation (head|tail) (\d+) bytes")
+
+
+def arena_parts(model: bytes, arena_size: int) -> dict[str, int]:
+    """TFLM's own split of the arena after one invoke: ``head`` (non-persistent: activations and
+    scratch buffers, what a memory plan changes) and ``tail`` (persistent: tensor structs,
+    per-channel multipliers, op data), from its RecordingMicroAllocator.
+
+    Example::
+
+        arena_parts(model_bytes, 65536)     # {"head": 16000, "tail": 8272}
+    """
+    interp = Tflm(model, arena_size=arena_size)
+    interp.invoke_raw(np.zeros(interp.input["shape"], interp.input["dtype"]))
+    with capture_fd2() as log:
+        interp.interp.print_allocations()
+    parts = {k: int(v) for k, v in _PART.findall(log.text())}
+    if set(parts) != {"head", "tail"}:
+        raise EdgepackError("TFLM did not report its arena head and tail; update tflite-micro")
+    return parts
+
+
 def _align(n: int) -> int:
     return (n + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
 
 
-def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: int = 16 << 20) -> ArenaSize:
-    """Bisect the smallest working arena (to 16 bytes), check it runs, add the margin."""
-    check_runs(model, limit)  # the real error (missing op, dtype) or a crash, before bisecting
+def _bracket(model: bytes, limit: int) -> tuple[int, int]:
+    """(lo, hi): hi fits, lo does not (or is below the floor, never probed)."""
     hi = _align(max(4096, len(model) * 2))
     while not arena_fits(model, hi):
         if hi >= limit:
             raise VerificationError(f"TFLM could not allocate the model even with a {limit} byte arena")
         hi = min(hi * 2, limit)
-    lo = MIN_ARENA_BYTES - ARENA_ALIGN  # lo is never probed (treated as not fitting), hi always fits
+    return MIN_ARENA_BYTES - ARENA_ALIGN, hi
+
+
+def _bracket_near(model: bytes, guess: int, limit: int) -> tuple[int, int]:
+    """(lo, hi) found by galloping from ``guess`` (2 probes when the guess is exact)."""
+    floor = MIN_ARENA_BYTES - ARENA_ALIGN
+    g, step = _align(max(guess, MIN_ARENA_BYTES)), ARENA_ALIGN
+    if arena_fits(model, g):
+        hi, lo = g, g - step
+        while lo > floor and arena_fits(model, lo):
+            hi, step = lo, step * 2
+            lo = hi - step
+        return max(lo, floor), hi
+    lo, hi = g, g + step
+    while not arena_fits(model, hi):
+        if hi >= limit:
+            raise VerificationError(f"TFLM could not allocate the model even with a {limit} byte arena")
+        lo, step = hi, step * 2
+        hi = min(lo + step, limit)
+    return lo, hi
+
+
+def find_arena(model: bytes, margin_fraction: float = MARGIN_FRACTION, limit: int = 16 << 20,
+               guess: Optional[int] = None) -> ArenaSize:
+    """Bisect the smallest working arena (to 16 bytes), check it runs, add the margin.
+
+    ``guess`` (e.g. a memory plan's peak + the persistent part) only speeds the search up: the
+    bracket gallops out from it, so a right guess costs two probes; the result is the same.
+    """
+    check_runs(model, limit)  # the real error (missing op, dtype) or a crash, before bisecting
+    lo, hi = _bracket(model, limit) if guess is None else _bracket_near(model, guess, limit)
     while hi - lo > ARENA_ALIGN:
         mid = _align((lo + hi) // 2)
         if mid >= hi:

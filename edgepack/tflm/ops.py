@@ -78,7 +78,7 @@ DECODE_SOURCES = ("decode.cc", "decode_state.cc", "decode_state_lut.cc", "decode
                   "decode_state_huffman.cc")
 DECODE_NOTE = ("The model keeps weights compressed in flash: TFLM_DECODE (AddDecode) needs a TFLM library built with\n"
                " * tensorflow/lite/micro/kernels/" + ", ".join(DECODE_SOURCES) + "\n"
-               " * (or package with the recipe's compress: {encoding: off}).")
+               " * (or package with the recipe's tflm: {compress: {encoding: off}}).")
 
 
 def uses_decode(info: TfliteInfo) -> bool:

@@ -1,0 +1,160 @@
+"""Arena bench: TFLM's own memory plan vs edgepack's offline plan, side by side, on real models.
+
+For each MLPerf Tiny model in ../shared/models/mlperf_tiny (VWW, KWS, ResNet-8, AD; the VWW .tflite
+is not in ../shared, so MLPerf's architecture, MobileNetV1-0.25 at 96x96x3, is rebuilt here with
+random weights), a mini MobileNetV1 ending in MEAN (a scratch-buffer kernel) and the bundled MNIST
+model, the whole ``package --target tflm`` pipeline runs (nucleo-l4r5zi) and its ``memory_plan``
+section is read: TFLM's own arena (smallest working on the host TFLM, bisection; head =
+activations and scratch, tail = persistent), the arena with the offline plan, the live-set lower
+bound of the head, the ratio, whether the plan was kept and why, planning time beside the package
+time. A kept plan was checked bit-identical on the calibration samples (synthetic, uniform over
+the input range: the data sets are not available offline). With ``--qemu`` (and
+EDGEPACK_TFLM_ROOT) both models also run on the emulated Cortex-M4: output CRCs and 32-bit arenas.
+
+Run:  PYTHONPATH=. python bench/arena_bench.py [--qemu] [--only vww,kws]
+Writes bench/results/arena_bench.json (arena_bench_qemu.json with --qemu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MLPERF = ROOT.parent / "shared" / "models" / "mlperf_tiny"
+sys.path.insert(0, str(ROOT / "tests"))  # the rebuilt VWW and the MEAN net live beside the tests that use them
+MLPERF_FILES = {"kws": "kws_ref_model.tflite", "resnet8": "pretrainedResnet_quant.tflite", "ad": "ad01_int8.tflite"}
+VWW_FILES = ("vww_96_int8.tflite", "vww_int8.tflite")  # MLPerf's own name, if a copy is ever added
+DEVICE = "nucleo-l4r5zi"
+
+
+def synthetic_calibration(model: bytes, n: int = 16, seed: int = 0) -> np.ndarray:
+    """Uniform float samples over the range the model's int8 input quantization covers."""
+    from edgepack.convert.flatbuffer import read_tflite
+
+    info = read_tflite(model)
+    t = info.tensors[info.inputs[0]]
+    scale, zp = (t.scale[0], t.zero_point[0]) if t.scale else (1.0 / 128, 0)
+    return np.random.default_rng(seed).uniform((-128 - zp) * scale, (127 - zp) * scale,
+                                               size=[n] + t.shape[1:]).astype(np.float32)
+
+
+def sources(only: set[str]) -> dict[str, tuple[object, object, str]]:
+    """name -> (model path or live model, calibration, note)."""
+    from arena_models import int8_tflite, mean_net, vww_mobilenet
+
+    out: dict[str, tuple[object, object, str]] = {}
+    want = lambda name: not only or name in only  # noqa: E731
+    vww = next((MLPERF / f for f in VWW_FILES if (MLPERF / f).is_file()), None)
+    if want("vww"):
+        if vww is not None:
+            out["vww"] = (vww, None, "MLPerf's own VWW .tflite")
+        else:
+            data, _ = int8_tflite(vww_mobilenet(), n=32)
+            path = Path(tempfile.mkdtemp(prefix="arena-bench-")) / "vww_mobilenet_v1_025_96.tflite"
+            path.write_bytes(data)
+            out["vww"] = (path, None, "MobileNetV1-0.25 96x96x3 rebuilt (MLPerf VWW architecture, random weights)")
+    for name, f in MLPERF_FILES.items():
+        if want(name) and (MLPERF / f).is_file():
+            out[name] = (MLPERF / f, None, f"MLPerf's own {f}")
+    if want("mean"):
+        data, _ = int8_tflite(mean_net(), n=32)
+        path = Path(tempfile.mkdtemp(prefix="arena-bench-")) / "mini_mobilenet_mean.tflite"
+        path.write_bytes(data)
+        out["mean"] = (path, None, "mini MobileNetV1 32x32 ending in MEAN (scratch buffer)")
+    if want("mnist"):
+        out["mnist"] = (ROOT / "examples/mnist/model.h5", ROOT / "calibration_data/mnist/calib.npz",
+                        "bundled MNIST example, int8 via its recipe")
+    return out
+
+
+def package_one(name: str, model, calib, out: Path) -> tuple[dict, float, bytes]:
+    from edgepack.pipeline import PackageRequest, package
+
+    recipe = ROOT / "examples/mnist/recipe.yaml" if name == "mnist" else None
+    if calib is None:
+        calib = synthetic_calibration(Path(model).read_bytes())
+    t0 = time.perf_counter()
+    report = package(PackageRequest(model=model, out=out, target="tflm", recipe_path=recipe, calibration=calib,
+                                    target_options={"device": DEVICE}, force=True))
+    return report, time.perf_counter() - t0, (out / "model.tflite").read_bytes()
+
+
+def qemu_pair(unplanned: bytes, shipped: bytes, work: Path) -> dict:
+    """Both models on the emulated Cortex-M4: output CRC and the 32-bit arena the harness measured."""
+    from edgepack.devices.base import open_device
+    from edgepack.devices.result import Settings
+
+    res = {}
+    for tag, data in (("own", unplanned), ("planned", shipped)):
+        path = work / f"{tag}.tflite"
+        path.write_bytes(data)
+        with open_device("qemu:mps2-an386", tflm_root=os.environ["EDGEPACK_TFLM_ROOT"], profile=DEVICE) as dev:
+            r = dev.profile(path, Settings(runs=1, warmup=0))
+        res[tag] = {"arena_bytes": r.memory.arena_bytes, "crc": r.output_checksum,
+                    "instructions": r.latency.instructions}
+    res["same_output"] = res["own"]["crc"] == res["planned"]["crc"]
+    return res
+
+
+def row(name: str, note: str, report: dict, seconds: float) -> dict:
+    mp = report["firmware"]["memory_plan"]
+    own, planned, bound = mp.get("own_arena", {}), mp.get("planned_arena") or {}, mp.get("live_set_bound", {})
+    final = report["firmware"]["arena"]["min_bytes"]
+    return {"model": name, "source": note, "own_arena": own.get("bytes"), "own_head": own.get("head"),
+            "own_tail": own.get("tail"), "planned_arena": planned.get("bytes"), "planned_head": planned.get("head"),
+            "bound_head": bound.get("bytes"), "bound_op": bound.get("op"), "shipped_arena": final,
+            "ratio": round(final / own["bytes"], 4) if own.get("bytes") else None, "kept": mp["kept"],
+            "reason": mp["reason"], "plan_method": (mp.get("plan") or {}).get("method"),
+            "plan_seconds": mp.get("seconds"), "package_seconds": round(seconds, 1),
+            "outputs_checked_samples": mp.get("outputs_checked_samples", 0)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--qemu", action="store_true", help="also run both models on QEMU (needs EDGEPACK_TFLM_ROOT)")
+    ap.add_argument("--only", default="", help="comma-separated subset of vww,kws,resnet8,ad,mean,mnist")
+    args = ap.parse_args()
+    if args.qemu and not os.environ.get("EDGEPACK_TFLM_ROOT"):
+        raise SystemExit("--qemu needs EDGEPACK_TFLM_ROOT (a TFLM tree)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (model, calib, note) in sources({s for s in args.only.split(",") if s}).items():
+            report, seconds, shipped = package_one(name, model, calib, Path(tmp) / name)
+            r = row(name, note, report, seconds)
+            if args.qemu:
+                src = Path(model).read_bytes() if str(model).endswith(".tflite") else None
+                if src is None:  # a Keras source: the unplanned model is the shipped one without its plan
+                    src = shipped if not r["kept"] else None
+                r["qemu"] = qemu_pair(src, shipped, Path(tmp)) if src is not None else "skipped (Keras source, plan kept)"
+            rows.append(r)
+            print(f"{name}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
+    hdr = (f"{'model':8s} {'TFLM own':>9s} {'(head+tail)':>15s} {'planned':>9s} {'head':>7s} {'bound':>7s} "
+           f"{'ratio':>6s} {'kept':>5s} {'plan s':>7s} {'pkg s':>6s}  reason")
+    print(hdr)
+    for r in rows:
+        ht = f"{r['own_head']}+{r['own_tail']}" if r["own_head"] is not None else "-"
+        print(f"{r['model']:8s} {r['own_arena'] or '-':>9} {ht:>15s} {r['planned_arena'] or '-':>9} "
+              f"{r['planned_head'] or '-':>7} {r['bound_head'] or '-':>7} {r['ratio'] or '-':>6} "
+              f"{'yes' if r['kept'] else 'no':>5s} {r['plan_seconds'] or 0:>7.2f} {r['package_seconds']:>6.1f}  "
+              f"{r['reason']}")
+        if isinstance(r.get("qemu"), dict):
+            q = r["qemu"]
+            print(f"{'':8s} QEMU Cortex-M4 arena: own {q['own']['arena_bytes']} -> planned {q['planned']['arena_bytes']} "
+                  f"B, same output CRC: {q['same_output']}")
+    out = ROOT / "bench" / "results" / ("arena_bench_qemu.json" if args.qemu else "arena_bench.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"bench": "arena", "device": DEVICE, "host": "64-bit host TFLM (tflite-micro wheel)",
+                               "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
