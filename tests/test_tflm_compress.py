@@ -357,15 +357,16 @@ def test_finalize_keeps_plain_bytes_unless_clustered_or_asked(clustered):
     from edgepack.targets.firmware import FirmwareTarget
 
     t = FirmwareTarget()
-    plain = _firmware_build(clustered, {})  # no steps, compress unset (a .tflite input): bytes as before
+    off = {"tflm": {"offline_plan": False}}  # the memory plan is tests/test_memplan.py's
+    plain = _firmware_build(clustered, off)  # no steps, compress unset (a .tflite input): bytes as before
     assert t.finalize_model(plain) == clustered and plain.checks["compression"]["tensors"] == []
-    after_cluster = _firmware_build(clustered, {"steps": [{"type": "cluster", "clusters": 16}]})
+    after_cluster = _firmware_build(clustered, {"steps": [{"type": "cluster", "clusters": 16}], **off})
     assert t.finalize_model(after_cluster) == clustered  # auto: saves less than the DECODE kernel's code
     assert "DECODE kernel" in after_cluster.checks["compression"]["dropped"]
     from edgepack.targets.firmware import advice_for
 
     assert any(a.startswith("weights kept plain int8 in flash") for a in advice_for(after_cluster))
-    asked = _firmware_build(clustered, {"tflm": {"compress": {"decode_code_bytes": 0}}})
+    asked = _firmware_build(clustered, {"tflm": {"compress": {"decode_code_bytes": 0}, "offline_plan": False}})
     out = t.finalize_model(asked)
     assert len(out) < len(clustered) and asked.tflite == out and asked.info.ops != plain.info.ops
     assert "AddDecode" in asked.checks["tflm_ops"] and asked.checks["budget"]["flash"]["model"] == len(out)

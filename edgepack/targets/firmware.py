@@ -155,16 +155,15 @@ class FirmwareTarget(Target):
                             arena=c["arena"], parity=c["tflm_parity"], budget=c["budget"], harness=harness,
                             advice=advice_for(build), compression=c.get("compression"))
 
-    def finalize_model(self, build: Build) -> bytes:
-        return plan_memory(build)
-
     def check(self, build: Build) -> None:
         super().check(build)
         build.report["firmware"] = self.plan(build).report()
 
     def finalize_model(self, build: Build) -> bytes:
         """The model with its weights kept compressed for TFLM's DECODE op (recipe ``tflm.compress``,
-        :mod:`edgepack.tflm.compress`); arena, budget, ops re-measured on it, outputs proven bit-exact."""
+        :mod:`edgepack.tflm.compress`), then an offline memory plan when TFLM needs a smaller arena with it
+        (recipe ``tflm.offline_plan``, :func:`plan_memory`); arena, budget and ops re-measured, outputs
+        proven bit-exact at each stage."""
         from ..recipe import CompressConfig
         from ..tflm.compress import compress_for_firmware
 
@@ -175,6 +174,7 @@ class FirmwareTarget(Target):
         build.checks["compression"] = fc.report()
         if fc.arena is not None:
             apply_compression(build, fc)
+        build.tflite = plan_memory(build)  # last: the plan places the final graph's tensors (decoded weights too)
         return build.tflite
 
     def write(self, build: Build, out: Path) -> list[str]:
