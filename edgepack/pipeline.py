@@ -256,7 +256,7 @@ def package(req: PackageRequest) -> dict:
     from .inputs import check_steps, float_reference, input_shape, is_path, output_size, source_name
     from .keras_compat import set_seed
     from .load import load_source
-    from .devices.estimate import keras_latency_ms
+    from .costmodel.estimate import keras_latency_ms
     from .passes.pruning.channels import kernels_multiple
     from .targets import target_class
     from .report import REPORT_FILES, write_report

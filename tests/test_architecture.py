@@ -172,10 +172,10 @@ def test_every_imported_edgepack_name_exists():
 def test_the_import_check_finds_missing_modules_and_names(tmp_path):
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from .model_io import load\n    from ..errors import NoSuchError, UsageError\n"
-                   "    import edgepack.nothere\n    from edgepack.devices import base, nothing\n")
+                   "    import edgepack.nothere\n    from edgepack.devices import registry, nothing\n")
     found = [(line, m, n) for line, m, n in _edgepack_imports(src, "edgepack.search")]
     assert found == [(2, "edgepack.search.model_io", ["load"]), (3, "edgepack.errors", ["NoSuchError", "UsageError"]),
-                     (4, "edgepack.nothere", []), (5, "edgepack.devices", ["base", "nothing"])]
+                     (4, "edgepack.nothere", []), (5, "edgepack.devices", ["registry", "nothing"])]
     assert [_unresolved(m, n) for _, m, n in found] == [
         ["edgepack.search.model_io (no module edgepack.search.model_io)"], ["edgepack.errors.NoSuchError"],
         ["edgepack.nothere (no module edgepack.nothere)"], ["edgepack.devices.nothing"]]

@@ -21,9 +21,9 @@ from typing import Optional
 import pytest
 import yaml
 
-from edgepack.devices.base import open_device
-from edgepack.devices.board import BoardDevice, parse_probe
-from edgepack.devices.flash import FlashError
+from edgepack.devices.registry import open_device
+from edgepack.devices.mcu.board import BoardDevice, parse_probe
+from edgepack.devices.mcu.flash import FlashError
 from edgepack.devices.result import Settings
 from edgepack.tflm.build import CORE_FLAGS
 from edgepack.errors import DeviceError, UsageError

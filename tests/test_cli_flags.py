@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import pytest
 
-from edgepack.devices.base import DEVICES, UnsupportedOptions, device_class, open_device
+from edgepack.devices.registry import DEVICES, UnsupportedOptions, device_class, open_device
 
 ROOT = Path(__file__).resolve().parents[1]
 

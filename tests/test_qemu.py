@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.devices.base import open_device
+from edgepack.devices.registry import open_device
 from edgepack.devices.result import Settings
 from edgepack.errors import DeviceError, UsageError
 from edgepack.paths import data_dir
@@ -72,7 +72,7 @@ def test_unknown_machine_is_a_usage_error():
 @needs_arm
 def test_elf_sizes_match_the_toolchain_symbols(tmp_path):
     """flash/RAM from arm-none-eabi-size on a real mps2-an386 link (the harness's shim and script)."""
-    from edgepack.devices.qemu import elf_sizes
+    from edgepack.devices.mcu.qemu import elf_sizes
     from edgepack.tflm.build import CPU_FLAGS, Toolchain
 
     src = tmp_path / "t.c"

@@ -81,7 +81,7 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
       edgepack profile build/firmware --device board:nucleo-l4r5zi --port /dev/ttyACM0 \\
         --tflm-root ~/src/tflite-micro
     """
-    from ..devices.base import expand_spec, parse_spec
+    from ..devices.registry import expand_spec, parse_spec
     from ..devices.result import Settings
     from ..errors import UsageError
 
@@ -146,7 +146,7 @@ def flag_for(option: str) -> Optional[str]:
 
 def _open(spec: str, options: dict):
     """open_device, its unsupported-option error worded with this command's flags."""
-    from ..devices.base import UnsupportedOptions, open_device
+    from ..devices.registry import UnsupportedOptions, open_device
     from ..errors import UsageError
 
     try:

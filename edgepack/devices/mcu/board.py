@@ -25,16 +25,17 @@ from pathlib import Path
 from string import Template
 from typing import Optional
 
-from ..errors import DeviceError, UsageError
-from ..fsutil import sha256_bytes
-from ..paths import data_dir
-from ..tflm import protocol as hp
-from .base import ARENA, CYCLES, ENERGY_ESTIMATE, FLASH_RAM, LATENCY, OUTPUT_CHECKSUM, Device, ResolvedArtifact
+from ...errors import DeviceError, UsageError
+from ...fsutil import sha256_bytes
+from ...paths import data_dir
+from ...tflm import protocol as hp
+from ..artifact import ResolvedArtifact
+from ..lifecycle import ARENA, CYCLES, ENERGY_ESTIMATE, FLASH_RAM, LATENCY, OUTPUT_CHECKSUM, Device
 from .flash import TOOLS, FlashReport, FlashRequest, flash_tool
-from .result import ProfileResult, Settings
-from ..boards import profile_power
+from ..result import ProfileResult, Settings
+from ...profiles import profile_power
 from .serial import DEFAULT_TIMEOUT_S, HANDSHAKE_TIMEOUT_S, SerialDevice, build_result
-from ..tflm.build import CORE_FLAGS, KERNEL_SETS, Library, Toolchain, build_library, cpu_flags, elf_sizes, \
+from ...tflm.build import CORE_FLAGS, KERNEL_SETS, Library, Toolchain, build_library, cpu_flags, elf_sizes, \
     find_tree, link_firmware
 
 HARNESS_CORE = ("main.cc", "ep_harness.cc", "ep_protocol.c")
@@ -80,7 +81,7 @@ class BoardDevice(Device):
                  handshake_timeout: float = HANDSHAKE_TIMEOUT_S, session_timeout: Optional[float] = None,
                  baud: int = hp.BAUD, check_output: bool = True, flash_timeout: float = 120.0):
         super().__init__(target)
-        from ..boards import Flash, load_profile
+        from ...profiles import Flash, load_profile
 
         self.board = load_profile(target)
         tool, arg = parse_probe(probe)
