@@ -268,7 +268,7 @@ def package(req: PackageRequest) -> dict:
     target = target_class(req.target)()
     unknown = set(req.target_options) - set(target.option_names)
     if unknown:
-        raise UsageError(f"target '{req.target}' does not take option(s) {', '.join(sorted(unknown))}")
+        raise UsageError(f"target '{req.target}' does not take {', '.join(f'{o}=' for o in sorted(unknown))}; its options: {', '.join(f'{o}=' for o in sorted(target.option_names)) or 'none'}")
     spec = target.spec(req.target_options)
     steps = recipe.build_passes(str(req.recipe_path or "recipe"))
     set_seed(req.seed)
