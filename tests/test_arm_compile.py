@@ -65,7 +65,7 @@ def test_packaged_folder_model_data_compiles(tmp_path):
 
 
 def _build_selftest(tmp_path: Path) -> Path:
-    tmpl = data_dir("targets") / "tflm"
+    tmpl = data_dir("templates") / "tflm"
     srcs = [tmpl / "ep_protocol.c", tmpl / "board_mps2.c", Path(__file__).parent / "firmware" / "protocol_selftest.c"]
     elf = tmp_path / "selftest.elf"
     _run(GCC, *CPU, "-O2", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections", f"-I{tmpl}",

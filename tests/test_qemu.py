@@ -79,7 +79,7 @@ def test_elf_sizes_match_the_toolchain_symbols(tmp_path):
     src.write_text('#include "board.h"\nconst unsigned char g_table[3000] = {1};\nunsigned char g_buf[5000];\n'
                    "__attribute__((weak)) void* __dso_handle = 0;\n"
                    "int main(void){ board_init(); g_buf[0] = g_table[board_getc()]; for (;;) {} }\n")
-    tflm = data_dir("targets") / "tflm"
+    tflm = data_dir("templates") / "tflm"
     elf = tmp_path / "t.elf"
     subprocess.run(["arm-none-eabi-gcc", *CPU_FLAGS, "-Os", "-ffunction-sections", "-fdata-sections", f"-I{tflm}",
                     str(src), str(tflm / "board_mps2.c"), "-T", str(tflm / "mps2_an386.ld"), "-Wl,--gc-sections",

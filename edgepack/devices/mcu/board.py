@@ -123,11 +123,11 @@ class BoardDevice(Device):
 
     def board_support(self, fw: Optional[Path]) -> list[Path]:
         """The board-support sources: the profile's list (default board_<profile>.c), each looked
-        up in the package's harness/ folder, then in edgepack's targets/tflm/."""
+        up in the package's harness/ folder, then in edgepack's templates/tflm/."""
         names = self.flash_cfg.board_support or [f"board_{self.board.name}.c"]
         found = []
         for name in names:
-            where = [*(([fw / "harness" / name]) if fw else []), data_dir("targets") / "tflm" / name]
+            where = [*(([fw / "harness" / name]) if fw else []), data_dir("templates") / "tflm" / name]
             path = next((p for p in where if p.is_file()), None)
             if path is None:
                 raise DeviceError(
@@ -141,7 +141,7 @@ class BoardDevice(Device):
     def linker_script(self, out: Path) -> Path:
         """The board's linker script, from the profile's memory map."""
         cfg = self.flash_cfg
-        text = Template((data_dir("targets") / "tflm" / "cortex_m.ld.tmpl").read_text()).substitute(
+        text = Template((data_dir("templates") / "tflm" / "cortex_m.ld.tmpl").read_text()).substitute(
             board=self.board.board, core=self.board.core, flash_origin=f"{cfg.flash_origin:#010x}",
             flash_bytes=self.board.flash_bytes, ram_origin=f"{cfg.ram_origin:#010x}",
             ram_bytes=cfg.ram_bytes or self.board.ram_bytes,
