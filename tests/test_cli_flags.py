@@ -118,10 +118,13 @@ def test_package_refuses_a_flag_of_another_target_naming_the_flag(run_cli, tmp_p
     assert "option(s)" not in r.err and "_" not in r.err.split("(")[0] and not out.exists()
 
 
-def test_package_device_help_says_device_profile(run_cli):
+def test_device_help_says_profile_in_package_and_spec_in_profile(run_cli):
     r = run_cli("package", "--help")
     assert r.exit_code == 0
     assert "--device PROFILE" in r.out and "device profile" in " ".join(r.out.split())
+    r = run_cli("profile", "--help")
+    assert r.exit_code == 0
+    assert "--device SPEC" in r.out and "a device spec; a device profile is --profile" in " ".join(r.out.split())
 
 
 def test_pipeline_names_target_options_by_keyword(tmp_path):

@@ -49,9 +49,10 @@ def _device_options(f):
 
 @click.command("profile")
 @click.argument("artifact", required=False, type=click.Path(path_type=Path))
-@click.option("--device", "-d", "spec", default="host", show_default=True,
-              help="host, adb (the only phone), adb:SERIAL, adb:all, adb-tcp:HOST:PORT, serial:PORT, "
-                   "qemu:mps2-an386, board:PROFILE or estimate[:PROFILE].")
+@click.option("--device", "-d", "spec", default="host", show_default=True, metavar="SPEC",
+              help="The device to run on (a device spec; a device profile is --profile): host, adb (the only "
+                   "phone), adb:SERIAL, adb:all, adb-tcp:HOST:PORT, serial:PORT, qemu:mps2-an386, board:PROFILE or "
+                   "estimate[:PROFILE].")
 @click.option("--runs", type=int, default=50, show_default=True, help="Timed runs.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs before them.")
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads (host, adb).")
