@@ -136,7 +136,7 @@ def test_missing_port_and_unknown_option():
     with pytest.raises(DeviceError, match="cannot open serial port /nonexistent/tty"):
         with open_device("serial:/nonexistent/tty") as dev:
             dev.profile(KWS, Settings(runs=1, warmup=0))
-    with pytest.raises(UsageError, match="--threads-per-core"):
+    with pytest.raises(UsageError, match="does not take threads_per_core=; its options: baud="):
         open_device("serial:/dev/null", threads_per_core=2)
 
 
