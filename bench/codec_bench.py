@@ -36,7 +36,7 @@ from edgepack.epk import decode, encode  # noqa: E402
 
 MLPERF = ROOT.parent / "shared" / "models" / "mlperf_tiny"
 OUT = ROOT / "bench" / "results" / "codec_bench.json"
-SRC = ROOT / "targets" / "epk"
+SRC = ROOT / "templates" / "epk"
 
 
 def _mnist():

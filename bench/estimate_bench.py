@@ -7,7 +7,7 @@
    device_profiles/cores/cortex-m4.yaml is reused (said so in the output).
 2. For each core, the published latencies of the boards in PUBLISHED (every figure
    cited: repository@commit, file, line) fit a few non-negative scales on that shape
-   (scipy nnls on relative error); each form in estimate_fit.FORMS is tried and the one
+   (scipy nnls on relative error); each form in costmodel.fit.FORMS is tried and the one
    with the lowest leave-one-model-out error is kept (a selection on the same data: the
    kept error is optimistic). Prints the errors per core and per model, and the energy
    leave-one-out where the board has published energy.
@@ -34,8 +34,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgepack.devices.estimate import cores_dir, load_cost_model, op_work  # noqa: E402
-from edgepack.devices.estimate_fit import (FORMS, InstructionModel, Point, energy_leave_one_out, fit,  # noqa: E402
+from edgepack.costmodel.estimate import cores_dir, load_cost_model, op_work  # noqa: E402
+from edgepack.costmodel.fit import (FORMS, InstructionModel, Point, energy_leave_one_out, fit,  # noqa: E402
                                            latency_from_published, leave_one_out, max_abs_error, mlperf_work)
 
 MODELS = REPO.parent / "shared" / "models" / "mlperf_tiny"
@@ -182,7 +182,7 @@ def _int8(model) -> bytes:
 def measure_instruction_model(tflm_root: str) -> tuple[InstructionModel, dict]:
     """Run every synthetic model in QEMU; solve instructions per MAC/element/op per class."""
     from edgepack.convert.flatbuffer import read_tflite
-    from edgepack.devices.base import open_device
+    from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
     from edgepack.keras_compat import set_seed
 
@@ -220,8 +220,8 @@ def measure_instruction_model(tflm_root: str) -> tuple[InstructionModel, dict]:
 def mlperf_in_qemu(tflm_root: str, m: InstructionModel, work: dict) -> dict:
     """Whole MLPerf models in QEMU: how close the instruction model is to the real count, and
     the cycles per instruction each published TFLM-reference latency (Cortex-M4) implies."""
-    from edgepack.devices.base import open_device
-    from edgepack.devices.estimate_fit import MLPERF_FILES
+    from edgepack.devices.registry import open_device
+    from edgepack.costmodel.fit import MLPERF_FILES
     from edgepack.devices.result import Settings
     from edgepack.tflm.build import find_tree
 
@@ -286,7 +286,7 @@ def stored_work(core: str, model: str):
 
 def model_work(ins: InstructionModel, person_cc: str | None) -> dict:
     from edgepack.convert.flatbuffer import read_tflite
-    from edgepack.devices.base import model_from_c_array
+    from edgepack.devices.artifact import model_from_c_array
 
     work = mlperf_work(MODELS, ins)
     t = time.time()

@@ -52,7 +52,7 @@ def resnet_inputs(n: int, tmp: Path) -> Path:
 
 
 def latency_us(path: Path, runs: int) -> float:
-    from edgepack.devices.base import open_device
+    from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
 
     with open_device("host") as dev:

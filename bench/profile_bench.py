@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from edgepack.devices.adb import ensure_key  # noqa: E402
-from edgepack.devices.base import open_device  # noqa: E402
+from edgepack.devices.android.adb import ensure_key  # noqa: E402
+from edgepack.devices.registry import open_device  # noqa: E402
 from edgepack.devices.result import Settings  # noqa: E402
 from emulators.adb_device import AdbEmulator, install_benchmark_model, true_excess_mw  # noqa: E402
 

@@ -251,7 +251,7 @@ def _qemu_instructions(models: dict, calib: np.ndarray, work: Path) -> dict:
     """Instructions per inference on QEMU mps2-an386 of a `--target tflm` int8 package of each model."""
     import os
 
-    from edgepack.devices.base import profile
+    from edgepack.devices.registry import profile
     from edgepack.devices.result import Settings
     from edgepack.pipeline import PackageRequest, package
 

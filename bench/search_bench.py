@@ -51,7 +51,7 @@ def log(msg: str) -> None:
 
 
 def latency_us(folder: Path, runs: int = 200) -> float:
-    from edgepack.devices.base import profile
+    from edgepack.devices.registry import profile
     from edgepack.devices.result import Settings
 
     return round(profile(folder, device="host", settings=Settings(runs=runs, warmup=10, threads=1)).latency.median_us, 1)

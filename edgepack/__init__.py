@@ -28,8 +28,8 @@ _API = {
     "load_model": "edgepack.load:load_model",
     "load_dataset": "edgepack.data:load_dataset",
     "inspect": "edgepack.inspect:inspect_path",
-    "profile": "edgepack.devices.base:profile",
-    "open_device": "edgepack.devices.base:open_device",
+    "profile": "edgepack.devices.registry:profile",
+    "open_device": "edgepack.devices.registry:open_device",
     "ProfileResult": "edgepack.devices.result:ProfileResult",
     "EdgepackError": "edgepack.errors:EdgepackError",
 }

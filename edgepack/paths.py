@@ -1,4 +1,4 @@
-"""Where edgepack's data folders live (targets/, device_profiles/, calibration_data/).
+"""Where edgepack's data folders live (templates/, device_profiles/, calibration_data/).
 
 In a source checkout (and an editable install) they are the repo-level folders
 beside the ``edgepack`` package; a wheel installs them under ``<prefix>/share/edgepack``.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import EdgepackError
 
-DATA_FOLDERS = ("targets", "device_profiles", "calibration_data")
+DATA_FOLDERS = ("templates", "device_profiles", "calibration_data")
 
 
 def data_dir(name: str) -> Path:

@@ -289,7 +289,7 @@ def package(req: PackageRequest) -> dict:
     from .inputs import check_steps, float_reference, input_shape, is_path, output_size, source_name
     from .keras_compat import set_seed
     from .load import load_source
-    from .devices.estimate import keras_latency_ms
+    from .costmodel.estimate import keras_latency_ms
     from .passes.pruning.channels import kernels_multiple, target_kernels
     from .targets import target_class
     from .report import REPORT_FILES, write_report
@@ -302,7 +302,7 @@ def package(req: PackageRequest) -> dict:
     target = target_class(req.target)()
     unknown = set(req.target_options) - set(target.option_names)
     if unknown:
-        raise UsageError(f"target '{req.target}' does not take option(s) {', '.join(sorted(unknown))}")
+        raise UsageError(f"target '{req.target}' does not take {', '.join(f'{o}=' for o in sorted(unknown))}; its options: {', '.join(f'{o}=' for o in sorted(target.option_names)) or 'none'}")
     spec = target.spec(req.target_options)
     steps = recipe.build_passes(str(req.recipe_path or "recipe"))
     set_seed(req.seed)

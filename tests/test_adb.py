@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.devices.adb import ensure_key
-from edgepack.devices.base import open_device
-from edgepack.devices.parsers import parse_benchmark_output, split_exit
+from edgepack.devices.android.adb import ensure_key
+from edgepack.devices.registry import open_device
+from edgepack.devices.android.parsers import parse_benchmark_output, split_exit
 from edgepack.devices.result import Settings
 from edgepack.errors import DeviceError
 from emulators.adb_device import AdbEmulator, install_benchmark_model, true_excess_mw
@@ -64,7 +64,7 @@ def test_key_is_created_once_with_owner_only_permissions(tmp_path):
 
 def test_key_location_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEPACK_ADB_KEY", str(tmp_path / "env" / "k"))
-    from edgepack.devices.adb import default_key_path
+    from edgepack.devices.android.adb import default_key_path
 
     assert default_key_path() == tmp_path / "env" / "k"
 

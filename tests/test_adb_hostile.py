@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.devices.adb import ensure_key
-from edgepack.devices.base import open_device
-from edgepack.devices.parsers import parse_benchmark_output
+from edgepack.devices.android.adb import ensure_key
+from edgepack.devices.registry import open_device
+from edgepack.devices.android.parsers import parse_benchmark_output
 from edgepack.devices.result import Latency, Settings
 from edgepack.devices.store import write_json
 from edgepack.errors import DeviceError
@@ -209,7 +209,7 @@ def test_json_is_strict_no_nan_or_infinity(tmp_path):
 def test_which_folders_are_stale():
     import subprocess
 
-    from edgepack.devices import adb_workdir as wd
+    from edgepack.devices.android import adb_workdir as wd
 
     dead = subprocess.Popen(["true"])
     dead.wait()  # a PID that no longer runs

@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from edgepack.devices.adb_server import AdbServer, ServerNotRunning, parse_devices_l, server_address
-from edgepack.devices.base import expand_spec, open_device
+from edgepack.devices.android.adb_server import AdbServer, ServerNotRunning, parse_devices_l, server_address
+from edgepack.devices.registry import expand_spec, open_device
 from edgepack.devices.result import ProfileResult, Settings
 from edgepack.errors import DeviceError, UsageError
 from emulators.adb_device import AdbEmulator, install_benchmark_model
@@ -291,7 +291,7 @@ def test_wrong_abi_binary_is_refused_before_pushing(phones, model, tmp_path):
 
 
 def test_pick_binary_by_abilist_and_folder_layout(tmp_path):
-    from edgepack.devices.android_abi import parse_binaries, pick_binary
+    from edgepack.devices.android.abi import parse_binaries, pick_binary
 
     bm32, bm64 = fake_elf(tmp_path / "bm32", 1, 40), fake_elf(tmp_path / "bm64", 2, 183)
     both = parse_binaries([f"armeabi-v7a={bm32}", f"arm64-v8a={bm64}"])
@@ -357,7 +357,7 @@ def test_adb_all_needs_a_server_and_refuses_compare(run_cli, monkeypatch, model)
 # -- no server: the direct fallback ----------------------------------------------------------
 
 def test_without_a_server_adb_serial_falls_back_to_direct_tcp(monkeypatch, tmp_path, bench_bin, model):
-    from edgepack.devices.adb import ensure_key
+    from edgepack.devices.android.adb import ensure_key
 
     monkeypatch.setenv("ADB_SERVER_SOCKET", f"tcp:127.0.0.1:{free_port()}")  # nothing listens
     with pytest.raises(ServerNotRunning):

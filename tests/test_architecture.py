@@ -172,10 +172,10 @@ def test_every_imported_edgepack_name_exists():
 def test_the_import_check_finds_missing_modules_and_names(tmp_path):
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from .model_io import load\n    from ..errors import NoSuchError, UsageError\n"
-                   "    import edgepack.nothere\n    from edgepack.devices import base, nothing\n")
+                   "    import edgepack.nothere\n    from edgepack.devices import registry, nothing\n")
     found = [(line, m, n) for line, m, n in _edgepack_imports(src, "edgepack.search")]
     assert found == [(2, "edgepack.search.model_io", ["load"]), (3, "edgepack.errors", ["NoSuchError", "UsageError"]),
-                     (4, "edgepack.nothere", []), (5, "edgepack.devices", ["base", "nothing"])]
+                     (4, "edgepack.nothere", []), (5, "edgepack.devices", ["registry", "nothing"])]
     assert [_unresolved(m, n) for _, m, n in found] == [
         ["edgepack.search.model_io (no module edgepack.search.model_io)"], ["edgepack.errors.NoSuchError"],
         ["edgepack.nothere (no module edgepack.nothere)"], ["edgepack.devices.nothing"]]
@@ -210,3 +210,19 @@ def test_every_command_help_ends_with_a_runnable_example():
                 unknown = [w for w in words if w.startswith("-") and w.split("=")[0] not in options]
                 assert not unknown, f"example `edgepack {call}` uses options {name} does not have: {unknown}"
         assert name is None or name in [c.split()[0] for c in calls], f"edgepack {name} --help: no example of it"
+
+
+def test_the_readme_layout_names_every_unit():
+    """README's Layout table names every folder and top-level module of the package (and no renamed one)."""
+    readme = (PKG.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[: layout.index("\n## ")] if "\n## " in layout else layout
+    names = {f"`{p.name}/`" for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    names |= {f"`{p.name}`" for p in PKG.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    names |= {f"`{p.name}/`" for p in (PKG / "devices").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    missing = sorted(n for n in names if n not in layout)
+    assert not missing, f"README's Layout table does not name: {missing}"
+    from edgepack.paths import DATA_FOLDERS
+
+    data = sorted(f"`{name}/`" for name in DATA_FOLDERS if (PKG.parent / name).is_dir())
+    assert data and all(d in layout for d in data), [d for d in data if d not in layout]

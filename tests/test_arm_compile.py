@@ -65,7 +65,7 @@ def test_packaged_folder_model_data_compiles(tmp_path):
 
 
 def _build_selftest(tmp_path: Path) -> Path:
-    tmpl = data_dir("targets") / "tflm"
+    tmpl = data_dir("templates") / "tflm"
     srcs = [tmpl / "ep_protocol.c", tmpl / "board_mps2.c", Path(__file__).parent / "firmware" / "protocol_selftest.c"]
     elf = tmp_path / "selftest.elf"
     _run(GCC, *CPU, "-O2", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections", f"-I{tmpl}",
@@ -223,7 +223,7 @@ int _write(int fd, const char* buf, int n) {
 def test_inference_example_runs_on_a_cortex_m4_in_qemu(tmp_path):
     """examples/inference/main.cc, unchanged, on QEMU mps2-an386 against TFLM built for Cortex-M4: the top
     class it prints is the one the host TFLM gave when the package was written."""
-    from edgepack.devices.qemu import LINKER_SCRIPT
+    from edgepack.devices.mcu.qemu import LINKER_SCRIPT
     from edgepack.tflm.build import CPU_FLAGS, Toolchain, build_library, compile_one, find_tree
     from edgepack.targets.firmware import FirmwareTarget
     from tflm_helpers import build_for, calib

@@ -21,9 +21,9 @@ from typing import Optional
 import pytest
 import yaml
 
-from edgepack.devices.base import open_device
-from edgepack.devices.board import BoardDevice, parse_probe
-from edgepack.devices.flash import FlashError
+from edgepack.devices.registry import open_device
+from edgepack.devices.mcu.board import BoardDevice, parse_probe
+from edgepack.devices.mcu.flash import FlashError
 from edgepack.devices.result import Settings
 from edgepack.tflm.build import CORE_FLAGS
 from edgepack.errors import DeviceError, UsageError
@@ -130,7 +130,7 @@ def test_linker_script_follows_the_profiles_memory_map_and_sizes_are_checked(tmp
                                      "ram_origin": 0x20000000, "board_support": ["board_mps2.c"]})
     dev = open_device(f"board:{prof}", port="/dev/null")
     ld = dev.linker_script(tmp_path / "board.ld")
-    tflm = data_dir("targets") / "tflm"
+    tflm = data_dir("templates") / "tflm"
     main = tmp_path / "main.c"
     main.write_text("const unsigned char g_blob[200000] = {1};\nint main(void) { return g_blob[7]; }\n")
     elf = tmp_path / "h.elf"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgepack.boards import DeviceProfile, list_profiles, load_profile, load_profile_file, profiles_dir
+from edgepack.profiles import DeviceProfile, list_profiles, load_profile, load_profile_file, profiles_dir
 from edgepack.errors import UsageError
 
 REQUIRED_BOARDS = {"nucleo-l4r5zi", "arduino-nano-33-ble-sense", "esp32-s3-devkitc-1", "raspberry-pi-pico",

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import pytest
 
-from edgepack.devices.base import DEVICES, UnsupportedOptions, device_class, open_device
+from edgepack.devices.registry import DEVICES, UnsupportedOptions, device_class, open_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,3 +105,34 @@ def test_every_flag_edgepack_writes_exists():
                     if f not in flags and f not in EXTERNAL and "_" not in f:  # snake_case: benchmark_model's
                         bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {f}")
     assert not bad, bad
+
+
+@pytest.mark.parametrize("target, flag, value, for_target", [
+    ("android", "--device", "nucleo-l4r5zi", "tflm"), ("android", "--array-name", "g_model", "tflm"),
+    ("tflm", "--input-kind", "image", "android"), ("tflm", "--sample-rate", "16000", "android")])
+def test_package_refuses_a_flag_of_another_target_naming_the_flag(run_cli, tmp_path, target, flag, value, for_target):
+    out = tmp_path / "out"
+    r = run_cli("package", tmp_path / "m.h5", "--target", target, flag, value, "--out", out)
+    assert r.exit_code == 2 and len(r.err.strip().splitlines()) == 1, r.err
+    assert f"{flag} (" in r.err and f"is for --target {for_target}; target '{target}' does not take it" in r.err
+    assert "option(s)" not in r.err and "_" not in r.err.split("(")[0] and not out.exists()
+
+
+def test_device_help_says_profile_in_package_and_spec_in_profile(run_cli):
+    r = run_cli("package", "--help")
+    assert r.exit_code == 0
+    assert "--device PROFILE" in r.out and "device profile" in " ".join(r.out.split())
+    r = run_cli("profile", "--help")
+    assert r.exit_code == 0
+    assert "--device SPEC" in r.out and "a device spec; a device profile is --profile" in " ".join(r.out.split())
+
+
+def test_pipeline_names_target_options_by_keyword(tmp_path):
+    from edgepack.errors import UsageError
+    from edgepack.pipeline import PackageRequest, package
+
+    with pytest.raises(UsageError, match=r"^target 'android' does not take device=; its options: input_kind=, "
+                                         r"sample_rate=$"):
+        package(PackageRequest(model=tmp_path / "m.h5", out=tmp_path / "out", target="android",
+                               target_options={"device": "nucleo-l4r5zi"}))
+    assert not (tmp_path / "out").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.devices.energy import (
+from edgepack.devices.android.battery import (
     Trace,
     current_unit,
     discharge_sign,
@@ -16,7 +16,7 @@ from edgepack.devices.energy import (
     timed_window,
     voltage_unit,
 )
-from edgepack.devices.parsers import parse_battery_samples
+from edgepack.devices.android.parsers import parse_battery_samples
 from edgepack.errors import DeviceError
 
 DATA = Path(__file__).parent / "data" / "devices"

@@ -14,7 +14,7 @@ from edgepack.epk import decode, decoder_sources, encode
 from edgepack.errors import EdgepackError
 from edgepack.paths import data_dir
 
-SRC = data_dir("targets") / "epk"
+SRC = data_dir("templates") / "epk"
 C_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 

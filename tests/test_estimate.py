@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from edgepack.convert.flatbuffer import read_tflite
-from edgepack.devices.base import open_device
-from edgepack.devices.estimate import estimate_cycles, load_cost_model, op_work
-from edgepack.devices.estimate_fit import (MLPERF_FILES, InstructionModel, Point, fit, latency_from_published,
+from edgepack.devices.registry import open_device
+from edgepack.costmodel.estimate import estimate_cycles, load_cost_model, op_work
+from edgepack.costmodel.fit import (MLPERF_FILES, InstructionModel, Point, fit, latency_from_published,
                                            leave_one_out, max_abs_error, mlperf_work)
-from edgepack.boards import load_profile
+from edgepack.profiles import load_profile
 from edgepack.devices.result import Settings
 from edgepack.errors import DeviceError
 

@@ -327,7 +327,7 @@ int main(int argc, char** argv) {
 @pytest.mark.parametrize("compiler, std, src", [("gcc", "-std=c99", "q.c"), ("g++", "-std=c++11", "q.cc")])
 def test_quantize_helpers_match_tflite_rounding(tmp_path, compiler, std, src):
     """The C helpers against numpy on random values, exact halves, the range ends, +-inf and NaN."""
-    shutil.copyfile(Path(__file__).parents[1] / "targets/tflm/ep_quantize.h", tmp_path / "ep_quantize.h")
+    shutil.copyfile(Path(__file__).parents[1] / "templates/tflm/ep_quantize.h", tmp_path / "ep_quantize.h")
     (tmp_path / src).write_text(HELPER_PROGRAM)
     _run(compiler, std, "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", src, "-o", "q", cwd=tmp_path)
     rng = np.random.default_rng(7)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgepack.boards import list_profiles, profiles_dir
+from edgepack.profiles import list_profiles, profiles_dir
 from edgepack.errors import BudgetError, UnsupportedOpError, UsageError
 from edgepack.targets.firmware import FirmwareTarget
 from edgepack.tflm import find_arena

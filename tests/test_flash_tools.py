@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.devices.flash import TOOLS, FlashError, FlashRequest, flash_tool
+from edgepack.devices.mcu.flash import TOOLS, FlashError, FlashRequest, flash_tool
 from edgepack.errors import UsageError
 
 DATA = Path(__file__).parent / "data" / "flash"
@@ -174,14 +174,14 @@ def test_real_gdb_without_a_server(elf):
 
 def test_real_pyocd_probe_listing_is_empty_here():
     pytest.importorskip("pyocd")
-    from edgepack.devices.board import list_probes
+    from edgepack.devices.mcu.board import list_probes
 
     assert list_probes() == []
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi binutils absent")
 def test_uf2_copy_writes_the_flash_image_in_uf2_blocks(tmp_path, elf):
-    from edgepack.devices.flash.picotool import FAMILIES, UF2_MAGIC
+    from edgepack.devices.mcu.flash.picotool import FAMILIES, UF2_MAGIC
 
     drive = tmp_path / "RPI-RP2"
     drive.mkdir()

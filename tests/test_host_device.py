@@ -8,13 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.devices.base import (
-    DEVICES,
-    Device,
-    open_device,
-    parse_spec,
-    resolve_artifact,
-)
+from edgepack.devices.artifact import resolve_artifact
+from edgepack.devices.lifecycle import Device
+from edgepack.devices.registry import DEVICES, open_device, parse_spec
 from edgepack.tflm.protocol import input_pattern_array
 from edgepack.devices.result import ProfileResult, Settings
 from edgepack.errors import DeviceError, UsageError

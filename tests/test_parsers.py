@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.devices.parsers import (
+from edgepack.devices.android.parsers import (
     MIB,
     parse_battery_samples,
     parse_benchmark_output,

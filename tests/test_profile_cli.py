@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.devices.adb import ensure_key
+from edgepack.devices.android.adb import ensure_key
 from edgepack.devices.result import ProfileResult
 from emulators.adb_device import AdbEmulator, install_benchmark_model
 

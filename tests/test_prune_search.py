@@ -57,8 +57,8 @@ def test_searched_ratios_beat_one_ratio_for_all_at_the_same_budget():
 
 
 def _latency_context(**kw):
-    from edgepack.boards import load_profile
-    from edgepack.devices.estimate import keras_latency_ms
+    from edgepack.profiles import load_profile
+    from edgepack.costmodel.estimate import keras_latency_ms
 
     return Context(latency_ms=keras_latency_ms(load_profile("nucleo-l4r5zi")), **kw)
 

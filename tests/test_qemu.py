@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.devices.base import open_device
+from edgepack.devices.registry import open_device
 from edgepack.devices.result import Settings
 from edgepack.errors import DeviceError, UsageError
 from edgepack.paths import data_dir
@@ -72,14 +72,14 @@ def test_unknown_machine_is_a_usage_error():
 @needs_arm
 def test_elf_sizes_match_the_toolchain_symbols(tmp_path):
     """flash/RAM from arm-none-eabi-size on a real mps2-an386 link (the harness's shim and script)."""
-    from edgepack.devices.qemu import elf_sizes
+    from edgepack.devices.mcu.qemu import elf_sizes
     from edgepack.tflm.build import CPU_FLAGS, Toolchain
 
     src = tmp_path / "t.c"
     src.write_text('#include "board.h"\nconst unsigned char g_table[3000] = {1};\nunsigned char g_buf[5000];\n'
                    "__attribute__((weak)) void* __dso_handle = 0;\n"
                    "int main(void){ board_init(); g_buf[0] = g_table[board_getc()]; for (;;) {} }\n")
-    tflm = data_dir("targets") / "tflm"
+    tflm = data_dir("templates") / "tflm"
     elf = tmp_path / "t.elf"
     subprocess.run(["arm-none-eabi-gcc", *CPU_FLAGS, "-Os", "-ffunction-sections", "-fdata-sections", f"-I{tflm}",
                     str(src), str(tflm / "board_mps2.c"), "-T", str(tflm / "mps2_an386.ld"), "-Wl,--gc-sections",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgepack.tflm import protocol as hp
-from edgepack.devices.base import open_device
+from edgepack.devices.registry import open_device
 from edgepack.devices.result import Settings
 from edgepack.errors import DeviceError, UsageError
 from emulators.serial_board import SerialBoardEmulator
@@ -136,7 +136,7 @@ def test_missing_port_and_unknown_option():
     with pytest.raises(DeviceError, match="cannot open serial port /nonexistent/tty"):
         with open_device("serial:/nonexistent/tty") as dev:
             dev.profile(KWS, Settings(runs=1, warmup=0))
-    with pytest.raises(UsageError, match="--threads-per-core"):
+    with pytest.raises(UsageError, match="does not take threads_per_core=; its options: baud="):
         open_device("serial:/dev/null", threads_per_core=2)
 
 
@@ -173,7 +173,7 @@ def test_the_whole_session_has_a_deadline_even_when_each_line_is_on_time(tiny_in
 
 
 def test_the_default_session_deadline_follows_timeout_runs_and_warmup(tiny_int8):
-    from edgepack.devices.serial import session_deadline_s
+    from edgepack.devices.mcu.serial import session_deadline_s
 
     assert session_deadline_s(5.0, 10, 2) == 5.0 * 14
     with SerialBoardEmulator(tiny_int8.read_bytes(), fault="slow") as board:  # slow but within the default

@@ -44,7 +44,9 @@ class AccuracyLimit(click.ParamType):
 @click.option("--labels", type=_path, help="Class names, one per line (written as labels.txt).")
 @click.option("--max-accuracy-drop", type=AccuracyLimit(),
               help="Fail (nothing written) if accuracy drops more (points; default 1.0; 'none' turns the gate off).")
-@click.option("--device", help="tflm: device profile name (see device_profiles/).")
+@click.option("--device", metavar="PROFILE",
+              help="tflm: the device profile to package for (a name from `edgepack devices` or device_profiles/; "
+                   "not a device spec as in `edgepack profile --device`).")
 @click.option("--array-name", help="tflm: C identifier of the model array.")
 @click.option("--input-kind", type=click.Choice(["image", "audio", "tensor"]),
               help="android: what the input is, for TFLite Metadata (default: image for [1,H,W,1|3] inputs).")
@@ -70,6 +72,7 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
 
     options = {k: v for k, v in {"device": device, "array_name": array_name, "input_kind": input_kind,
                                  "sample_rate": sample_rate}.items() if v is not None}
+    check_target_flags(target, options)
     with Progress(quiet, verbose) as prog:
         report = run(PackageRequest(
             model=model, out=out, target=target, recipe_path=recipe, quantize=quantize, io=io_type,
@@ -88,3 +91,26 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
                    f"(drop {v['drop_pt']:.2f} pt on {v['samples']} samples)")
     elif v and "top1_agreement_pct" in v:  # absent for a .tflite input (no float model)
         click.echo(f"agreement with float: {v['top1_agreement_pct']:.2f}% top-1, max |err| {v['max_abs_error']:.4g}")
+
+
+# target option -> (the flag that sets it, what it is)
+FLAGS = {"device": ("--device", "the device profile to package for"),
+         "array_name": ("--array-name", "the C identifier of the model array"),
+         "input_kind": ("--input-kind", "the input kind for TFLite Metadata"),
+         "sample_rate": ("--sample-rate", "the audio sample rate for TFLite Metadata")}
+
+
+def check_target_flags(target: str, options: dict) -> None:
+    """Refuse a flag the target does not take, naming the flag and the target(s) it is for.
+
+    Example: ``check_target_flags("android", {"device": "nucleo-l4r5zi"})`` raises UsageError
+    "--device (the device profile to package for) is for --target tflm; target 'android' does not take it".
+    """
+    from ..errors import UsageError
+    from ..targets import TARGETS, target_class
+
+    taken = target_class(target).option_names
+    for opt in sorted(set(options) - set(taken)):
+        flag, what = FLAGS.get(opt, (f"--{opt.replace('_', '-')}", "an option"))
+        takers = " or ".join(f"--target {n}" for n in sorted(TARGETS) if opt in target_class(n).option_names)
+        raise UsageError(f"{flag} ({what}) is for {takers or 'no target'}; target '{target}' does not take it")

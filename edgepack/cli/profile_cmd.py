@@ -49,9 +49,10 @@ def _device_options(f):
 
 @click.command("profile")
 @click.argument("artifact", required=False, type=click.Path(path_type=Path))
-@click.option("--device", "-d", "spec", default="host", show_default=True,
-              help="host, adb (the only phone), adb:SERIAL, adb:all, adb-tcp:HOST:PORT, serial:PORT, "
-                   "qemu:mps2-an386, board:PROFILE or estimate[:PROFILE].")
+@click.option("--device", "-d", "spec", default="host", show_default=True, metavar="SPEC",
+              help="The device to run on (a device spec; a device profile is --profile): host, adb (the only "
+                   "phone), adb:SERIAL, adb:all, adb-tcp:HOST:PORT, serial:PORT, qemu:mps2-an386, board:PROFILE or "
+                   "estimate[:PROFILE].")
 @click.option("--runs", type=int, default=50, show_default=True, help="Timed runs.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs before them.")
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads (host, adb).")
@@ -81,7 +82,7 @@ def profile(artifact, spec, runs, warmup, threads, compare, as_json, out, append
       edgepack profile build/firmware --device board:nucleo-l4r5zi --port /dev/ttyACM0 \\
         --tflm-root ~/src/tflite-micro
     """
-    from ..devices.base import expand_spec, parse_spec
+    from ..devices.registry import expand_spec, parse_spec
     from ..devices.result import Settings
     from ..errors import UsageError
 
@@ -146,7 +147,7 @@ def flag_for(option: str) -> Optional[str]:
 
 def _open(spec: str, options: dict):
     """open_device, its unsupported-option error worded with this command's flags."""
-    from ..devices.base import UnsupportedOptions, open_device
+    from ..devices.registry import UnsupportedOptions, open_device
     from ..errors import UsageError
 
     try:

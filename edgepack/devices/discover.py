@@ -74,7 +74,7 @@ def _usb_serial(dev) -> str:
 
 def adb_tcp_entries(addresses: Iterable[str], timeout: float = 1.0) -> list[Entry]:
     """Probe each HOST:PORT with an ADB CNXN (an AUTH or CNXN reply = an adb daemon)."""
-    from .adb_direct import probe_adbd
+    from .android.adb_direct import probe_adbd
 
     out = []
     for addr in addresses:
@@ -87,7 +87,7 @@ def adb_tcp_entries(addresses: Iterable[str], timeout: float = 1.0) -> list[Entr
 def adb_server_entries(timeout: float = 2.0) -> tuple[list[Entry], bool]:
     """Devices the adb server lists, and whether a server answered at all."""
     from ..errors import DeviceError
-    from .adb_server import AdbServer, LinkError, ServerNotRunning, fix_for
+    from .android.adb_server import AdbServer, LinkError, ServerNotRunning, fix_for
 
     try:
         server = AdbServer.from_env(timeout=timeout)
@@ -105,7 +105,7 @@ def adb_server_entries(timeout: float = 2.0) -> tuple[list[Entry], bool]:
 
 
 def _server_entry(server, d, fix_for) -> Entry:
-    from .adb_server import LinkError
+    from .android.adb_server import LinkError
 
     details = {"serial": d.serial, "state": d.state, "model": d.model, "android": "", "abi": "",
                "server": server.address}
@@ -136,8 +136,8 @@ def serial_entries(profiles: list[str] = ()) -> list[Entry]:
 def profile_entries() -> list[Entry]:
     """Device profiles: each names --profile for serial/QEMU; those with a cost model can be estimated."""
     from ..errors import DeviceError
-    from .estimate import profile_cost_model
-    from ..boards import list_profiles, load_profile
+    from ..costmodel.estimate import profile_cost_model
+    from ..profiles import list_profiles, load_profile
 
     out = []
     for name in list_profiles():
@@ -157,7 +157,7 @@ def discover(adb_tcp: Iterable[str] = (), usb: bool = True) -> list[Entry]:
     """Everything reachable, host first; then ADB, serial ports, QEMU and estimates."""
     import shutil
 
-    from ..boards import list_profiles, load_profile
+    from ..profiles import list_profiles, load_profile
 
     names = list_profiles()
     m4 = [n for n in names if load_profile(n).core == "cortex-m4"]

@@ -8,7 +8,7 @@ no energy counter here, so energy is "not_available" (never 0).
 
 Example::
 
-    from edgepack.devices.base import open_device
+    from edgepack.devices.registry import open_device
     r = open_device("host").profile(Path("model.tflite"), Settings(runs=20))
     r.latency.median_us, r.memory.peak_bytes
 """
@@ -24,7 +24,8 @@ from importlib import metadata
 from typing import Optional
 
 from ..errors import DeviceError
-from . import base
+from .artifact import ResolvedArtifact
+from .lifecycle import INIT_TIME, LATENCY, OUTPUT_CHECKSUM, PEAK_MEMORY, Device
 from .result import DeviceInfo, Energy, Latency, Memory, ProfileResult, Settings
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -52,17 +53,17 @@ def _rapl_present() -> bool:
     return os.path.exists("/sys/class/powercap/intel-rapl:0/energy_uj")
 
 
-class HostDevice(base.Device):
+class HostDevice(Device):
     """This machine, through LiteRT + XNNPACK in a child process."""
 
     kind = "host"
-    capabilities = frozenset({base.LATENCY, base.INIT_TIME, base.PEAK_MEMORY, base.OUTPUT_CHECKSUM})
+    capabilities = frozenset({LATENCY, INIT_TIME, PEAK_MEMORY, OUTPUT_CHECKSUM})
     option_names = frozenset({"timeout"})
 
     def __init__(self, target: str = "", timeout: Optional[float] = None):
         super().__init__(target)
         self.timeout = float(timeout or DEFAULT_TIMEOUT_S)
-        self.artifact: Optional[base.ResolvedArtifact] = None
+        self.artifact: Optional[ResolvedArtifact] = None
 
     def info(self) -> DeviceInfo:
         return DeviceInfo(kind="host", id="host", name=platform.node() or "host",
@@ -70,7 +71,7 @@ class HostDevice(base.Device):
                                    "os": f"{platform.system()} {platform.release()}",
                                    "machine": platform.machine(), "runtime": "LiteRT + XNNPACK"})
 
-    def prepare(self, artifact: base.ResolvedArtifact) -> None:
+    def prepare(self, artifact: ResolvedArtifact) -> None:
         self.artifact = artifact
 
     def _child(self, settings: Settings) -> dict:

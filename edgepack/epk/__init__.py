@@ -94,7 +94,7 @@ def decoder_sources() -> dict[str, bytes]:
     """
     from ..paths import data_dir
 
-    root = data_dir("targets") / "epk"
+    root = data_dir("templates") / "epk"
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and p.suffix in (".c", ".h", ".java", ".md")}
 

@@ -1,7 +1,7 @@
 """Every format decision of the ``.epk`` download package, in one place.
 
-The Python reader, the C decoder (targets/epk/c/epk.h) and the Java decoder
-(targets/epk/java/.../EpkDecoder.java) apply exactly these limits, so the three
+The Python reader, the C decoder (templates/epk/c/epk.h) and the Java decoder
+(templates/epk/java/.../EpkDecoder.java) apply exactly these limits, so the three
 reject the same bad files; ``tests/test_epk_decoders.py`` checks they agree.
 
 Format version 2 (little endian; version 1 files are still read by Python)::

@@ -119,7 +119,7 @@ def _space(cfg: SearchConfig) -> SearchSpace:
         if cfg.train is None and (space.epochs or any(s in space.steps for s in ("distill", "qat"))):
             raise UsageError(f"{cfg.space}: fine-tuning (epochs > 0, distill, qat) needs --train DATA")
         return space
-    from ..boards import load_profile
+    from ..profiles import load_profile
     from ..load import load_model
     from ..passes.pruning.channels import kernels_multiple, target_kernels
     from ..targets import target_class

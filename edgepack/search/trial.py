@@ -104,7 +104,7 @@ def _metrics(report: dict, job: TrialJob) -> dict[str, Any]:
 
 
 def _measure(folder: Path, job: TrialJob, metrics: dict) -> None:
-    from ..devices.base import profile
+    from ..devices.registry import profile
     from ..devices.result import Settings
 
     r = profile(folder, device=job.latency_device, settings=Settings(runs=job.latency_runs, warmup=3,

@@ -214,7 +214,7 @@ def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
                       f"clamped to {_RANGE[tin.dtype][0]}..{_RANGE[tin.dtype][1]}")
         if exact:
             quant_note += " (so `q` is exactly the raw pixel `v`)"
-    tmpl = Template((data_dir("targets") / "android" / "README.md.tmpl").read_text())
+    tmpl = Template((data_dir("templates") / "android" / "README.md.tmpl").read_text())
     return tmpl.substitute(
         name=build.model_name, size_bytes=len(model), mode=build.recipe.quantize.mode,
         epk_bytes=len(build.download_package) if build.download_package is not None else "n/a",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..boards import DeviceProfile, list_profiles, load_profile
+from ..profiles import DeviceProfile, list_profiles, load_profile
 from ..build import Build
 from ..errors import UsageError
 from ..tflm.c_array import c_identifier, check_identifier

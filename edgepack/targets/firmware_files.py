@@ -277,12 +277,12 @@ static const float ep_example_input[EP_EXAMPLE_INPUT_LEN] = {{
 # --------------------------------------------------------------------------- ecosystem files
 
 def _render(name: str, **values: Any) -> str:
-    return Template((data_dir("targets") / "tflm" / name).read_text()).substitute(**values)
+    return Template((data_dir("templates") / "tflm" / name).read_text()).substitute(**values)
 
 
 def _at(name: str, **values: str) -> str:
     """Templates whose language owns ``${...}`` (CMake, Kconfig): ``@KEY@`` placeholders."""
-    text = (data_dir("targets") / "tflm" / name).read_text()
+    text = (data_dir("templates") / "tflm" / name).read_text()
     for k, v in values.items():
         text = text.replace(f"@{k}@", v)
     return text
@@ -389,7 +389,7 @@ def _readme(build: Build, plan: "FirmwarePlan", library: str, example: dict) -> 
 def _arduino(build: Build, plan: "FirmwarePlan", out: Path, generated: dict[str, str], example_h: str) -> list[str]:
     library = library_name(plan.ident)
     root = out / "arduino" / library
-    tmpl = data_dir("targets") / "tflm"
+    tmpl = data_dir("templates") / "tflm"
     for sub in ("src", "examples/Profile", "examples/Inference"):
         (root / sub).mkdir(parents=True)
     (root / "library.properties").write_text(library_properties(build, plan, library))
@@ -427,7 +427,7 @@ def write_firmware(build: Build, plan: "FirmwarePlan", out: Path) -> list[str]:
                  "model_ops.h": model_ops_header(build.info, plan.ident),
                  "model_config.h": model_config_header(build, plan)}
     example_h, example = example_input_header(build, plan)
-    tmpl = data_dir("targets") / "tflm"
+    tmpl = data_dir("templates") / "tflm"
     texts = {**generated, **zephyr_files(plan), "idf_component.yml": idf_manifest(build, plan),
              "CMakeLists.txt": _at("CMakeLists.txt.tmpl", IDENT=plan.ident, DECODE="ON" if _decodes(plan) else "OFF"),
              "examples/inference/main.cc": (tmpl / "inference_main.cc").read_text(),

@@ -36,7 +36,7 @@ class TargetSpec:
 
     name: str
     checks: tuple[str, ...] = ()
-    profile: Optional[Any] = None  # edgepack.boards.DeviceProfile for device targets
+    profile: Optional[Any] = None  # edgepack.profiles.DeviceProfile for device targets
 
 
 def run_checks(build, spec: TargetSpec) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Example::
 
 from __future__ import annotations
 
-from ..boards import DeviceProfile
+from ..profiles import DeviceProfile
 from ..errors import BudgetError
 
 

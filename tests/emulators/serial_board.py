@@ -1,6 +1,6 @@
 """A board emulator on a real pty that speaks the edgepack harness protocol (v1).
 
-It behaves like firmware built from targets/tflm/main.cc: silent until the start
+It behaves like firmware built from templates/tflm/main.cc: silent until the start
 byte ``S``, then HELLO; on ``R <runs> <warmup>`` it fills the input with the
 protocol's pattern, runs the model in the TFLM host interpreter (tflite-micro)
 for real, reports per-run cycles (measured wall time x the emulated clock), the

@@ -70,7 +70,7 @@ class CostModel(BaseModel):
 
 class Flash(BaseModel):
     """How ``--device board:NAME`` flashes the board: the tool (a key of
-    edgepack.devices.flash.TOOLS), the tool's name for the chip (pyOCD target type,
+    edgepack.devices.mcu.flash.TOOLS), the tool's name for the chip (pyOCD target type,
     OpenOCD target config, esptool chip, Arduino FQBN, GDB server HOST:PORT), tool
     options (OpenOCD interface, pyOCD pack ...), the memory map the harness is linked
     for, the board-support sources (board.h's functions + startup) and the serial port."""

@@ -18,7 +18,7 @@ import struct
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from ..errors import DeviceError, UsageError
+from ...errors import DeviceError, UsageError
 
 # ABI -> (ELF class: 1 = 32-bit, 2 = 64-bit; e_machine)
 ABIS: dict[str, tuple[int, int]] = {

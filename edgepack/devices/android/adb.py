@@ -1,10 +1,10 @@
 """Android devices over ADB: through the adb server (``adb:SERIAL``), or directly (``adb-tcp:HOST:PORT``).
 
 ``adb:SERIAL`` (``adb`` alone: $ANDROID_SERIAL, else the only attached device; ``adb:all``:
-every attached device, expanded by :func:`edgepack.devices.base.expand_spec`) goes through
-the adb server's host protocol (:mod:`edgepack.devices.adb_server`; the server found as adb
+every attached device, expanded by :func:`edgepack.devices.registry.expand_spec`) goes through
+the adb server's host protocol (:mod:`edgepack.devices.android.adb_server`; the server found as adb
 finds it: $ADB_SERVER_SOCKET, $ANDROID_ADB_SERVER_PORT, localhost:5037). When no server
-runs, it falls back to adb-shell's direct links (:mod:`edgepack.devices.adb_direct`): TCP
+runs, it falls back to adb-shell's direct links (:mod:`edgepack.devices.android.adb_direct`): TCP
 for a HOST:PORT serial, libusb otherwise. ``adb-tcp:HOST:PORT`` is always direct.
 
 Lifecycle: connect (read model, Android version and ABIs with getprop) -> prepare (remove
@@ -28,15 +28,16 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import DeviceError, UsageError
+from ...errors import DeviceError, UsageError
 from . import adb_workdir as wd
-from . import base
+from ..artifact import ResolvedArtifact
+from ..lifecycle import ENERGY, INIT_TIME, LATENCY, OP_PROFILE, PEAK_MEMORY, Device
 from .adb_direct import DirectLink, default_key_path, ensure_key  # noqa: F401 - public API
 from .adb_server import AdbServer, LinkError, ServerLink, ServerNotRunning, find_device, fix_for
-from .android_abi import BinarySpec, check_files, parse_binaries, pick_binary
-from .energy import EnergyFigure, energy_per_inference, timed_window
+from .abi import BinarySpec, check_files, parse_binaries, pick_binary
+from .battery import EnergyFigure, energy_per_inference, timed_window
 from .parsers import BenchmarkOutput, parse_battery_samples, parse_benchmark_output, split_exit
-from .result import DeviceInfo, Energy, Latency, Memory, OpTime, ProfileResult, Settings
+from ..result import DeviceInfo, Energy, Latency, Memory, OpTime, ProfileResult, Settings
 
 BATTERY = "/sys/class/power_supply/battery"
 SAMPLE_PERIOD_S = 0.05
@@ -45,12 +46,11 @@ PROPS = (("model", "ro.product.model"), ("abi", "ro.product.cpu.abi"),
          ("abilist", "ro.product.cpu.abilist"), ("android", "ro.build.version.release"))
 
 
-class AdbDevice(base.Device):
+class AdbDevice(Device):
     """Common ADB logic over a link (server or direct); subclasses open the link."""
 
     kind = "adb"
-    capabilities = frozenset({base.LATENCY, base.INIT_TIME, base.PEAK_MEMORY, base.ENERGY,
-                              base.OP_PROFILE})
+    capabilities = frozenset({LATENCY, INIT_TIME, PEAK_MEMORY, ENERGY, OP_PROFILE})
     option_names = frozenset({"benchmark_binary", "adb_key", "timeout", "auth_timeout", "energy",
                               "idle_seconds", "energy_seconds", "op_profiling", "current_unit",
                               "voltage_unit", "current_sign", "xnnpack"})
@@ -72,7 +72,7 @@ class AdbDevice(base.Device):
         self.link: Any = None
         self.serial = target
         self.workdir: Optional[str] = None
-        self.artifact: Optional[base.ResolvedArtifact] = None
+        self.artifact: Optional[ResolvedArtifact] = None
         self.props: dict[str, str] = {}
         self.removed_stale: list[str] = []
 
@@ -121,12 +121,12 @@ class AdbDevice(base.Device):
             raise self._fail(f"push of {remote}", e) from e
 
     # -- lifecycle ---------------------------------------------------------
-    def check(self, artifact: base.ResolvedArtifact) -> None:
+    def check(self, artifact: ResolvedArtifact) -> None:
         if not self.binaries:
             pick_binary(self.binaries, [], self._where())  # raises: where to get one
         check_files(self.binaries)
 
-    def prepare(self, artifact: base.ResolvedArtifact) -> None:
+    def prepare(self, artifact: ResolvedArtifact) -> None:
         self.check(artifact)
         self.connect()
         self.binary = pick_binary(self.binaries, self.abis(), self._where())

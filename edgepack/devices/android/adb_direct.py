@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import DeviceError
+from ...errors import DeviceError
 from .adb_server import LinkError
 
 KEY_ENV = "EDGEPACK_ADB_KEY"

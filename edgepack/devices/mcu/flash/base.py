@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Optional
 
-from ...errors import DeviceError
+from ....errors import DeviceError
 
 
 class FlashError(DeviceError):

@@ -20,11 +20,12 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from ..errors import DeviceError
-from ..boards import profile_power
-from ..tflm import protocol as hp
-from .base import ARENA, CYCLES, ENERGY_ESTIMATE, LATENCY, OUTPUT_CHECKSUM, Device, ResolvedArtifact
-from .result import DeviceInfo, Energy, Latency, Memory, ProfileResult, Settings
+from ...errors import DeviceError
+from ...profiles import profile_power
+from ...tflm import protocol as hp
+from ..artifact import ResolvedArtifact
+from ..lifecycle import ARENA, CYCLES, ENERGY_ESTIMATE, LATENCY, OUTPUT_CHECKSUM, Device
+from ..result import DeviceInfo, Energy, Latency, Memory, ProfileResult, Settings
 
 DEFAULT_TIMEOUT_S = 30.0
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -191,8 +192,8 @@ def reference_crc32(model: bytes) -> tuple[str, int]:
 
     Example: ``crc, n = reference_crc32(Path("m.tflite").read_bytes())``.
     """
-    from ..errors import EdgepackError
-    from ..tflm import harness_expectation
+    from ...errors import EdgepackError
+    from ...tflm import harness_expectation
 
     try:
         exp = harness_expectation(model)

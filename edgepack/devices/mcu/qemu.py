@@ -32,13 +32,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..errors import DeviceError, UsageError
-from .base import ARENA, ENERGY_ESTIMATE, FLASH_RAM, INSTRUCTIONS, LATENCY, OUTPUT_CHECKSUM, Device, \
-    ResolvedArtifact, firmware_report
-from .result import Latency, ProfileResult, Settings
-from ..boards import profile_power
+from ...errors import DeviceError, UsageError
+from ..artifact import ResolvedArtifact, firmware_report
+from ..lifecycle import ARENA, ENERGY_ESTIMATE, FLASH_RAM, INSTRUCTIONS, LATENCY, OUTPUT_CHECKSUM, Device
+from ..result import Latency, ProfileResult, Settings
+from ...profiles import profile_power
 from .serial import LineReader, build_result, estimated_energy, handshake, read_session
-from ..tflm.build import KERNEL_SETS, Library, Toolchain, build_library, elf_sizes, find_tree, link_firmware
+from ...tflm.build import KERNEL_SETS, Library, Toolchain, build_library, elf_sizes, find_tree, link_firmware
 
 MACHINES = ("mps2-an386",)
 MPS2_CLOCK_HZ = 25_000_000
@@ -52,10 +52,10 @@ def _firmware_dir(art: ResolvedArtifact, work: Path, profile: Optional[str]) -> 
     generated from a bare .tflite with the firmware target."""
     if art.kind == "firmware" and (art.path / "model_data.cc").is_file() and (art.path / "harness").is_dir():
         return art.path
-    from ..convert.flatbuffer import read_tflite
-    from ..build import Build
-    from ..targets.firmware import FirmwareTarget
-    from ..recipe import Recipe
+    from ...convert.flatbuffer import read_tflite
+    from ...build import Build
+    from ...targets.firmware import FirmwareTarget
+    from ...recipe import Recipe
 
     build = Build(tflite=art.model, info=read_tflite(art.model, str(art.path)), recipe=Recipe(),
                   model_name=art.name, options={"device": profile or DEFAULT_PROFILE})

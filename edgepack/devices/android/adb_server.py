@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Optional
 
-from ..errors import DeviceError
+from ...errors import DeviceError
 
 DEFAULT_PORT = 5037
 SYNC_DATA_MAX = 64 * 1024  # the sync protocol's largest DATA chunk

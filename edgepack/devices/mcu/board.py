@@ -25,16 +25,17 @@ from pathlib import Path
 from string import Template
 from typing import Optional
 
-from ..errors import DeviceError, UsageError
-from ..fsutil import sha256_bytes
-from ..paths import data_dir
-from ..tflm import protocol as hp
-from .base import ARENA, CYCLES, ENERGY_ESTIMATE, FLASH_RAM, LATENCY, OUTPUT_CHECKSUM, Device, ResolvedArtifact
+from ...errors import DeviceError, UsageError
+from ...fsutil import sha256_bytes
+from ...paths import data_dir
+from ...tflm import protocol as hp
+from ..artifact import ResolvedArtifact
+from ..lifecycle import ARENA, CYCLES, ENERGY_ESTIMATE, FLASH_RAM, LATENCY, OUTPUT_CHECKSUM, Device
 from .flash import TOOLS, FlashReport, FlashRequest, flash_tool
-from .result import ProfileResult, Settings
-from ..boards import profile_power
+from ..result import ProfileResult, Settings
+from ...profiles import profile_power
 from .serial import DEFAULT_TIMEOUT_S, HANDSHAKE_TIMEOUT_S, SerialDevice, build_result
-from ..tflm.build import CORE_FLAGS, KERNEL_SETS, Library, Toolchain, build_library, cpu_flags, elf_sizes, \
+from ...tflm.build import CORE_FLAGS, KERNEL_SETS, Library, Toolchain, build_library, cpu_flags, elf_sizes, \
     find_tree, link_firmware
 
 HARNESS_CORE = ("main.cc", "ep_harness.cc", "ep_protocol.c")
@@ -80,7 +81,7 @@ class BoardDevice(Device):
                  handshake_timeout: float = HANDSHAKE_TIMEOUT_S, session_timeout: Optional[float] = None,
                  baud: int = hp.BAUD, check_output: bool = True, flash_timeout: float = 120.0):
         super().__init__(target)
-        from ..boards import Flash, load_profile
+        from ...profiles import Flash, load_profile
 
         self.board = load_profile(target)
         tool, arg = parse_probe(probe)
@@ -122,11 +123,11 @@ class BoardDevice(Device):
 
     def board_support(self, fw: Optional[Path]) -> list[Path]:
         """The board-support sources: the profile's list (default board_<profile>.c), each looked
-        up in the package's harness/ folder, then in edgepack's targets/tflm/."""
+        up in the package's harness/ folder, then in edgepack's templates/tflm/."""
         names = self.flash_cfg.board_support or [f"board_{self.board.name}.c"]
         found = []
         for name in names:
-            where = [*(([fw / "harness" / name]) if fw else []), data_dir("targets") / "tflm" / name]
+            where = [*(([fw / "harness" / name]) if fw else []), data_dir("templates") / "tflm" / name]
             path = next((p for p in where if p.is_file()), None)
             if path is None:
                 raise DeviceError(
@@ -140,7 +141,7 @@ class BoardDevice(Device):
     def linker_script(self, out: Path) -> Path:
         """The board's linker script, from the profile's memory map."""
         cfg = self.flash_cfg
-        text = Template((data_dir("targets") / "tflm" / "cortex_m.ld.tmpl").read_text()).substitute(
+        text = Template((data_dir("templates") / "tflm" / "cortex_m.ld.tmpl").read_text()).substitute(
             board=self.board.board, core=self.board.core, flash_origin=f"{cfg.flash_origin:#010x}",
             flash_bytes=self.board.flash_bytes, ram_origin=f"{cfg.ram_origin:#010x}",
             ram_bytes=cfg.ram_bytes or self.board.ram_bytes,

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DeviceError
+from ...errors import DeviceError
 
 CURRENT_UNITS = {"uA": 1e-6, "mA": 1e-3, "A": 1.0}
 VOLTAGE_UNITS = {"uV": 1e-6, "mV": 1e-3, "V": 1.0}

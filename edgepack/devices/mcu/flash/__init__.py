@@ -1,9 +1,9 @@
 """Flashing tools: one module per tool, one explicit registry.
 
-Each tool turns a :class:`~edgepack.devices.flash.base.FlashRequest` (the image, the
+Each tool turns a :class:`~edgepack.devices.mcu.flash.base.FlashRequest` (the image, the
 tool's name for the target chip, the probe, options) into a command line, runs it,
 and turns the tool's failure output into one line naming the tool and the fix
-(:class:`~edgepack.devices.flash.base.FlashError`).
+(:class:`~edgepack.devices.mcu.flash.base.FlashError`).
 
 Example::
 
@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import importlib
 
-from ...errors import UsageError
+from ....errors import UsageError
 from .base import FlashError, FlashReport, FlashRequest, FlashTool
 
 __all__ = ["TOOLS", "FlashError", "FlashReport", "FlashRequest", "FlashTool", "flash_tool"]
 
 # --probe / a profile's flash.tool -> "module:Class". One line per tool; imported only when used.
 TOOLS: dict[str, str] = {
-    "pyocd": "edgepack.devices.flash.pyocd:PyOcd",
-    "openocd": "edgepack.devices.flash.openocd:OpenOcd",
-    "esptool": "edgepack.devices.flash.esptool:Esptool",
-    "picotool": "edgepack.devices.flash.picotool:Picotool",
-    "uf2": "edgepack.devices.flash.picotool:Uf2Copy",
-    "arduino-cli": "edgepack.devices.flash.arduino_cli:ArduinoCli",
-    "gdb": "edgepack.devices.flash.gdb:GdbRemote",
+    "pyocd": "edgepack.devices.mcu.flash.pyocd:PyOcd",
+    "openocd": "edgepack.devices.mcu.flash.openocd:OpenOcd",
+    "esptool": "edgepack.devices.mcu.flash.esptool:Esptool",
+    "picotool": "edgepack.devices.mcu.flash.picotool:Picotool",
+    "uf2": "edgepack.devices.mcu.flash.picotool:Uf2Copy",
+    "arduino-cli": "edgepack.devices.mcu.flash.arduino_cli:ArduinoCli",
+    "gdb": "edgepack.devices.mcu.flash.gdb:GdbRemote",
 }
 
 
