@@ -89,7 +89,7 @@ def package_one(name: str, model, calib, out: Path) -> tuple[dict, float, bytes]
 
 def qemu_pair(unplanned: bytes, shipped: bytes, work: Path) -> dict:
     """Both models on the emulated Cortex-M4: output CRC and the 32-bit arena the harness measured."""
-    from edgepack.devices.base import open_device
+    from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
 
     res = {}

@@ -110,7 +110,7 @@ def package_pair(model, calib, work: Path) -> tuple[dict, str]:
 
 
 def qemu_pair(work: Path) -> dict:
-    from edgepack.devices.base import open_device
+    from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
 
     out = {}
