@@ -153,14 +153,15 @@ def _unresolved(module: str, names: list[str]) -> list[str]:
 
 
 def _all_sources() -> list[tuple[Path, str]]:
-    """(file, the package its relative imports resolve against) for edgepack/ and bench/."""
+    """(file, the package its relative imports resolve against) for edgepack/, bench/ and tests/."""
     files = [(p, _module_name(p) if p.name == "__init__.py" else _module_name(p).rsplit(".", 1)[0])
              for p in sorted(PKG.rglob("*.py"))]
-    return files + [(p, "bench") for p in sorted(BENCH.glob("*.py"))]
+    tests = [p for p in sorted((PKG.parent / "tests").rglob("*.py")) if "__pycache__" not in p.parts]
+    return files + [(p, "bench") for p in sorted(BENCH.glob("*.py"))] + [(p, "tests") for p in tests]
 
 
 def test_every_imported_edgepack_name_exists():
-    """`from ..model_io import x` inside a function, `import edgepack.x`: each must resolve (bench/ too)."""
+    """`from ..model_io import x` inside a function, `import edgepack.x`: each must resolve (bench/, tests/ too)."""
     bad = []
     for path, package in _all_sources():
         for line, module, names in _edgepack_imports(path, package):

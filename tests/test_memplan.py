@@ -237,7 +237,7 @@ needs_tree = pytest.mark.skipif(
 def test_planned_model_runs_on_the_emulated_cortex_m4(mean_model, tmp_path):
     """The plan on the 32-bit build: same output CRC as without it (both checked against the host
     interpreter by the harness), and a smaller arena measured on the device itself."""
-    from edgepack.devices.base import open_device
+    from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
 
     model, x = mean_model

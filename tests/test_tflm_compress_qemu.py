@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from edgepack.devices.base import open_device
+from edgepack.devices.registry import open_device
 from edgepack.devices.result import Settings
 from test_tflm_compress import package_clustered
 
