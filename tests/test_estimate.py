@@ -171,20 +171,15 @@ def test_devices_listing_has_a_cost_model_for_every_shipped_profile():
 
 @pytest.fixture(scope="module")
 def firmware_folder(tmp_path_factory) -> tuple[Path, dict]:
-    """A real firmware package (FirmwareTarget check + write) with the report.json the pipeline writes."""
-    import json
+    """A real firmware package written by the pipeline (a .tflite input for --target tflm)."""
+    from edgepack.pipeline import PackageRequest, package
+    from tflm_helpers import calib
 
-    from edgepack.targets.firmware import FirmwareTarget
-    from tflm_helpers import build_for, calib
-
-    tiny = (Path(__file__).parent / "golden" / "tflm" / "tiny_int8.tflite").read_bytes()
-    build = build_for(tiny, options={"device": "raspberry-pi-pico"}, calibration=calib(16))
-    t = FirmwareTarget()
-    t.check(build)
-    out = tmp_path_factory.mktemp("fw")
-    t.write(build, out)
-    (out / "report.json").write_text(json.dumps({"firmware": build.report["firmware"]}))
-    return out, build.report["firmware"]
+    tiny = Path(__file__).parent / "golden" / "tflm" / "tiny_int8.tflite"
+    out = tmp_path_factory.mktemp("fw") / "pkg"
+    report = package(PackageRequest(model=tiny, out=out, target="tflm", calibration=calib(16),
+                                    target_options={"device": "raspberry-pi-pico"}))
+    return out, report["firmware"]
 
 
 def test_estimate_carries_memory_from_the_firmware_report(firmware_folder):

@@ -104,7 +104,8 @@ def test_profile_out_never_overwrites_its_input(run_cli, tmp_path, tiny):
 def test_profile_append_report_never_overwrites_its_input(run_cli, tmp_path, tiny):
     rep = tmp_path / "rep"
     rep.mkdir()
-    (rep / "report.json").write_text("{}")
+    assert run_cli("package", tiny / "model.tflite", "--out", tmp_path / "pkg", "-q").exit_code == 0
+    (rep / "report.json").write_text((tmp_path / "pkg" / "report.json").read_text())  # a real package report
     model = rep / "report.md"  # a model file that happens to carry the report's name
     model.write_bytes((tiny / "model.tflite").read_bytes())
     before = snapshot(rep)

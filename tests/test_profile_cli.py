@@ -52,15 +52,16 @@ def test_compare_prints_ratios_of_the_two_results(run_cli, models):
 
 def test_append_report_keeps_the_report_and_adds_profiles(run_cli, models, tmp_path):
     pkg = tmp_path / "pkg"
-    pkg.mkdir()
-    (pkg / "model.tflite").write_bytes(models[1].read_bytes())
-    (pkg / "report.json").write_text(json.dumps({"model": {"name": "kws"}, "files": ["model.tflite"]}))
-    (pkg / "report.md").write_text("# old\n")
+    assert run_cli("package", models[1], "--out", pkg, "-q").exit_code == 0
+    before = json.loads((pkg / "report.json").read_text())
     for _ in range(2):
         assert run_cli("profile", pkg, "--runs", "3", "--append-report", pkg, "-q").exit_code == 0
     report = json.loads((pkg / "report.json").read_text())
-    assert report["model"] == {"name": "kws"} and len(report["profiles"]) == 2
-    assert ProfileResult.model_validate(report["profiles"][0]).artifact.size_bytes == models[1].stat().st_size
+    assert {k: v for k, v in report.items() if k != "profiles"} == before and len(report["profiles"]) == 2
+    from edgepack.report.schema import load_report
+
+    assert len(load_report(pkg).profiles) == 2  # still a valid package report
+    assert ProfileResult.model_validate(report["profiles"][0]).artifact.size_bytes == (pkg / "model.tflite").stat().st_size
     assert "Profiles" in (pkg / "report.md").read_text()
 
 

@@ -82,15 +82,22 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
     if as_json:
         echo_json(report)
         return
-    t = report["tflite"]
-    click.echo(f"wrote {out}/ ({', '.join(report['files'])})")
-    click.echo(f"model.tflite: {t['size_bytes']:,} bytes, {report['quantize']['mode']}, ops: {', '.join(t['ops'])}")
-    v = report.get("verification")
-    if v and v["metric"] == "accuracy":
-        click.echo(f"accuracy: float {v['float_accuracy_pct']:.2f}%, packaged {v['tflite_accuracy_pct']:.2f}% "
-                   f"(drop {v['drop_pt']:.2f} pt on {v['samples']} samples)")
-    elif v and "top1_agreement_pct" in v:  # absent for a .tflite input (no float model)
-        click.echo(f"agreement with float: {v['top1_agreement_pct']:.2f}% top-1, max |err| {v['max_abs_error']:.4g}")
+    from ..report.schema import PackageReport
+
+    rep = PackageReport.of(report)
+    t, v = rep.tflite, rep.verification
+    click.echo(f"wrote {out}/ ({', '.join(rep.files)})")
+    click.echo(f"model.tflite: {t.size_bytes:,} bytes, {rep.quantize['mode']}, ops: {', '.join(t.ops)}")
+    auto = rep.quantize.get("auto")
+    if auto:
+        wide = ", ".join(f"{w['layer']} {w['precision']}" for w in auto["kept_wide"]) or "none"
+        click.echo(f"quantize auto: {auto['chosen']} (ops kept wide: {wide})")
+    if v is not None and v.metric == "accuracy":
+        click.echo(f"accuracy: float {v.float_accuracy_pct:.2f}%, packaged {v.tflite_accuracy_pct:.2f}% "
+                   f"(drop {v.drop_pt:.2f} pt on {v.samples} samples)")
+    elif v is not None and "top1_agreement_pct" in v.model_extra:  # absent for a .tflite input (no float model)
+        x = v.model_extra
+        click.echo(f"agreement with float: {x['top1_agreement_pct']:.2f}% top-1, max |err| {x['max_abs_error']:.4g}")
 
 
 # target option -> (the flag that sets it, what it is)

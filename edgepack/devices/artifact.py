@@ -130,19 +130,18 @@ def _name(folder: Path) -> str:
 
 
 
-def firmware_report(folder: Path) -> Optional[dict]:
-    """The ``firmware`` block of ``folder/report.json`` (None when the folder has none).
+def firmware_report(folder: Path):
+    """The ``firmware`` section of ``folder/report.json`` (:class:`edgepack.report.schema.Firmware`; None
+    when the folder has no report or the report no firmware section).
 
-    Example: ``firmware_report(Path("build/firmware"))["device"]  # "nucleo-l4r5zi"``.
+    Example: ``firmware_report(Path("build/firmware")).device  # "nucleo-l4r5zi"``.
     """
-    import json
+    from ..errors import ReportError
+    from ..report.schema import load_report
 
-    path = Path(folder) / "report.json"
-    if not Path(folder).is_dir() or not path.is_file():
+    if not Path(folder).is_dir() or not (Path(folder) / "report.json").is_file():
         return None
     try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DeviceError(f"{path}: not readable JSON ({e}); re-run `edgepack package` for that folder") from None
-    fw = report.get("firmware") if isinstance(report, dict) else None
-    return fw if isinstance(fw, dict) else None
+        return load_report(folder).firmware
+    except ReportError as e:
+        raise DeviceError(str(e)) from None

@@ -36,18 +36,16 @@ def _op_table(rows: list[tuple[OpWork, float]], clock_hz: int) -> list[OpTime]:
                    percent=100.0 * sum(cs) / total) for op, cs in sorted(agg.items(), key=lambda kv: -sum(kv[1]))]
 
 
-def report_memory(fw: Optional[dict]) -> tuple[Memory, Optional[str]]:
-    """Memory block from a firmware report: arena, flash and RAM needed, labelled estimated."""
-    budget = (fw or {}).get("budget") or {}
-    flash, ram = budget.get("flash") or {}, budget.get("ram") or {}
-    arena = ram.get("arena", ((fw or {}).get("arena") or {}).get("recommended_bytes"))
-    if arena is None:
+def report_memory(fw) -> tuple[Memory, Optional[str]]:
+    """Memory block from a firmware report section (:class:`edgepack.report.schema.Firmware`): arena,
+    flash and RAM needed, labelled estimated."""
+    if fw is None:
         return Memory(), None
-    mem = Memory(source="estimated", arena_bytes=int(arena), flash_bytes=flash.get("needed"),
-                 ram_bytes=ram.get("needed"))
-    note = (f"memory from the firmware report (packaged for {fw.get('device', '?')}): arena {int(arena):,d} B "
-            f"(bisected on the host TFLM plus margin), flash {flash.get('needed', 0):,d} B = model "
-            f"{flash.get('model', 0):,d} B + runtime estimate, RAM {ram.get('needed', 0):,d} B = arena + runtime "
+    arena, flash, ram = fw.arena_bytes, fw.budget.flash, fw.budget.ram
+    mem = Memory(source="estimated", arena_bytes=arena, flash_bytes=flash.needed, ram_bytes=ram.needed)
+    note = (f"memory from the firmware report (packaged for {fw.device or '?'}): arena {arena:,d} B "
+            f"(bisected on the host TFLM plus margin), flash {flash.needed:,d} B = model "
+            f"{flash.model_extra.get('model', 0):,d} B + runtime estimate, RAM {ram.needed:,d} B = arena + runtime "
             "estimate; computed from the package, not measured")
     return mem, note
 
@@ -69,7 +67,7 @@ class EstimateDevice(Device):
         if target:
             self._load(target)
         self._art: Optional[ResolvedArtifact] = None
-        self._fw: Optional[dict] = None
+        self._fw = None  # the package's firmware report section, when the artifact is a firmware folder
 
     def _load(self, name: str) -> None:
         from ..profiles import load_profile
@@ -81,7 +79,7 @@ class EstimateDevice(Device):
         self._art = artifact
         self._fw = firmware_report(artifact.path)
         if self.profile_ is None:
-            device = (self._fw or {}).get("device")
+            device = self._fw.device if self._fw is not None else None
             if not device:
                 raise DeviceError(f"--device estimate: {artifact.path} is not a firmware folder whose report.json "
                                   "names a device profile; use --device estimate:PROFILE (see `edgepack devices`)")

@@ -45,20 +45,14 @@ def _strict_json(path: Path, data: Any) -> str:
 
 
 def read_report(report_dir: Path) -> dict:
-    """The report.json of a package folder, checked to take a "profiles" list."""
-    report = Path(report_dir) / "report.json"
-    if not report.is_file():
+    """The report.json of a package folder as data, validated as a package report (ReportError)."""
+    from ..report.schema import load_report
+
+    if not (Path(report_dir) / "report.json").is_file():
         raise UsageError(f"--append-report {report_dir}: no report.json there; pass a folder "
                          "written by `edgepack package`")
-    try:
-        data = json.loads(report.read_text())
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{report} is not valid JSON ({e.msg}, line {e.lineno}); "
-                         "re-run `edgepack package` to rewrite it") from None
-    if not isinstance(data, dict) or not isinstance(data.get("profiles", []), list):
-        raise UsageError(f"{report}: expected an object with a 'profiles' list; "
-                         "re-run `edgepack package` to rewrite it")
-    return data
+    load_report(report_dir)  # one check, one error type, for every reader
+    return json.loads((Path(report_dir) / "report.json").read_text())
 
 
 def append_profiles(report_dir: Path, results: Iterable[ProfileResult]) -> Path:

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
 from ..fsutil import atomic_write_texts
 from .html import render_html
 from .markdown import render_markdown
@@ -34,15 +33,10 @@ def report_json(report: dict[str, Any]) -> str:
 
 def rerender(folder: Path) -> list[str]:
     """Render report.md and report.html again from ``folder``/report.json; return the files written."""
-    path = Path(folder) / "report.json"
-    try:
-        report = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such report; give a folder written by 'edgepack package'") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a valid report ({e}); re-run 'edgepack package'") from None
-    if not isinstance(report, dict):
-        raise DataError(f"{path}: not an edgepack report (a JSON object was expected)")
+    from .schema import load_report
+
+    load_report(folder)  # ReportError: missing, not JSON, not a package report
+    report = json.loads((Path(folder) / "report.json").read_text())
     atomic_write_texts(rendered(Path(folder), report))
     return ["report.md", "report.html"]
 

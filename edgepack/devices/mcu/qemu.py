@@ -127,7 +127,8 @@ class QemuDevice(Device):
         """Build ``harness.elf`` for the artifact in a temporary folder."""
         self._work = Path(tempfile.mkdtemp(prefix="edgepack-qemu-"))
         if self.profile_arg is None:  # a firmware folder names the profile it was packaged for
-            packaged = (firmware_report(artifact.path) or {}).get("device")
+            fw = firmware_report(artifact.path)
+            packaged = fw.device if fw is not None else None
             if packaged:
                 self.profile_arg = str(packaged)
                 self._clock, self._active_mw, self._pname = profile_power(self.profile_arg)
