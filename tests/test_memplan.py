@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,3 +274,28 @@ def test_find_arena_right_after_a_conversion_in_a_fresh_process(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(root / "tests")], capture_output=True, text=True, env=env,
                        timeout=600)
     assert r.returncode == 0 and "arena " in r.stdout, r.stderr[-2000:]
+
+
+def test_a_board_that_fits_only_with_the_plan_packages_and_without_it_is_refused(run_cli, mean_model, tmp_path):
+    """The budget is judged on the final model: a RAM the planned arena fits and TFLM's own does not."""
+    import yaml
+
+    model, x = mean_model
+    src = tmp_path / "mini.tflite"
+    src.write_bytes(model)
+    np.save(tmp_path / "calib.npy", x[:12])
+    rep = _package(run_cli, src, tmp_path / "ref", calibration=tmp_path / "calib.npy")
+    mpl, ram = rep["firmware"]["memory_plan"], rep["firmware"]["budget"]["ram"]
+    assert mpl["kept"]
+    own_needed = ram["needed"] - ram["arena"] + find_arena(model).recommended_bytes
+    prof = yaml.safe_load((Path(__file__).resolve().parents[1] / "device_profiles" / "nucleo-l4r5zi.yaml").read_text())
+    prof.update(name="tight", ram_bytes=(ram["needed"] + own_needed) // 2)  # between planned and own
+    assert ram["needed"] <= prof["ram_bytes"] < own_needed
+    (tmp_path / "tight.yaml").write_text(yaml.safe_dump(prof))
+    args = ["package", src, "--target", "tflm", "--device", tmp_path / "tight.yaml", "--calibration",
+            tmp_path / "calib.npy", "-q"]
+    ok = run_cli(*map(str, args + ["--out", tmp_path / "fits"]))
+    assert ok.exit_code == 0, ok.err
+    (tmp_path / "off.yaml").write_text("tflm: {offline_plan: false}\n")
+    refused = run_cli(*map(str, args + ["--recipe", tmp_path / "off.yaml", "--out", tmp_path / "over"]))
+    assert refused.exit_code == 1 and "does not fit tight RAM" in refused.err and not (tmp_path / "over").exists()

@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from ..profiles import DeviceProfile, list_profiles, load_profile
 from ..build import Build
-from ..errors import UsageError
+from ..errors import BudgetError, UsageError
 from ..tflm.c_array import c_identifier, check_identifier
 from ..verify import TargetSpec
 from .base import Target
@@ -95,7 +95,7 @@ def plan_memory(build: Build) -> bytes:
     if res.kept:
         build.checks["arena"] = res.arena
         build.checks["budget"] = check_budget(len(res.model), load_profile(str(build.options["device"])),
-                                              res.arena.recommended_bytes, build.model_name)
+                                              res.arena.recommended_bytes, build.model_name, raise_over=False)
     return res.model
 
 
@@ -108,15 +108,13 @@ def array_name(build_options: dict, model_name: str) -> str:
 def apply_compression(build: Build, fc) -> None:
     """Make the compressed model the build's (checks re-run on it), unless its arena no longer fits."""
     from ..convert.flatbuffer import read_tflite
-    from ..errors import BudgetError
     from ..tflm.ops import registrations
     from ..verify.budget import check_budget
 
-    try:
-        budget = check_budget(len(fc.tflite), load_profile(str(build.options["device"])),
-                              fc.arena.recommended_bytes, build.model_name)
-    except BudgetError as e:
-        build.checks["compression"].update(decode_op=False, dropped=f"plain int8 kept: compressed, {e}")
+    budget = check_budget(len(fc.tflite), load_profile(str(build.options["device"])),
+                          fc.arena.recommended_bytes, build.model_name, raise_over=False)
+    if "over" in budget and "over" not in build.checks["budget"]:  # the plain model fits, the compressed not
+        build.checks["compression"].update(decode_op=False, dropped=f"plain int8 kept: compressed, {budget['over']}")
         return
     build.tflite, build.info = fc.tflite, read_tflite(fc.tflite)
     build.checks.update(arena=fc.arena, budget=budget, tflm_ops=registrations(build.info))
@@ -140,7 +138,7 @@ class FirmwareTarget(Target):
         name = options.get("array_name")
         if name:
             check_identifier(str(name))
-        return TargetSpec(name=self.name, checks=CHECKS, profile=profile)
+        return TargetSpec(name=self.name, checks=CHECKS, profile=profile, shrinks=True)
 
     def plan(self, build: Build) -> FirmwarePlan:
         """The rendering plan from the checks' results (``build.checks``) and the expected harness output."""
@@ -175,6 +173,8 @@ class FirmwareTarget(Target):
         if fc.arena is not None:
             apply_compression(build, fc)
         build.tflite = plan_memory(build)  # last: the plan places the final graph's tensors (decoded weights too)
+        if "over" in build.checks["budget"]:  # neither compression nor the memory plan made it fit
+            raise BudgetError(build.checks["budget"]["over"])
         return build.tflite
 
     def write(self, build: Build, out: Path) -> list[str]:

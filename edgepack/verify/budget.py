@@ -17,8 +17,10 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
-def check_budget(model_bytes: int, profile: DeviceProfile, arena_bytes: int, model_name: str) -> dict:
-    """The flash/RAM budget section; BudgetError when either does not fit."""
+def check_budget(model_bytes: int, profile: DeviceProfile, arena_bytes: int, model_name: str,
+                 raise_over: bool = True) -> dict:
+    """The flash/RAM budget section; BudgetError when either does not fit (``raise_over=False``: the
+    section says so under ``over`` instead, for a target that can still shrink the model)."""
     flash = model_bytes + profile.runtime_flash_bytes
     ram = arena_bytes + profile.runtime_ram_bytes
     budget = {"flash": {"needed": flash, "available": profile.flash_bytes, "model": model_bytes,
@@ -31,10 +33,14 @@ def check_budget(model_bytes: int, profile: DeviceProfile, arena_bytes: int, mod
         b = budget[kind.lower()]
         if b["needed"] > b["available"]:
             over = b["needed"] - b["available"]
-            raise BudgetError(
-                f"{model_name} does not fit {profile.name} {kind}: needs {_kib(b['needed'])} ({parts}) "
-                f"but the board has {_kib(b['available'])}; over by {_kib(over)} ({100 * over / b['available']:.0f}%). "
-                "Shrink the model (int8, prune/cluster steps) or pick a bigger device profile")
+            message = (f"{model_name} does not fit {profile.name} {kind}: needs {_kib(b['needed'])} ({parts}) "
+                       f"but the board has {_kib(b['available'])}; over by {_kib(over)} "
+                       f"({100 * over / b['available']:.0f}%). Shrink the model (int8, prune/cluster steps) or pick "
+                       "a bigger device profile")
+            if raise_over:
+                raise BudgetError(message)
+            budget.setdefault("over", message)
+            continue
         b["headroom"] = b["available"] - b["needed"]
     return budget
 
@@ -47,5 +53,8 @@ def arena(build, spec, done):
 
 
 def budget(build, spec, done) -> dict:
-    """Check ``budget``: flash and RAM fit ``spec.profile`` with the arena from check ``arena``."""
-    return check_budget(len(build.tflite), spec.profile, done["arena"].recommended_bytes, build.model_name)
+    """Check ``budget``: flash and RAM fit ``spec.profile`` with the arena from check ``arena``. A target
+    that shrinks the model after the checks (``spec.shrinks``: compressed weights, a memory plan) gets the
+    section with ``over`` and raises itself if the final model still does not fit."""
+    return check_budget(len(build.tflite), spec.profile, done["arena"].recommended_bytes, build.model_name,
+                        raise_over=not spec.shrinks)
