@@ -73,8 +73,9 @@ def advice_for(build: Build) -> list[str]:
     if comp.get("dropped"):
         out.append(f"weights kept plain int8 in flash: {comp['dropped']}")
     flash = (build.checks.get("budget") or {}).get("flash") or {}
-    if not comp.get("decode_op") and flash.get("available") and flash.get("headroom", 0) < 0.1 * flash["available"]:
-        out.append(f"flash is short ({flash['headroom']} B left): clustered or pruned weights (recipe steps cluster, "
+    left = flash.get("headroom", flash.get("available", 0) - flash.get("needed", 0))
+    if not comp.get("decode_op") and flash.get("available") and left < 0.1 * flash["available"]:
+        out.append(f"flash is short ({left} B left): clustered or pruned weights (recipe steps cluster, "
                    "prune_magnitude) stay compressed in flash for TFLM's DECODE op (recipe tflm.compress)")
     return out
 
