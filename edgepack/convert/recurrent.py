@@ -174,6 +174,12 @@ def while_loops(tflite: bytes) -> int:
     return sum(1 for op in read_tflite(tflite).ops if op.op == "WHILE")
 
 
+def may_loop(model) -> bool:
+    """Whether the conversion may leave a WHILE loop: a layer that neither fuses nor unrolls (too long)."""
+    return sequence_length(model) > MAX_UNROLL and any(
+        not _fusable(rnn) for layer in recurrent_layers(model) for rnn in _cells(layer))
+
+
 def refuse_quantized_loop(model, mode: str) -> None:
     """ConversionError naming the layer when ``mode`` would quantize a WHILE loop (the converter crashes)."""
     layer = next((layer for layer in recurrent_layers(model)

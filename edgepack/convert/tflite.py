@@ -45,12 +45,11 @@ def convert(
     if getattr(quant, "rules", None):
         raise ConversionError("per-op quantize rules are applied by edgepack.quantize.apply.quantize_model, "
                               "not by the plain converter")
-    rnn = _is_recurrent(model)
-    if rnn and quant.mode != "none":
-        from .recurrent import refuse_quantized_loop, while_loops
+    if quant.mode != "none" and _is_recurrent(model):
+        from .recurrent import may_loop, refuse_quantized_loop, while_loops
 
         # The converter crashes the process quantizing a WHILE loop: look at the float graph first.
-        if while_loops(_run(make_converter(model, _float_like(quant)), "none")):
+        if may_loop(model) and while_loops(_run(make_converter(model, _float_like(quant)), "none")):
             refuse_quantized_loop(model, quant.mode)
     return _run(make_converter(model, quant, calibration, dense_per_channel), quant.mode)
 
