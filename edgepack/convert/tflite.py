@@ -51,6 +51,14 @@ def convert(
         # The converter crashes the process quantizing a WHILE loop: look at the float graph first.
         if may_loop(model) and while_loops(_run(make_converter(model, _float_like(quant)), "none")):
             refuse_quantized_loop(model, quant.mode)
+    if quant.mode != "none" and isinstance(model, (str, Path)):
+        from .recurrent import while_loops
+
+        if while_loops(_run(make_converter(model, _float_like(quant)), "none")):  # same crash, a SavedModel's loop
+            raise ConversionError(
+                f"the SavedModel's graph has a WHILE loop (a recurrent layer), which the TFLite converter cannot "
+                f"quantize ({quant.mode}); give the Keras model file (.keras/.h5: its LSTM converts to a fused op, "
+                "short GRU/SimpleRNN unroll) or convert with --quantize none")
     return _run(make_converter(model, quant, calibration, dense_per_channel), quant.mode)
 
 
@@ -60,6 +68,11 @@ def _run(conv, mode: str) -> bytes:
             data = conv.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types
         msg = str(e).strip().splitlines()
+        if "TensorListReserve" in str(e):  # a recurrent layer traced with a dynamic batch (SavedModel signature)
+            raise ConversionError(
+                f"TFLite conversion ({mode}) failed: a recurrent layer in a signature with a dynamic batch "
+                "('tf.TensorListReserve' needs a static shape); give the Keras model file (.keras/.h5), which "
+                "edgepack converts with a batch of 1, or export the SavedModel with a fixed input shape [1, T, F]") from e
         raise ConversionError(f"TFLite conversion ({mode}) failed: {msg[0] if msg else type(e).__name__}") from e
     return bytes(data)
 
