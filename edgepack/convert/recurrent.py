@@ -18,17 +18,15 @@ Models without recurrent layers are not touched (:func:`recurrent_layers` is emp
 Example::
 
     if recurrent_layers(model):
-        fn, prepared = concrete_function(prepare(model, "int8"))
+        prepared = prepare(model, "int8")        # GRU/SimpleRNN unrolled, stateful refused
+        fn = concrete_function(prepared)         # over a [1, T, F] input
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import ConversionError
 
 MAX_UNROLL = 64  # longest sequence unrolled (ops grow ~20-30 per step per layer)
-QUANTIZED_MODES = frozenset({"int8", "int16x8", "dynamic", "float16"})
 
 
 def _walk(model) -> list:
@@ -211,12 +209,3 @@ def variable_tensors(tflite: bytes) -> list[str]:
                 out.append((t.Name() or b"").decode("utf-8", "replace") or f"tensor{i}")
     return out
 
-
-def describe(model: Any, mode: str) -> str:
-    """One line for logs: which recurrent layers convert fused and which unroll."""
-    names = _unroll_names(model, mode)
-    parts = [f"{layer.name} ({type(layer).__name__}): "
-             + ("unrolled" if layer.name in names else
-                "fused" if all(_fusable(r) for r in _cells(layer)) else "WHILE loop")
-             for layer in recurrent_layers(model)]
-    return "; ".join(parts)
