@@ -1,7 +1,9 @@
 """Running .tflite models in LiteRT (ai-edge-litert); tflite-runtime is an optional fallback.
 
 Handles integer I/O: float inputs are quantized with the input tensor's scale
-and zero point, integer outputs dequantized, so callers always see float.
+and zero point, integer outputs dequantized, so callers always see float. Every
+inference starts from a reset state: models with variable tensors (a fused LSTM's
+state) would otherwise carry the previous input's state into the next one.
 
 Example::
 
@@ -71,13 +73,14 @@ class LiteRT:
         self.outputs = self.interp.get_output_details()
 
     def invoke_one(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run one sample (batch axis included) and return raw outputs."""
+        """Run one sample (batch axis included) from a reset state and return raw outputs."""
         d = self.inputs[0]
         if list(d["shape"]) != list(x.shape):
             self.interp.resize_tensor_input(d["index"], list(x.shape))
             self.interp.allocate_tensors()
             self.inputs = self.interp.get_input_details()
         self.interp.set_tensor(self.inputs[0]["index"], quantize_input(x, self.inputs[0]))
+        self.interp.reset_all_variables()  # no-op without variable tensors
         self.interp.invoke()
         return [self.interp.get_tensor(o["index"]) for o in self.outputs]
 

@@ -45,27 +45,69 @@ def convert(
     if getattr(quant, "rules", None):
         raise ConversionError("per-op quantize rules are applied by edgepack.quantize.apply.quantize_model, "
                               "not by the plain converter")
-    conv = make_converter(model, quant, calibration, dense_per_channel)
+    if quant.mode != "none" and _is_recurrent(model):
+        from .recurrent import may_loop, refuse_quantized_loop, while_loops
+
+        # The converter crashes the process quantizing a WHILE loop: look at the float graph first.
+        if may_loop(model) and while_loops(_run(make_converter(model, _float_like(quant)), "none")):
+            refuse_quantized_loop(model, quant.mode)
+    if quant.mode != "none" and isinstance(model, (str, Path)):
+        from .recurrent import while_loops
+
+        if while_loops(_run(make_converter(model, _float_like(quant)), "none")):  # same crash, a SavedModel's loop
+            raise ConversionError(
+                f"the SavedModel's graph has a WHILE loop (a recurrent layer), which the TFLite converter cannot "
+                f"quantize ({quant.mode}); give the Keras model file (.keras/.h5: its LSTM converts to a fused op, "
+                "short GRU/SimpleRNN unroll) or convert with --quantize none")
+    return _run(make_converter(model, quant, calibration, dense_per_channel), quant.mode)
+
+
+def _run(conv, mode: str) -> bytes:
     try:
         with capture_fd2():
             data = conv.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types
         msg = str(e).strip().splitlines()
-        raise ConversionError(f"TFLite conversion ({quant.mode}) failed: {msg[0] if msg else type(e).__name__}") from e
+        if "TensorListReserve" in str(e):  # a recurrent layer traced with a dynamic batch (SavedModel signature)
+            raise ConversionError(
+                f"TFLite conversion ({mode}) failed: a recurrent layer in a signature with a dynamic batch "
+                "('tf.TensorListReserve' needs a static shape); give the Keras model file (.keras/.h5), which "
+                "edgepack converts with a batch of 1, or export the SavedModel with a fixed input shape [1, T, F]") from e
+        raise ConversionError(f"TFLite conversion ({mode}) failed: {msg[0] if msg else type(e).__name__}") from e
     return bytes(data)
+
+
+def _float_like(quant):
+    """``quant`` with mode none (the float graph the quantized one is made from)."""
+    return quant.model_copy(update={"mode": "none", "rules": []})
+
+
+def _is_recurrent(model) -> bool:
+    if isinstance(model, (str, Path)):
+        return False
+    from .recurrent import recurrent_layers
+
+    return bool(recurrent_layers(model))
 
 
 def make_converter(model, quant, calibration: Optional[np.ndarray] = None, dense_per_channel: bool = True):
     """The TFLiteConverter set up for ``quant`` (also what the quantization debugger replays).
 
     ``model`` is a tf_keras model, or the path of a SavedModel folder (e.g. Keras 3's
-    ``model.export()``), converted from its serving signature.
+    ``model.export()``), converted from its serving signature. A model with recurrent layers
+    converts from a batch-1 concrete function (:mod:`.recurrent`); any other, as before.
     """
     from ..keras_compat import tf
 
     t = tf()
     if isinstance(model, (str, Path)):
         conv = t.lite.TFLiteConverter.from_saved_model(str(model))
+    elif _is_recurrent(model):
+        from .recurrent import concrete_function, prepare
+
+        # Recurrent layers convert only over a fixed batch of 1 and a fixed sequence length (see .recurrent).
+        prepared = prepare(model, quant.mode)
+        conv = t.lite.TFLiteConverter.from_concrete_functions([concrete_function(prepared)], prepared)
     else:
         conv = t.lite.TFLiteConverter.from_keras_model(model)
     ops = t.lite.OpsSet

@@ -105,7 +105,9 @@ TWINS: dict[str, Twin] = {
     "Cropping1D": _same("Cropping1D"), "Cropping2D": _same("Cropping2D"),
     "UpSampling1D": _same("UpSampling1D"), "UpSampling2D": _same("UpSampling2D"),
     "GRU": _same("GRU", **_RNN), "LSTM": _same("LSTM", **_RNN), "SimpleRNN": _same("SimpleRNN", **_RNN),
+    "Bidirectional": _same("Bidirectional"),  # its layer/backward_layer translated like any layer entry
 }
+WRAPPED = frozenset({"layer", "backward_layer"})  # config keys holding a wrapped layer's entry
 
 # Keras 3 activation name -> tf_keras name with the same arithmetic (hard_sigmoid differs: not listed).
 ACTIVATIONS = {n: n for n in ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "softplus",
@@ -199,6 +201,8 @@ def _layer_config(cls: str, cfg: dict, ctx: _Ctx) -> tuple[str, dict]:
             value = _dtype(value, ctx, name, cls)
         elif key in ("activation", "recurrent_activation"):
             value = _activation(value, ctx, name, cls)
+        elif key in WRAPPED and isinstance(value, dict):
+            value = dict(zip(("class_name", "config"), _entry(value, ctx)))
         elif isinstance(value, dict) and value.get("module") in SUB_OBJECT_MODULES:
             value = _sub_object(value, ctx, name, cls)
         else:

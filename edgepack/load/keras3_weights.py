@@ -47,7 +47,8 @@ def _leaf_arrays(group) -> list[np.ndarray]:
     own = group.get("vars")
     if own is not None:
         out += [np.asarray(own[k]) for k in sorted(own.keys(), key=int)]
-    for child in sorted((k for k in group.keys() if k != "vars"), key=_child_key):
+    # children in attribute order: alphabetical, except a Bidirectional's forward layer before its backward one
+    for child in sorted((k for k in group.keys() if k != "vars"), key=lambda k: (k == "backward_layer", _child_key(k))):
         if child.startswith("seed_generator") or not hasattr(group[child], "keys"):
             continue
         out += _leaf_arrays(group[child])

@@ -39,9 +39,10 @@ _INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY
 
 
 def kernel_of(layer) -> Optional[np.ndarray]:
-    """The main weight (kernel) of a layer, or None for weightless layers."""
+    """The main weight (kernel) of a layer (an RNN's: its cell's), or None for weightless layers."""
     for attr in ("kernel", "depthwise_kernel", "embeddings"):
         w = getattr(layer, attr, None)
+        w = getattr(getattr(layer, "cell", None), attr, None) if w is None else w
         if w is not None:
             return np.asarray(w.numpy())
     return None
@@ -159,5 +160,5 @@ def _copy_plain_weights(src, dst) -> None:
     Wrapped layers keep the original layer object and its weights already.
     """
     for layer in dst.layers:
-        if layer.weights and type(layer).__name__ != "ClusterWeights":
+        if layer.weights and not type(layer).__name__.startswith("ClusterWeights"):  # ClusterWeightsRNN too
             layer.set_weights(src.get_layer(layer.name).get_weights())

@@ -39,7 +39,8 @@ from .select import LayerSelector
 from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm
 
 # tfmot prunes these (DepthwiseConv2D deliberately not: few, sensitive weights).
-PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D")
+PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D", "LSTM", "GRU", "SimpleRNN")
+RECURRENT = ("LSTM", "GRU", "SimpleRNN")  # tfmot prunes their kernel and recurrent kernel
 M_BY_N_TYPES = ("Conv2D", "Dense")
 ONE_SHOT_WARNING = ("magnitude pruning without training data (--train) is one-shot: expect an accuracy "
                     "drop; pass --train DATA to prune gradually while fine-tuning")
@@ -63,8 +64,10 @@ class MagnitudePruneConfig(PassConfig):
         return self
 
 
-def _kernel_index(layer) -> int:
-    return 1 if type(layer).__name__.startswith("SeparableConv") else 0
+def _kernel_indices(layer) -> tuple[int, ...]:
+    if type(layer).__name__ in RECURRENT:
+        return (0, 1)
+    return (1,) if type(layer).__name__.startswith("SeparableConv") else (0,)
 
 
 def magnitude_mask(w: np.ndarray, sparsity: float) -> np.ndarray:
@@ -142,9 +145,9 @@ class MagnitudePrune(Pass):
         for name in names:
             layer = out.get_layer(name)
             w = layer.get_weights()
-            i = _kernel_index(layer)
-            mask = (m_by_n_mask(w[i], *cfg.m_by_n) if cfg.m_by_n else magnitude_mask(w[i], cfg.sparsity))
-            w[i] = np.where(mask, w[i], 0).astype(w[i].dtype)
+            for i in _kernel_indices(layer):
+                mask = (m_by_n_mask(w[i], *cfg.m_by_n) if cfg.m_by_n else magnitude_mask(w[i], cfg.sparsity))
+                w[i] = np.where(mask, w[i], 0).astype(w[i].dtype)
             layer.set_weights(w)
         return out
 
@@ -172,9 +175,8 @@ class MagnitudePrune(Pass):
 
     def _report(self, model, pruned, names, skipped, ctx: Context) -> None:
         rows = [r for r in layer_table(model, pruned) if r["name"] in names]
-        zeros = sum(int((pruned.get_layer(n).get_weights()[_kernel_index(pruned.get_layer(n))] == 0).sum())
-                    for n in names)
-        size = sum(pruned.get_layer(n).get_weights()[_kernel_index(pruned.get_layer(n))].size for n in names)
+        kernels = [pruned.get_layer(n).get_weights()[i] for n in names for i in _kernel_indices(pruned.get_layer(n))]
+        zeros, size = sum(int((w == 0).sum()) for w in kernels), sum(w.size for w in kernels)
         ctx.record(layers=rows, skipped_layers=skipped, pruned_weights=zeros, sparsity=round(zeros / size, 4),
                    m_by_n=list(self.config.m_by_n) if self.config.m_by_n else None,
                    fine_tuned=ctx.train is not None)

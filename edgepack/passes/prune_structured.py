@@ -137,11 +137,25 @@ class StructuredPrune(Pass):
         self.round_to = config.round_to or 1
 
 
+    def preflight(self, model) -> None:
+        """Refuse recurrent models before any step trains (channel surgery does not cover RNN units)."""
+        from ..keras_compat import keras
+
+        rnn = (keras().layers.RNN, keras().layers.Bidirectional)
+        layer = next((lyr for lyr in model.submodules if isinstance(lyr, rnn)), None)
+        if layer is not None:
+            raise RecipeError(
+                f"step '{self.name}': layer '{layer.name}' ({type(layer).__name__}) is recurrent, and removing "
+                "recurrent units (each cuts rows and columns of its kernel, recurrent kernel and every gate block) "
+                "or the channels feeding it is not part of edgepack's channel surgery; use prune_magnitude or "
+                "cluster on this model instead")
+
     # -- entry point ------------------------------------------------------
     def apply(self, model, ctx: Context):
         cfg = self.config
         for what in sorted(self.needs):
             self.require(ctx, what)
+        self.preflight(model)
         searching = cfg.target is not None and cfg.target.max_accuracy_drop is not None
         if searching and ctx.train is None and (ctx.eval is None or ctx.eval.y is None):
             raise RecipeError(f"step '{self.name}': target max_accuracy_drop needs labelled data to decide on; "

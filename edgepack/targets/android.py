@@ -51,7 +51,21 @@ def manifest(build: Build, model: bytes) -> dict:
         "quantization": build.recipe.quantize.model_dump(),
         "verification": build.report.get("verification"),
         "provenance": build.report.get("provenance"),
+        **_state_entry(model),
     }
+
+
+def _state_entry(model: bytes) -> dict:
+    """``stateful`` for a model with variable tensors (a fused LSTM's state); nothing otherwise."""
+    from ..convert.recurrent import variable_tensors
+
+    names = variable_tensors(model)
+    if not names:
+        return {}
+    return {"stateful": {"variable_tensors": names,
+                         "reset": "reset the variable tensors before every independent inference: "
+                                  "Interpreter.resetVariableTensors() (CompiledModel has no reset: use the "
+                                  "Interpreter API, see README.md); edgepack verified the model from a reset state"}}
 
 
 class AndroidTarget(Target):

@@ -109,7 +109,31 @@ _TOP_FN = ('\n    /** The best label and its score. */\n    fun classify(raw: Fl
            '        return labels[best] to scores[best]\n    }\n')
 
 
-def _compiled_block(build: Build, tin: TensorInfo, tout: TensorInfo, cls: str) -> str:
+_STATE = """## State: reset before every inference
+
+This model keeps state in $count variable tensors (the recurrent layers' output and cell state), and
+the runtime carries it from one run to the next. edgepack packages it for independent inferences and
+verified it that way: reset the variable tensors before each one, or the output depends on the previous
+input. The Interpreter API below does (`interpreter.resetVariableTensors()`); LiteRT's CompiledModel API
+has no reset call, so use the Interpreter API (or create a new CompiledModel per inference).
+
+"""
+
+
+def state_section(model: bytes) -> str:
+    """The README's note on variable tensors (empty for a model without them)."""
+    from ..convert.recurrent import variable_tensors
+
+    names = variable_tensors(model)
+    if not names:
+        return ""
+    return Template(_STATE).substitute(count=len(names))
+
+
+def _compiled_block(build: Build, tin: TensorInfo, tout: TensorInfo, cls: str, stateful: bool = False) -> str:
+    if stateful:
+        return ("LiteRT 2.3.0's CompiledModel has no call to reset variable tensors, which this model needs "
+                "before every inference (see above): use the Interpreter API below for this model.")
     write, read = _KOTLIN[tin.dtype][1], _KOTLIN[tout.dtype][2]
     if write is None or read is None:
         return ("LiteRT 2.3.0's Kotlin TensorBuffer writes and reads float, int32, int8 and boolean only, not "
@@ -119,8 +143,10 @@ def _compiled_block(build: Build, tin: TensorInfo, tout: TensorInfo, cls: str) -
                                 top_fn=_TOP_FN if build.labels else "")
 
 
-def _interpreter_io(tin: TensorInfo, tout: TensorInfo, cls: str) -> tuple[str, str]:
+def _interpreter_io(tin: TensorInfo, tout: TensorInfo, cls: str, stateful: bool = False) -> tuple[str, str]:
     put = f"input.{_KOTLIN[tin.dtype][3]}put({cls}Io.input(raw))"
+    if stateful:
+        put += "\n    interpreter.resetVariableTensors()  // start from zero state: no state from the last input"
     arr = _KOTLIN[tout.dtype][0]
     get = (f"val out = {arr}({int(np.prod(tout.shape))})\n    output.{_KOTLIN[tout.dtype][3]}get(out)\n"
            f"    return {cls}Io.output(out)")
@@ -205,7 +231,8 @@ def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
     tin, tout = info.tensors[info.inputs[0]], info.tensors[info.outputs[0]]
     pre = build.recipe.data.preprocess
     cls = class_name(build.model_name)
-    put, get = _interpreter_io(tin, tout, cls)
+    state = state_section(model)
+    put, get = _interpreter_io(tin, tout, cls, stateful=bool(state))
     exact = tin.dtype == "uint8" and _quantized(tin) and abs(tin.scale[0] - pre.scale) <= 1e-6 * pre.scale \
         and tin.zero_point[0] == (pre.mean[0] if isinstance(pre.mean, list) else pre.mean)
     quant_note = ""
@@ -228,7 +255,7 @@ def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
                   if _quantized(tout) else ""),
         labels_hint="; its name is that line of `labels.txt`" if build.labels else "",
         helper=helper(build, tin, tout, cls),
-        compiled_block=_compiled_block(build, tin, tout, cls),
+        compiled_block=_compiled_block(build, tin, tout, cls, stateful=bool(state)), state_section=state,
         in_bytes=int(np.prod(tin.shape)) * _DTYPE_BYTES.get(tin.dtype, 4),
         out_bytes=int(np.prod(tout.shape)) * _DTYPE_BYTES.get(tout.dtype, 4),
         put_input=put, get_output=get, mediapipe=mediapipe_section(build, support, tin))

@@ -94,11 +94,13 @@ class Tflm:
                                  "'edgepack inspect' (TFLM supports fewer dtype combinations than LiteRT)") from None
 
     def invoke_raw(self, x: np.ndarray) -> np.ndarray:
-        """Run one sample given in the input tensor's own dtype; return the raw output."""
+        """Run one sample given in the input tensor's own dtype from a reset state (variable tensors,
+        e.g. a fused LSTM's state, zeroed as after allocation); return the raw output."""
         x = np.asarray(x, dtype=self.input["dtype"]).reshape(self.input["shape"])
         err = None
         with capture_fd2() as log:
             try:
+                self.interp.reset()
                 self.interp.set_input(x, 0)
                 self.interp.invoke()
             except (RuntimeError, ValueError) as e:

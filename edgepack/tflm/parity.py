@@ -56,7 +56,8 @@ def _reference_litert(model: bytes):
 def parity(model: bytes, x: np.ndarray, arena_size: Optional[int] = None) -> Parity:
     """Run each float sample of ``x`` in TFLM (host) and LiteRT (reference kernels) and compare.
 
-    Both sides get the same quantized input. Integer models are usually bit-exact;
+    Both sides get the same quantized input and start every sample from a reset state
+    (variable tensors zeroed). Integer models are usually bit-exact;
     rounding in a requantization can differ by one step (seen in FULLY_CONNECTED),
     which a following SOFTMAX may widen: read ``max_raw_diff``.
     """
@@ -70,6 +71,7 @@ def parity(model: bytes, x: np.ndarray, arena_size: Optional[int] = None) -> Par
         xi = quantize_input(x[i : i + 1], d_in)
         a = micro.invoke_raw(xi)
         lite.set_tensor(d_in["index"], xi.reshape(d_in["shape"]))
+        lite.reset_all_variables()  # each sample from a reset state, as Tflm.invoke_raw does
         lite.invoke()
         b = lite.get_tensor(d_out["index"])
         exact &= bool(a.dtype == b.dtype and np.array_equal(a, b))

@@ -25,6 +25,30 @@ enum ErrorCode : int32_t {
 
 alignas(16) uint8_t g_tensor_arena[EP_ARENA_SIZE];
 
+// Whether the model keeps state between invocations in variable tensors (a fused LSTM's
+// output and cell state): such a model must be reset before every independent inference.
+bool HasVariableTensors(const tflite::Model* model) {
+  const auto* subgraphs = model->subgraphs();
+  if (subgraphs == nullptr) return false;
+  for (const auto* subgraph : *subgraphs) {
+    if (subgraph == nullptr || subgraph->tensors() == nullptr) continue;
+    for (const auto* tensor : *subgraph->tensors()) {
+      if (tensor != nullptr && tensor->is_variable()) return true;
+    }
+  }
+  return false;
+}
+
+// Every run starts from the state a fresh interpreter has (variable tensors zeroed), so each
+// output depends on its own input only and matches the host TFLM interpreter's expectation.
+TfLiteStatus Prepare(tflite::MicroInterpreter& interpreter, TfLiteTensor* input, bool stateful) {
+  if (stateful && interpreter.Reset() != kTfLiteOk) return kTfLiteError;
+  // TFLM's memory planner may reuse the input buffer for later tensors, so the
+  // input is refilled before every invoke (outside the timed region).
+  ep_fill_pattern(input->data.uint8, input->bytes);
+  return kTfLiteOk;
+}
+
 void SendHello(const TfLiteTensor* input, const TfLiteTensor* output) {
   ep_line line;
   ep_line_begin(&line, "HELLO");
@@ -91,17 +115,18 @@ extern "C" int ep_harness_session(void) {
     ep_send_error(kErrRequest, "expected R runs warmup");
     return kErrRequest;
   }
-  // TFLM's memory planner may reuse the input buffer for later tensors, so the
-  // input is refilled before every invoke (outside the timed region).
+  const bool stateful = HasVariableTensors(model);
   for (uint32_t i = 0; i < warmup; ++i) {
-    ep_fill_pattern(input->data.uint8, input->bytes);
-    if (interpreter.Invoke() != kTfLiteOk) {
+    if (Prepare(interpreter, input, stateful) != kTfLiteOk || interpreter.Invoke() != kTfLiteOk) {
       ep_send_error(kErrInvoke, "Invoke failed");
       return kErrInvoke;
     }
   }
   for (uint32_t i = 0; i < runs; ++i) {
-    ep_fill_pattern(input->data.uint8, input->bytes);
+    if (Prepare(interpreter, input, stateful) != kTfLiteOk) {
+      ep_send_error(kErrInvoke, "Reset failed");
+      return kErrInvoke;
+    }
     uint32_t start = board_cycles();
     TfLiteStatus status = interpreter.Invoke();
     uint32_t cycles = board_cycles() - start;

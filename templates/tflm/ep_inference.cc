@@ -43,6 +43,8 @@ extern "C" ep_inference_result ep_run_inference(const float* input, uint32_t cou
     }
     ops_registered = true;
   }
+  // A fresh interpreter per call: AllocateTensors() ends with Reset(), which zeroes the
+  // variable tensors (a fused LSTM's state), so no state leaks from the previous call.
   tflite::MicroInterpreter interpreter(model, resolver, g_inference_arena, EP_ARENA_SIZE);
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     result.status = EP_INFER_ALLOCATE;

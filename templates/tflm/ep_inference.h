@@ -27,8 +27,9 @@ typedef struct {
 } ep_inference_result;
 
 /* Quantize `count` (= EP_INPUT0_ELEMENTS) preprocessed floats into input 0 with
- * ep_input0_quantize, invoke once, return output 0's top class. Not reentrant: one
- * static tensor arena of EP_ARENA_SIZE bytes. */
+ * ep_input0_quantize, invoke once, return output 0's top class. Every call starts from a
+ * reset state (a model's variable tensors, e.g. LSTM state, zeroed): outputs depend on
+ * this input only. Not reentrant: one static tensor arena of EP_ARENA_SIZE bytes. */
 ep_inference_result ep_run_inference(const float* input, uint32_t count);
 
 #ifdef __cplusplus
