@@ -269,7 +269,7 @@ TFLM_ROOT = os.environ.get("EDGEPACK_TFLM_ROOT")
 def test_lstm_runs_in_qemu_from_a_reset_state(lstm_int8, tmp_path):
     """Several timed runs on the same interpreter: the harness resets the LSTM state before each, so the last
     output is still the host interpreter's single-invoke output (the CRC check fails without the reset)."""
-    from edgepack.devices.base import open_device
+    from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
 
     path = tmp_path / "lstm.tflite"
