@@ -74,3 +74,22 @@ def test_bad_recipes_fail_before_training():
     assert "train" in step.needs
     with pytest.raises(RecipeError, match="needs train data"):
         step.apply(mlp(epochs=0), context(train=False))
+
+
+def test_after_pruning_a_layer_with_too_few_nonzeros_is_skipped_not_a_crash():
+    """tfmot's k-means on the non-zero weights needs more of them than clusters (else a TF traceback)."""
+    from edgepack.keras_compat import keras
+    from edgepack.passes.base import Context
+    from edgepack.passes.cluster import Cluster
+    from edgepack.passes.prune_magnitude import MagnitudePrune
+
+    k = keras()
+    m = k.Sequential([k.layers.InputLayer((8, 8, 1)), k.layers.Flatten(), k.layers.Dense(3, name="narrow"),
+                      k.layers.Dense(10, name="tiny")])  # tiny: 30 weights, ~8 non-zero after pruning
+    ctx = Context()
+    pruned = MagnitudePrune(MagnitudePrune.Config(sparsity=0.75)).apply(m, ctx)
+    step = Cluster(Cluster.Config(clusters=16), previous=("prune_magnitude",))
+    out = step.apply(pruned, ctx)
+    skipped = {s["layer"]: s["reason"] for s in ctx.records[-1]["skipped"]}
+    assert "non-zero weights for 16 clusters" in skipped["tiny"]
+    assert len(np.unique(out.get_layer("narrow").get_weights()[0])) <= 17  # 16 values + the pruned zeros

@@ -108,10 +108,15 @@ class Cluster(Pass):
             if w is None:
                 continue
             per = w.size // w.shape[-1] if self.config.per_channel and w.ndim == 4 else w.size
+            if self.preserve_sparsity:  # k-means runs on the non-zero weights only (tfmot samples centroids there)
+                nz = np.count_nonzero(w.reshape(-1, w.shape[-1]), axis=0) if self.config.per_channel and w.ndim == 4 \
+                    else np.array([np.count_nonzero(w)])
+                per = int(nz.min())
             if not registry.supports(layer):
                 skipped.append({"layer": layer.name, "reason": f"tfmot cannot cluster {type(layer).__name__}"})
             elif per <= self.config.clusters:
-                skipped.append({"layer": layer.name, "reason": f"only {per} weights for {self.config.clusters} clusters"})
+                what = "non-zero weights" if self.preserve_sparsity else "weights"
+                skipped.append({"layer": layer.name, "reason": f"only {per} {what} for {self.config.clusters} clusters"})
             else:
                 ok.append(layer.name)
         return ok, skipped
