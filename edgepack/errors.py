@@ -54,6 +54,10 @@ class OutputWriteError(EdgepackError):
     permission, or it would delete or overwrite an input."""
 
 
+class LiteRTLoadError(ConversionError):
+    """LiteRT (the phone runtime) refuses to load the model, e.g. quantization parameters it rejects."""
+
+
 class ReportError(DataError):
     """A report.json that is missing, not JSON, or not an edgepack package report."""
 

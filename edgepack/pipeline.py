@@ -195,14 +195,24 @@ def _convert(src, model, quant, target, ctx: Context, plan: Optional[dict],
 
 
 def _verify_accuracy(tflite: bytes, verify_set: Labeled, float_pred, data: str, recipe: Recipe,
-                     steps: list[dict]) -> dict:
-    from .verify.accuracy import compare, gate, tflite_accuracy
+                     steps: list[dict], target: str = "android") -> dict:
+    from .errors import LiteRTLoadError
+    from .verify.accuracy import compare, gate, tflite_accuracy, tflm_accuracy
 
     if float_pred is None:  # a .tflite input: nothing to compare with, only its own accuracy
         ver = {"samples": int(verify_set.x.shape[0]), "data": data, "metric": "accuracy_only",
                "gate": {"applied": False, "reason": "no float model to compare with: the input is a .tflite"}}
         if verify_set.y is not None:
-            ver["tflite_accuracy_pct"] = round(tflite_accuracy(tflite, verify_set.x, verify_set.y), 4)
+            try:
+                ver["tflite_accuracy_pct"] = round(tflite_accuracy(tflite, verify_set.x, verify_set.y), 4)
+                ver["runtime"] = "litert"
+            except LiteRTLoadError as e:
+                if target != "tflm":
+                    from .verify.parity import for_android
+
+                    raise for_android(e) from None
+                ver["tflite_accuracy_pct"] = round(tflm_accuracy(tflite, verify_set.x, verify_set.y), 4)
+                ver["runtime"] = "tflm (LiteRT cannot load this model)"
         return ver
     ver = compare(None, tflite, verify_set.x, verify_set.y, float_pred=float_pred)
     ver["data"] = data
@@ -226,7 +236,7 @@ def _convert_verified(src, model, recipe: Recipe, target, ctx: Context, plan: Op
     data = "eval" if ctx.eval is not None else "calibration"
     auto = recipe.quantize.mode == "auto" and not plan and src.kind == "keras"
     try:
-        ver = _verify_accuracy(tflite, verify_set, float_pred, data, recipe, ctx.records)
+        ver = _verify_accuracy(tflite, verify_set, float_pred, data, recipe, ctx.records, target.name)
     except VerificationError as e:
         if not auto:
             raise
@@ -349,6 +359,9 @@ def package(req: PackageRequest) -> dict:
     build = Build(tflite=tflite, info=info, recipe=built, model_name=stem, float_model=model,
                   calibration=ctx.calibration, labels=labels, report=report, options=dict(req.target_options))
     build.checks = run_checks(build, spec)
+    skipped = (build.checks.get("tflm_parity") or {}).get("skipped")
+    if skipped:
+        ctx.warn(skipped)
     report["provenance"] = _provenance(req, recipe, tflite, src)
     build.tflite = target.finalize_model(build)  # e.g. TFLite Metadata for Android: outputs unchanged
     report["tflite"]["size_bytes"] = len(build.tflite)

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import EdgepackError
+from .errors import EdgepackError, LiteRTLoadError
 
 
 def interpreter_class():
@@ -68,7 +68,7 @@ class LiteRT:
                 self.interp = cls(model_content=model, num_threads=num_threads)
                 self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise EdgepackError(f"LiteRT cannot load the model: {str(e).splitlines()[0]}") from e
+            raise LiteRTLoadError(f"LiteRT cannot load the model: {str(e).splitlines()[0]}") from e
         self.inputs = self.interp.get_input_details()
         self.outputs = self.interp.get_output_details()
 

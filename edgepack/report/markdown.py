@@ -122,7 +122,8 @@ def _firmware(fw: dict) -> list[str]:
                     for k in ("flash", "ram") if k in b), ["memory", "needed", "available", "headroom", "parts"])
     lines += _kv([("arena (recommended)", a.get("recommended_bytes")), ("arena (smallest on host)", a.get("min_bytes")),
                   ("arena margin", a.get("margin_bytes")), ("TFLM recorded total", a.get("recorded_bytes")),
-                  ("parity", "bit-exact" if p.get("bit_exact") else f"max {cell(p.get('max_step_diff', p.get('max_raw_diff')))} "
+                  ("parity", f"not checked: {p['skipped']}" if p.get("skipped") else "bit-exact" if p.get("bit_exact")
+                   else f"max {cell(p.get('max_step_diff', p.get('max_raw_diff')))} "
                    f"steps ({cell(p.get('max_abs_diff'))} in output units)"),
                   ("parity samples", f"{p.get('samples')} {p.get('data')}"),
                   ("harness expected CRC-32", h.get("expected_crc32")),

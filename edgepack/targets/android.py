@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..convert.flatbuffer import TensorInfo
 from ..build import Build
 from ..epk import VERSION as EPK_VERSION, decoder_sources
+from ..verify import TargetSpec
 from .base import Target
 
 
@@ -79,6 +81,9 @@ class AndroidTarget(Target):
 
     name = "android"
     option_names = frozenset({"input_kind", "sample_rate"})
+
+    def spec(self, options: dict[str, Any]) -> TargetSpec:
+        return TargetSpec(name=self.name, checks=("litert_loads",))
 
     def finalize_model(self, build: Build) -> bytes:
         from .android_metadata import model_doc

@@ -369,9 +369,13 @@ def library_json(build: Build, plan: "FirmwarePlan", library: str) -> str:
 
 def _readme(build: Build, plan: "FirmwarePlan", library: str, example: dict) -> str:
     p, b, a, par = plan.profile, plan.budget, plan.arena, plan.parity
-    parity = (f"bit-exact on {par['samples']} {par['data']} samples" if par["bit_exact"] else
-              f"max difference {par['max_raw_diff']:g} ({par['max_abs_diff']:.3g} in output units) on "
-              f"{par['samples']} {par['data']} samples")
+    if par.get("skipped"):
+        parity = "not checked: " + one_line(par["skipped"], 300)
+    elif par["bit_exact"]:
+        parity = f"bit-exact on {par['samples']} {par['data']} samples"
+    else:
+        parity = (f"max difference {par['max_raw_diff']:g} ({par['max_abs_diff']:.3g} in output units) on "
+                  f"{par['samples']} {par['data']} samples")
     label = f" ({one_line(example['label'], 80)})" if example["label"] is not None else ""
     return _render("README.md.tmpl", ident=plan.ident, version=__version__, model=one_line(build.model_name, 120),
                    device=one_line(p.name), board=one_line(p.board), size_bytes=len(build.tflite),

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import VerificationError
+from ..errors import LiteRTLoadError, VerificationError
 from ..fdcapture import capture_fd2
 from ..runtime import dequantize_output, quantize_input
 from .interpreter import Tflm
@@ -47,9 +47,12 @@ def _reference_litert(model: bytes):
         kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF}
     except ImportError:  # tflite-runtime fallback: default kernels
         kwargs = {}
-    with capture_fd2():
-        interp = cls(model_content=model, num_threads=1, **kwargs)
-        interp.allocate_tensors()
+    try:
+        with capture_fd2():
+            interp = cls(model_content=model, num_threads=1, **kwargs)
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise LiteRTLoadError(f"LiteRT cannot load the model: {str(e).splitlines()[0]}") from e
     return interp
 
 

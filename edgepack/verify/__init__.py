@@ -27,6 +27,7 @@ CHECKS: dict[str, str] = {
     "arena": "edgepack.verify.budget:arena",  # the tensor arena TFLM needs (bisection + margin)
     "budget": "edgepack.verify.budget:budget",  # flash and RAM fit the board (needs "arena")
     "tflm_parity": "edgepack.verify.parity:tflm_parity",  # TFLM host == LiteRT (needs "arena")
+    "litert_loads": "edgepack.verify.parity:litert_loads",  # the phone runtime loads the model
 }
 
 

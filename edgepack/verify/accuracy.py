@@ -146,3 +146,14 @@ def gate(ver: dict, limit: Optional[float], steps: Optional[list[dict]] = None) 
 def tflite_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy (points) of a .tflite model in LiteRT."""
     return float(100.0 * np.mean(_top1(LiteRT(tflite).predict(x)) == y))
+
+
+def tflm_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy (points) of a .tflite model in the host TFLM interpreter (each sample from a reset state)."""
+    from ..runtime import dequantize_output, quantize_input
+    from ..tflm import Tflm
+
+    micro = Tflm(tflite)
+    pred = np.stack([dequantize_output(micro.invoke_raw(quantize_input(x[i:i + 1], micro.input)), micro.output)
+                     .reshape(-1) for i in range(len(x))])
+    return float(100.0 * np.mean(_top1(pred) == y))

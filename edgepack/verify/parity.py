@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..convert.flatbuffer import TfliteInfo
-from ..errors import VerificationError
+from ..errors import LiteRTLoadError, VerificationError
 from ..tflm import Tflm, parity
 
 PARITY_SAMPLES = 32  # calibration samples compared TFLM vs LiteRT
@@ -66,7 +66,11 @@ def check_parity(tflite: bytes, info: TfliteInfo, calibration: Optional[np.ndarr
     """
     interp = Tflm(tflite, arena_size=arena_bytes)
     x, source = parity_inputs(calibration, interp)
-    p = parity(tflite, x, arena_size=arena_bytes)
+    try:
+        p = parity(tflite, x, arena_size=arena_bytes)
+    except LiteRTLoadError as e:  # TFLM runs it (the arena check did), LiteRT does not: nothing to compare with
+        return {"skipped": f"{e}; TFLM runs it, so it packages for TFLM, but TFLM-vs-LiteRT parity cannot be "
+                           "checked", "litert_loads": False, "data": source}
     out = {**p.as_dict(), "data": source}
     integer = np.issubdtype(np.dtype(p.output_dtype), np.integer)
     step = output_step(info)
@@ -90,3 +94,21 @@ def tflm_parity(build, spec, done) -> dict:
     """Check ``tflm_parity``: TFLM (host, at the planned arena) computes what LiteRT computes."""
     return check_parity(build.tflite, build.info, build.calibration, done["arena"].recommended_bytes,
                         build.model_name)
+
+
+def litert_loads(build, spec, done) -> dict:
+    """Check ``litert_loads``: LiteRT (what Android apps run) loads and allocates the model; a model
+    only TFLM runs (e.g. 1-D bias tensors with quantized_dimension 3) is refused naming --target tflm."""
+    from ..runtime import LiteRT
+
+    try:
+        LiteRT(build.tflite)
+    except LiteRTLoadError as e:
+        raise for_android(e) from None
+    return {"loads": True}
+
+
+def for_android(e: LiteRTLoadError) -> LiteRTLoadError:
+    """The refusal of a model LiteRT cannot load, for an Android build: what it means and the way out."""
+    return LiteRTLoadError(f"{e}; an Android app could not load it (if TFLite-Micro runs it, package it "
+                           "with --target tflm)")
