@@ -124,6 +124,22 @@ def _check_packaged(out: Path, target: str, report: dict, has_eval: bool) -> Non
     Recipe.from_yaml(out / "recipe.yaml")  # the written recipe rebuilds the bundle
 
 
+@pytest.fixture(scope="session")
+def user_models(tmp_path_factory):
+    """name -> model file: lazily built once per test process (a cell pays only for the models it uses)."""
+    import user_models as um  # tests/integration/user_models.py (this folder is on sys.path for its tests)
+
+    out = tmp_path_factory.mktemp("user_models")
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = um.build_keras3(out) if name == "keras3_cnn" else um.build_tf_keras(out, name)
+        return built[name]
+
+    return get
+
+
 @pytest.mark.parametrize("model,target,step,mode,io,train", list(_cells()))
 def test_cell(model, target, step, mode, io, train, user_models, run_cli, tmp_path, request):
     recipe = {"version": 1, "data": {"preprocess": PREPROCESS}, "steps": STEPS[step] if step else []}
