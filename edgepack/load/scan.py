@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ..errors import ModelLoadError
+from .keras3_ops import OPS_MODULE_PREFIX, TF_FUNCTIONS, known_op
 
 UNSAFE_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
@@ -66,12 +67,31 @@ def _refuse(source: str, layer: str, what: str) -> ModelLoadError:
                           "code from the file; pass --unsafe only if you trust this file")
 
 
+def _op_layer(d: dict, cls: Any, module: Any, reg: Any, source: str, layer: str) -> bool:
+    """True for an accepted operation: a Keras 3 ``keras.src.ops`` class of the table, or a tf_keras
+    TFOpLambda/SlicingOpLambda calling one of the table's TF functions (tf_keras resolves it by name
+    in TensorFlow's API registry, no import)."""
+    if isinstance(module, str) and module.startswith(OPS_MODULE_PREFIX):
+        if not (known_op(module, cls) and reg in (None, cls)):
+            raise ModelLoadError(f"{source}: layer '{layer}' is the Keras 3 operation {cls!r} ({module}), which "
+                                 "is not in edgepack's table of Keras operations with a tf_keras twin; express it "
+                                 "with Keras layers or supported keras.ops calls, or pass --unsafe (conversion-only "
+                                 "through Keras 3's export) if you trust this file")
+        return True
+    if cls in ("TFOpLambda", "SlicingOpLambda") and module is None and reg in (None, cls):
+        fn = (d.get("config") or {}).get("function") if isinstance(d.get("config"), dict) else None
+        return fn in TF_FUNCTIONS
+    return False
+
+
 def _check_object(d: dict, source: str, layer: str, known: Callable[[str], bool]) -> None:
     cls = d.get("class_name")
     module = d.get("module")
     reg = d.get("registered_name")
     if "class_name" in d and not isinstance(cls, str):
         raise _refuse(source, layer, f"has a non-text class_name {cls!r}")
+    if _op_layer(d, cls, module, reg, source, layer):
+        return
     if cls in UNSAFE_CLASSES:
         raise ModelLoadError(f"{source}: layer '{layer}' is a {cls.strip('_')}, which runs arbitrary Python "
                              "code when loaded; pass --unsafe if you trust this file")
