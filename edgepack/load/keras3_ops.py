@@ -107,6 +107,7 @@ COMPOSITE_ACTIVATIONS = {"hard_silu": OPS[(NN, "HardSilu")], "hard_swish": OPS[(
                          "hard_sigmoid": OPS[(NN, "HardSigmoid")]}
 TF_FUNCTIONS = frozenset({t.tf for t in OPS.values() if t.tf} | {s for t in OPS.values() for s, _ in t.chain})
 SLICING_FUNCTIONS = frozenset({"__operators__.getitem"})
+CLASS_NAMES = frozenset(cls for _, cls in OPS)
 
 
 def is_op(entry: Any) -> bool:
@@ -269,5 +270,5 @@ def translate_op(entry: dict, taken: set, twin: Optional[OpTwin] = None) -> list
         if len(args) != 1:
             raise OpError(f"{len(args)} positional arguments")
         return _chain(twin, name, args[0], taken)
-    first, kwargs = _call(twin, {k: v for k, v in cfg.items() if k not in ("trainable", "dtype")}, nodes[0])
+    first, kwargs = _call(twin, cfg, nodes[0])
     return [_layer(name, twin.tf, _entry_data(first, kwargs))]

@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ..errors import ModelLoadError
-from .keras3_ops import OPS_MODULE_PREFIX, TF_FUNCTIONS, known_op
+from .keras3_ops import CLASS_NAMES, OPS_MODULE_PREFIX, TF_FUNCTIONS, known_op
 
 UNSAFE_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
@@ -78,6 +78,11 @@ def _op_layer(d: dict, cls: Any, module: Any, reg: Any, source: str, layer: str)
                                  "with Keras layers or supported keras.ops calls, or pass --unsafe (conversion-only "
                                  "through Keras 3's export) if you trust this file")
         return True
+    if module is None and cls in CLASS_NAMES - tf_keras_builtins() and isinstance(d.get("inbound_nodes"), list) \
+            and any(isinstance(n, dict) for n in d["inbound_nodes"]):
+        raise ModelLoadError(f"{source}: layer '{layer}' is the Keras 3 operation {cls!r} saved in the legacy .h5 "
+                             "format, which does not record the operation's module (Keras 3 itself cannot reload "
+                             "it reliably); save the model as .keras")
     if cls in ("TFOpLambda", "SlicingOpLambda") and module is None and reg in (None, cls):
         fn = (d.get("config") or {}).get("function") if isinstance(d.get("config"), dict) else None
         return fn in TF_FUNCTIONS
