@@ -105,7 +105,11 @@ OPS: dict[tuple[str, str], OpTwin] = {
 # ops.hard_swish is hard_silu; Activation layers with these names expand like the operation.
 COMPOSITE_ACTIVATIONS = {"hard_silu": OPS[(NN, "HardSilu")], "hard_swish": OPS[(NN, "HardSilu")],
                          "hard_sigmoid": OPS[(NN, "HardSigmoid")]}
-TF_FUNCTIONS = frozenset({t.tf for t in OPS.values() if t.tf} | {s for t in OPS.values() for s, _ in t.chain})
+# The names tf_keras itself writes for some of the same functions (`x + 3`, `tf.transpose`).
+TF_ALIASES = frozenset({"__operators__.add", "compat.v1.transpose", "compat.v1.squeeze", "compat.v1.gather",
+                        "math.divide", "nn.swish"})
+TF_FUNCTIONS = frozenset({t.tf for t in OPS.values() if t.tf} | {s for t in OPS.values() for s, _ in t.chain}
+                         | TF_ALIASES)
 SLICING_FUNCTIONS = frozenset({"__operators__.getitem"})
 CLASS_NAMES = frozenset(cls for _, cls in OPS)
 

@@ -85,7 +85,11 @@ def _op_layer(d: dict, cls: Any, module: Any, reg: Any, source: str, layer: str)
                              "it reliably); save the model as .keras")
     if cls in ("TFOpLambda", "SlicingOpLambda") and module is None and reg in (None, cls):
         fn = (d.get("config") or {}).get("function") if isinstance(d.get("config"), dict) else None
-        return fn in TF_FUNCTIONS
+        if fn not in TF_FUNCTIONS:
+            raise ModelLoadError(f"{source}: layer '{layer}' is a {cls} calling tf.{fn}, which is not in edgepack's "
+                                 "table of TensorFlow operations (a TF op layer can call any TensorFlow function); "
+                                 "pass --unsafe if you trust this file")
+        return True
     return False
 
 
