@@ -3,7 +3,8 @@
 tfmot (every compression step) needs Keras 2, so a Keras 3 model is rebuilt as a tf_keras model:
 each layer class in :data:`TWINS` names its tf_keras twin and how its config keys translate; a
 Keras 3 option the twin cannot express (e.g. ``LayerNormalization(rms_scaling=True)``) or a class
-outside the table raises :class:`NoTwinError` naming the layer, class and option. Nothing from the
+outside the table raises :class:`NoTwinError` naming the layer, class and option. Keras 3 operation
+nodes (``keras.ops`` calls) become TFOpLambda layers through :mod:`.keras3_ops`. Nothing from the
 file is deserialised by Keras 3 here: the config is plain JSON in, plain JSON out.
 
 Example::

@@ -4,7 +4,8 @@ Keras deserialisers resolve every ``{"class_name", "module", "registered_name", 
 config, at any depth: ``module`` is imported, ``registered_name`` can pick a class other than
 ``class_name`` (a "Functional" that is really a Lambda), and Lambda layers rebuild Python bytecode.
 :func:`scan_config` walks the whole config and allows only Keras' own built-in classes, named by
-``class_name``, from Keras' own modules. The top-level compile config (losses, metrics, optimizers)
+``class_name``, from Keras' own modules; Keras 3 operation nodes (``keras.src.ops.*``) and tf_keras
+TFOpLambda layers only from the table in :mod:`.keras3_ops`. The top-level compile config (losses, metrics, optimizers)
 is never deserialised by edgepack (models load with ``compile=False``), so it is not scanned.
 
 Example::

@@ -39,7 +39,8 @@ MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
 # scalar constant; two tensors through a binary one couple their channels like a merge layer.
 OP_UNARY = {"nn.relu", "nn.relu6", "math.sigmoid", "nn.silu", "nn.gelu", "math.tanh", "math.abs",
             "math.negative", "nn.leaky_relu", "nn.elu", "math.softplus"}
-OP_BINARY = {"math.add", "__operators__.add", "math.subtract", "math.multiply", "math.truediv", "math.maximum", "math.minimum"}
+OP_BINARY = {"math.add", "__operators__.add", "math.subtract", "math.multiply", "math.truediv", "math.maximum",
+             "math.minimum"}
 
 
 @dataclass
