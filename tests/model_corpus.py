@@ -207,7 +207,7 @@ def keras_ops(k):
     d = ops.softmax(d, axis=-1) + ops.mean(d, axis=-1, keepdims=True) * 0.01
     e = ops.stack([ops.max(d, axis=-1), ops.sum(d, axis=-1), ops.min(d, axis=-1)], axis=-1)
     f = ops.hard_swish(e) + ops.hard_sigmoid(e) + ops.gelu(e) + ops.silu(e) + ops.sigmoid(e) + ops.tanh(e)
-    f = ops.maximum(f, -1.0) - ops.minimum(f, 1.0) + ops.square(f) * 0.1 + ops.sqrt(ops.abs(f) + 1.0)
+    f = ops.maximum(f, -1.0) + ops.minimum(f, 1.0) + ops.square(f) * 0.1 + ops.sqrt(ops.abs(f) + 1.0)
     f = ops.clip(f, -3.0, 3.0) + ops.cast(ops.cumsum(ops.ones_like(ops.cast(f, "int32")), axis=1), "float32") * 0.1
     f = ops.where(f > 0.0, f, ops.exp(f) - 1.0) + ops.rsqrt(ops.abs(f) + 1.0) + ops.log(ops.abs(f) + 1.0)
     f = ops.relu(f) + ops.negative(f[..., None][:, :, :, 0]) * 0.5 + 2.0 - f
