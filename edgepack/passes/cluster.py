@@ -138,6 +138,9 @@ class Cluster(Pass):
         if cfg.fine_tune is not None and cfg.fine_tune.epochs:
             fit(clustered, ctx.train, ctx, cfg.fine_tune, label="cluster fine-tune")
         out = mot.clustering.keras.strip_clustering(clustered)
+        if not (cfg.fine_tune is not None and cfg.fine_tune.epochs):  # strip_clustering reuses layer objects:
+            stripped, out = out, keras().models.clone_model(out)      # a fresh graph, or BN recalibration's
+            out.set_weights(stripped.get_weights())                   # probe model is "disconnected"
         if not (cfg.fine_tune is not None and cfg.fine_tune.epochs):  # one-shot: fit() did not recalibrate
             recalibrate_batchnorm(out, bn_data(ctx))
         after = weight_stats(out)
