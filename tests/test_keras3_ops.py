@@ -174,3 +174,23 @@ def test_structured_pruning_through_hard_swish_and_squeeze_excite():
     assert pruned.get_layer("c1").filters == 6 and pruned.get_layer("se_expand").filters == 6
     xs = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(pruned(xs).numpy(), model(xs).numpy(), atol=1e-5)
+
+
+def test_one_shot_clustering_recalibrates_batchnorm_of_a_functional_model():
+    """strip_clustering reuses layer objects; the one-shot BN recalibration must still see one graph (it said
+    'Graph disconnected' on any functional model with BatchNormalization, translated MobileNetV3 included)."""
+    from edgepack.keras_compat import keras, tf
+    from edgepack.passes.base import Context
+    from edgepack.passes.cluster import Cluster
+
+    k, t = keras(), tf()
+    L = k.layers
+    i = k.Input((8, 8, 3))
+    x = L.BatchNormalization(name="bn")(L.Conv2D(8, 3, padding="same", name="c1")(L.Rescaling(1 / 255.0)(i)))
+    x = x * (t.nn.relu6(x + 3.0) * (1.0 / 6.0))
+    model = k.Model(i, L.Dense(3)(L.GlobalAveragePooling2D()(L.Conv2D(8, 3, name="c2")(x))))
+    calib = np.random.default_rng(0).uniform(0, 255, (16, 8, 8, 3)).astype(np.float32)
+    out = Cluster(Cluster.Config(clusters=8)).apply(model, Context(calibration=calib))
+    assert len(np.unique(out.get_layer("c2").get_weights()[0])) <= 8
+    act = k.Model(out.inputs, out.get_layer("bn").input)(calib).numpy()
+    np.testing.assert_allclose(out.get_layer("bn").moving_mean.numpy(), act.mean((0, 1, 2)), rtol=1e-4, atol=1e-4)
