@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 # name -> (builder, flags). flags: "package" (int8 through the pipeline in the default suite),
-# "export" (also model.export()), "slow" (only in the full sweep), "no_twin" (conversion-only).
+# "export" (also model.export()), "slow" (only in the full sweep), "no_twin" (conversion-only),
+# "keras3" (Keras 3 only: keras.ops nodes or Keras 3 applications), "pixels" (inputs in 0..255).
 SPECS: dict[str, tuple[str, set]] = {}
 
 
@@ -191,6 +192,95 @@ def wide_cnn(k):
     return k.Model(i, L.Dense(6, activation="softmax")(x), name="wide_cnn")
 
 
+@spec("keras3")
+def keras_ops(k):
+    """keras.ops nodes of every kind in the table: arithmetic with constants, slicing, shapes, joins,
+    reductions, matmul, activations (hard_silu/hard_sigmoid as op chains), cast, cumsum."""
+    ops, L = k.ops, k.layers
+    i = k.Input((8, 6), name="series")
+    x = L.Dense(6)(i)
+    a = ops.relu6(x + 3.0) / 6.0 * x - 0.5
+    b = ops.concatenate([a[:, :4], a[:, 4:]], axis=1)
+    c = ops.transpose(ops.reshape(b, (-1, 8, 3, 2)), (0, 1, 3, 2))
+    c = ops.squeeze(ops.expand_dims(ops.reshape(c, (-1, 8, 6)), 1), 1)
+    d = ops.matmul(c, ops.transpose(x, (0, 2, 1)))  # (8, 8) scores
+    d = ops.softmax(d, axis=-1) + ops.mean(d, axis=-1, keepdims=True) * 0.01
+    e = ops.stack([ops.max(d, axis=-1), ops.sum(d, axis=-1), ops.min(d, axis=-1)], axis=-1)
+    f = ops.hard_swish(e) + ops.hard_sigmoid(e) + ops.gelu(e) + ops.silu(e) + ops.sigmoid(e) + ops.tanh(e)
+    f = (ops.maximum(f, -1.0) + ops.minimum(f, 1.0)) * 0.5 + ops.square(f) * 0.01 + ops.sqrt(ops.abs(f) + 1.0) * 0.1
+    f = ops.clip(f, -5.0, 5.0) + ops.cast(ops.cumsum(ops.ones_like(ops.cast(f, "int32")), axis=1), "float32") * 0.1
+    f = ops.where(f > 0.0, f, ops.exp(f) - 1.0) + ops.rsqrt(ops.abs(f) + 1.0) + ops.log(ops.abs(f) + 1.0)
+    f = ops.relu(f) + ops.negative(f[..., None][:, :, :, 0]) * 0.5 + 2.0 - f
+    return k.Model(i, L.Dense(4, activation="softmax")(L.Flatten()(f)), name="keras_ops")
+
+
+@spec("keras3", "pixels")
+def mobilenet_v3_small(k):
+    return k.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, classes=10, minimalistic=False,
+                                           include_preprocessing=True, name="mobilenet_v3_small")
+
+
+@spec("keras3", "pixels", "slow")
+def mobilenet_v3_large(k):
+    return k.applications.MobileNetV3Large(input_shape=(32, 32, 3), weights=None, classes=10, minimalistic=False,
+                                           include_preprocessing=True, name="mobilenet_v3_large")
+
+
+@spec("keras3", "pixels", "slow")
+def efficientnet_b0(k):
+    return k.applications.EfficientNetB0(input_shape=(32, 32, 3), weights=None, classes=10, name="efficientnet_b0")
+
+
+@spec("keras3")
+def transformer_tokens(k):
+    """Tokens -> token Embedding + learned position Embedding (positions from keras.ops cumsum/ones_like)
+    -> MultiHeadAttention -> residual + LayerNormalization -> Dense(gelu) -> pooling -> softmax."""
+    ops, L = k.ops, k.layers
+    t = k.Input((8,), dtype="int32", name="tokens")
+    pos = ops.cumsum(ops.ones_like(t), axis=1) - 1
+    x = L.Embedding(32, 16)(t) + L.Embedding(8, 16)(pos)
+    x = L.LayerNormalization()(x + L.MultiHeadAttention(2, 8)(x, x))
+    x = L.Dense(16, activation="gelu")(x)
+    x = L.GlobalAveragePooling1D()(x)
+    return k.Model(t, L.Dense(3, activation="softmax")(x), name="transformer_tokens")
+
+
+@spec("keras3", "package")
+def transformer_features(k):
+    """16 timesteps x 8 features -> Dense + sinusoidal positions (keras.ops on arange, a constant) ->
+    MultiHeadAttention (self, 2 heads) -> residual + LayerNormalization -> Dense(gelu) -> pooling -> logits."""
+    ops, L = k.ops, k.layers
+    i = k.Input((16, 8), name="features")
+    steps = ops.expand_dims(ops.arange(16, dtype="float32"), -1)
+    pos = ops.sin(steps / ops.power(100.0, ops.arange(16, dtype="float32") / 16.0))
+    x = L.Dense(16)(i) + pos
+    x = L.LayerNormalization()(x + L.MultiHeadAttention(2, 8, dropout=0.1)(x, x))
+    x = L.Dense(32, activation="gelu")(x)
+    x = L.Dense(16)(x)
+    x = L.GlobalAveragePooling1D()(x)
+    return k.Model(i, L.Dense(4)(x), name="transformer_features")  # logits: a softmax head saturates here
+
+
+def calibrate_bn(model, seed: int = 0) -> None:
+    """For deep applications: Keras' own kernel initialisation, BatchNorm gamma/beta randomised and its moving
+    statistics set, layer by layer in model order, to the statistics of its input on corpus-like images (with
+    the initial 0/1 statistics an untrained MobileNetV3/EfficientNet gives the same output for every input,
+    which would prove nothing about the translation)."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    x = inputs(model, n=32, seed=2)[0]
+    for layer in model.layers:
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        a = np.asarray(keras.Model(model.inputs, layer.input)(x, training=False))
+        axes = tuple(range(a.ndim - 1))
+        gamma, beta, _, _ = layer.get_weights()
+        layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
+                           rng.normal(0, 0.2, beta.shape).astype(np.float32),
+                           a.mean(axes).astype(np.float32), (a.var(axes) + 1e-3).astype(np.float32)])
+
+
 def randomize(model, seed: int = 0) -> None:
     """Non-trivial weights: BatchNorm statistics and biases away from their 0/1 initial values."""
     rng = np.random.default_rng(seed)
@@ -211,14 +301,15 @@ def inputs(model, n: int = 16, seed: int = 1) -> list[np.ndarray]:
         if "int" in str(t.dtype):
             out.append(rng.integers(0, 30, size=shape).astype(np.int32))
         else:
-            scale = 255.0 if t.shape[1:] == (12, 12, 1) else 1.0
+            pixels = "pixels" in SPECS.get(model.name, (None, set()))[1]
+            scale = 255.0 if t.shape[1:] == (12, 12, 1) or pixels else 1.0
             out.append((rng.uniform(0, 1, size=shape) * scale).astype(np.float32))
     return out
 
 
 def build(k, name: str):
     model = SPECS[name][0](k)
-    randomize(model)
+    (calibrate_bn if "pixels" in SPECS[name][1] else randomize)(model)
     return model
 
 
@@ -227,15 +318,17 @@ def predict(model, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(y) for y in (ys if isinstance(ys, (list, tuple)) else [ys])]
 
 
-def build_keras3(out: Path, everything: bool) -> dict:
-    """Build and save the Keras 3 corpus into ``out`` (run in a process where ``keras`` is Keras 3)."""
+def build_keras3(out: Path, everything: bool, only: tuple = ()) -> dict:
+    """Build and save the Keras 3 corpus into ``out`` (run in a process where ``keras`` is Keras 3);
+    ``only``: just these models."""
     import keras
 
     assert keras.__version__.startswith("3."), keras.__version__
     manifest = {}
     for name, (_, flags) in SPECS.items():
-        if "slow" in flags and not everything:
+        if ("slow" in flags and not everything) or (only and name not in only):
             continue
+        keras.utils.set_random_seed(0)  # each model the same whatever was built before it
         model = build(keras, name)
         model.compile(loss=keras.losses.MeanSquaredError(), optimizer=keras.optimizers.Adam(1e-3),
                       metrics=[keras.metrics.MeanAbsoluteError()])
@@ -267,4 +360,5 @@ def _hostile(keras, out: Path) -> None:
 
 if __name__ == "__main__":
     os.environ.pop("TF_USE_LEGACY_KERAS", None)
-    build_keras3(Path(sys.argv[1]), "--all" in sys.argv[2:])
+    args = sys.argv[2:]
+    build_keras3(Path(sys.argv[1]), "--all" in args, tuple(a for a in args if not a.startswith("--")))

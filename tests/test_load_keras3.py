@@ -19,10 +19,10 @@ import model_corpus as corpus
 HERE = Path(__file__).resolve().parent
 
 
-def _build_keras3(out: Path, everything: bool) -> dict:
+def _build_keras3(out: Path, everything: bool, only: tuple = ()) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    cmd = [sys.executable, str(HERE / "model_corpus.py"), str(out)] + (["--all"] if everything else [])
+    cmd = [sys.executable, str(HERE / "model_corpus.py"), str(out), *only] + (["--all"] if everything else [])
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads((out / "manifest.json").read_text())
@@ -74,6 +74,7 @@ def _package_int8(run_cli, tmp_path, model_path, xs, ys):
 
 
 H5_DEFAULT = {"resnet_dw", "nested", "lstm", "rms_norm"}  # the slow sweep loads every .h5
+OPS_IN_GRAPH = {"keras_ops", "mobilenet_v3_small", "mobilenet_v3_large", "transformer_tokens", "transformer_features"}
 
 
 def test_keras3_corpus_loads_equivalent(k3):
@@ -97,7 +98,7 @@ def test_keras3_corpus_loads_equivalent(k3):
             _check_against_reference(src.model, xs, ys)  # independent of the loader's own check
             seen |= {type(l).__name__ for l in src.model.layers}
     assert {"Rescaling", "BatchNormalization", "DepthwiseConv2D", "GRU", "LSTM", "Embedding",
-            "Sequential", "Functional"} <= seen
+            "Sequential", "Functional", "TFOpLambda", "SlicingOpLambda", "MultiHeadAttention"} <= seen
 
 
 @pytest.mark.parametrize("name", [n for n, (_, f) in corpus.SPECS.items() if "package" in f])
@@ -170,13 +171,16 @@ def test_keras3_full_sweep_packages_every_model(run_cli, tmp_path):
     for name, entry in manifest.items():
         xs, ys = _data(out, name, entry["inputs"])
         for fmt in ("keras", "h5"):
+            if fmt == "h5" and name in OPS_IN_GRAPH:
+                continue  # Keras 3's legacy .h5 does not record an operation's module (refused: save as .keras)
             src = load_source(out / entry["files"][fmt])
             if src.kind == "keras":
                 _check_against_reference(src.model, xs, ys)
         # not packaged: multi-input (the pipeline takes one input), int token input, and GRU/LSTM: edgepack's
         # converter fails on any tf_keras RNN, native ones too ("tf.TensorListReserve requires element_shape
         # to be static"; a batch-1 concrete function would fix it, in convert/)
-        if "no_twin" not in entry["flags"] and entry["inputs"] == 1 and name not in ("embedding", "gru", "lstm"):
+        if "no_twin" not in entry["flags"] and entry["inputs"] == 1 and xs[0].dtype == np.float32 and \
+                name not in ("gru", "lstm", "mobilenet_v3_large", "efficientnet_b0"):
             _package_int8(run_cli, tmp_path, out / entry["files"]["keras"], xs, ys)
 
 
@@ -316,3 +320,90 @@ def test_divergent_translation_is_refused_naming_the_layer(k3, monkeypatch):
     monkeypatch.setitem(keras3.ACTIVATIONS, "tanh", "sigmoid")
     with pytest.raises(ModelLoadError, match=f"first diverging layer '{tanh}'"):
         load_model(path)
+
+
+def test_keras3_h5_with_operations_is_refused_in_one_line(k3, run_cli, tmp_path):
+    from test_load_bad import _refused
+
+    out, manifest = k3
+    f = out / manifest["keras_ops"]["files"]["h5"]
+    _refused(run_cli("package", f, "--quantize", "dynamic", "--out", tmp_path / "o"), f.name, "operation",
+             "save the model as .keras")
+    assert not (tmp_path / "o").exists()
+
+
+def test_attention_model_for_tflm_is_refused_naming_the_op(k3, run_cli, tmp_path):
+    """The pinned TFLM has no GELU kernel (and the dynamic-batch Dense on a sequence needs REDUCE_PROD):
+    --target tflm stops in one line naming the op and the way out, nothing written."""
+    out, manifest = k3
+    xs, _ = _data(out, "transformer_features", 1)
+    np.savez(tmp_path / "calib.npz", x=xs[0])
+    r = run_cli("package", out / manifest["transformer_features"]["files"]["keras"], "--target", "tflm", "--device",
+                "nucleo-h743zi2", "--quantize", "int8", "--calibration", tmp_path / "calib.npz",
+                "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "TFLite-Micro has no kernel for op" in r.err and "--target android" in r.err, r.err
+    assert "Traceback" not in r.err and not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def k3_apps(tmp_path_factory):
+    out = tmp_path_factory.mktemp("k3apps")
+    return out, _build_keras3(out, True, ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"))
+
+
+@pytest.mark.slow  # ~2-4 min: three applications built, translated and proven against Keras 3
+def test_keras3_applications_translate_within_tolerance(k3_apps):
+    from edgepack.load import load_source
+
+    out, manifest = k3_apps
+    for name in ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"):
+        src = load_source(out / manifest[name]["files"]["keras"])
+        assert src.kind == "keras" and src.translation["ok"], (name, src.reason)
+        xs, ys = _data(out, name, 1)
+        if name == "efficientnet_b0":  # 240 layers of untrained weights amplify float32 op-order noise: on the
+            # corpus' pixel inputs one sample of 16 differed by 4.9e-4 (the loader's 8 samples: 6.7e-6)
+            pred = corpus.predict(src.model, xs)[0]
+            assert np.abs(pred - ys[0]).max() <= 1e-3
+        else:
+            _check_against_reference(src.model, xs, ys)
+        kinds = {type(l).__name__ for l in src.model.layers}
+        if name.startswith("mobilenet"):
+            assert "TFOpLambda" in kinds  # hard-swish / hard-sigmoid as Keras operations
+
+
+@pytest.mark.slow  # ~2-6 min
+def test_mobilenet_v3_small_packages_int8_with_hard_swish(k3_apps, run_cli, tmp_path):
+    """Packaged int8 for Android with HARD_SWISH fused. The gate is off: plain int8 of an untrained MobileNetV3
+    moves its outputs a lot, exactly as much as int8 of Keras 3's own export does (measured on one draw: max abs
+    error 0.230, relative RMS 0.244, 12/16 top-1 agreement both ways), so the loss is int8's, not the translation's."""
+    from edgepack.runtime import LiteRT
+
+    out, manifest = k3_apps
+    xs, ys = _data(out, "mobilenet_v3_small", 1)
+    np.savez(tmp_path / "calib.npz", x=xs[0])
+    r = run_cli("package", out / manifest["mobilenet_v3_small"]["files"]["keras"], "--target", "android",
+                "--quantize", "int8", "--calibration", tmp_path / "calib.npz", "--out", tmp_path / "o", "-q",
+                "--max-accuracy-drop", "none")
+    assert r.exit_code == 0, r.err
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert "HARD_SWISH" in report["tflite"]["ops"] and report["source"]["translation"]["ok"]
+    pred = LiteRT((tmp_path / "o" / "model.tflite").read_bytes()).predict(xs[0])
+    assert pred.shape == ys[0].shape and np.abs(pred - ys[0]).max() < 0.5 * float(ys[0].max())
+
+
+@pytest.mark.slow  # ~1-2 min
+def test_mobilenet_v3_small_structured_pruning_and_clustering(k3_apps, run_cli, tmp_path):
+    out, manifest = k3_apps
+    xs, _ = _data(out, "mobilenet_v3_small", 1)
+    np.savez(tmp_path / "calib.npz", x=xs[0])
+    rec = tmp_path / "r.yaml"
+    rec.write_text("steps:\n  - {type: prune_structured, ratio: 0.5, round_to: 1}\n  - {type: cluster, clusters: 16}\n"
+                   "quantize: {mode: int8}\n")
+    # untrained and one-shot: this checks the steps run through squeeze-excite gates and hard-swish, not accuracy
+    r = run_cli("package", out / manifest["mobilenet_v3_small"]["files"]["keras"], "--recipe", rec,
+                "--calibration", tmp_path / "calib.npz", "--out", tmp_path / "o", "-q", "--max-accuracy-drop", "none")
+    assert r.exit_code == 0, r.err
+    steps = json.loads((tmp_path / "o" / "report.json").read_text())["steps"]
+    prune = next(s for s in steps if s["step"] == "prune_structured")
+    assert prune["macs"] < steps[0]["macs"] / 2
+    assert any(s["step"] == "cluster" for s in steps)

@@ -3,7 +3,8 @@
 tfmot (every compression step) needs Keras 2, so a Keras 3 model is rebuilt as a tf_keras model:
 each layer class in :data:`TWINS` names its tf_keras twin and how its config keys translate; a
 Keras 3 option the twin cannot express (e.g. ``LayerNormalization(rms_scaling=True)``) or a class
-outside the table raises :class:`NoTwinError` naming the layer, class and option. Nothing from the
+outside the table raises :class:`NoTwinError` naming the layer, class and option. Keras 3 operation
+nodes (``keras.ops`` calls) become TFOpLambda layers through :mod:`.keras3_ops`. Nothing from the
 file is deserialised by Keras 3 here: the config is plain JSON in, plain JSON out.
 
 Example::
@@ -20,6 +21,7 @@ from functools import lru_cache
 from typing import Any, Callable, Optional
 
 from ..errors import ModelLoadError
+from .keras3_ops import OpError, composite_activation, is_op, translate_op
 from .scan import MODEL_CLASSES
 
 
@@ -40,7 +42,8 @@ class Twin:
 
     ``fixed``: Keras 3 keys dropped when they hold the given value (any other value: no twin);
     ``rename``: Keras 3 key -> tf_keras key; ``extra``: tf_keras keys taken through ``**kwargs``;
-    ``fn``: a last rewrite of the translated config.
+    ``fn``: a last rewrite of the translated config; ``call_args``: names of the call's positional
+    arguments after the first, passed by keyword in tf_keras (e.g. MultiHeadAttention's ``value``).
     """
 
     tf_class: str
@@ -48,6 +51,7 @@ class Twin:
     rename: dict = field(default_factory=dict)
     extra: frozenset = frozenset()
     fn: Optional[Callable[[dict], dict]] = None
+    call_args: tuple = ()
 
 
 _NO_QUANT = {"quantization_config": None, "lora_rank": None, "lora_alpha": None}
@@ -55,6 +59,7 @@ _RNN = dict(fixed={"zero_output_for_mask": False, "seed": None, "use_cudnn": "au
             extra=frozenset({"return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                              "time_major", "zero_output_for_mask"}))
 _POOL = frozenset({"keepdims"})
+_MHA_SHAPES = {"query_shape": None, "key_shape": None, "value_shape": None}  # tf_keras builds it on the call
 _BN_EXTRA = frozenset({"renorm", "renorm_clipping", "renorm_momentum", "fused", "virtual_batch_size",
                        "adjustment"})
 
@@ -104,6 +109,8 @@ TWINS: dict[str, Twin] = {
     "ZeroPadding2D": _same("ZeroPadding2D"),
     "Cropping1D": _same("Cropping1D"), "Cropping2D": _same("Cropping2D"),
     "UpSampling1D": _same("UpSampling1D"), "UpSampling2D": _same("UpSampling2D"),
+    "MultiHeadAttention": _same("MultiHeadAttention", fixed={"use_gate": False, "sliding_window": None, "seed": None},
+                                call_args=("value", "key"), fn=lambda c: {**c, **_MHA_SHAPES}),
     "GRU": _same("GRU", **_RNN), "LSTM": _same("LSTM", **_RNN), "SimpleRNN": _same("SimpleRNN", **_RNN),
     "Bidirectional": _same("Bidirectional"),  # its layer/backward_layer translated like any layer entry
 }
@@ -233,15 +240,30 @@ def _collect(args: Any, ctx: _Ctx, layer: str, cls: str) -> list:
     raise NoTwinError(ctx.source, layer, cls, f"a non-tensor call argument {args!r}")
 
 
+_NONE_KWARGS = frozenset({"training", "mask", "attention_mask", "query_mask", "value_mask", "key_mask"})
+
+
 def _node(node: Any, ctx: _Ctx, layer: str, cls: str) -> list:
     if isinstance(node, list):  # already the tf_keras layout ([[name, node, tensor, kwargs], ...])
         return node
     if not isinstance(node, dict):
         raise ModelLoadError(f"{ctx.source}: layer '{layer}' has a malformed inbound node; the file is corrupt")
-    refs = _collect(node.get("args", []), ctx, layer, cls)
+    named = TWINS[cls].call_args if cls in TWINS else ()
+    args = node.get("args", [])
     kwargs = {}
+    if named and isinstance(args, list) and len(args) > 1:
+        if len(args) > len(named) + 1:
+            raise NoTwinError(ctx.source, layer, cls, f"{len(args)} positional call arguments")
+        for key, value in zip(named, args[1:]):
+            if value is not None:
+                kwargs[key] = _collect(value, ctx, layer, cls)[0]
+        args = args[:1]
+    refs = _collect(args, ctx, layer, cls)
     for key, value in (node.get("kwargs") or {}).items():
-        if key in ("training", "mask") and value in (None, False):
+        if key in _NONE_KWARGS and value in (None, False):
+            continue
+        if named and key in named and isinstance(value, dict):
+            kwargs[key] = _collect(value, ctx, layer, cls)[0]
             continue
         if isinstance(value, (dict, list)):
             raise NoTwinError(ctx.source, layer, cls, f"call argument {key}")
@@ -259,14 +281,43 @@ def _io_list(value: Any) -> list:
     return value
 
 
-def _shift_nested(refs: list, nested: set) -> list:
-    """tf_keras counts a nested model's own Input->output node as node 0 (Keras 3 does not)."""
-    return [[r[0], r[1] + 1 if r[0] in nested else r[1], *r[2:]] for r in refs]
+def _shift_nested(refs: Any, nested: set) -> Any:
+    """tf_keras counts a nested model's own Input->output node as node 0 (Keras 3 does not); also the
+    references inside call keyword arguments (an operation's ``y``, an attention's ``value``)."""
+    if isinstance(refs, list) and len(refs) >= 3 and isinstance(refs[0], str) and isinstance(refs[1], int):
+        head = [refs[0], refs[1] + 1 if refs[0] in nested else refs[1], refs[2]]
+        return head + [_shift_nested(r, nested) for r in refs[3:]]
+    if isinstance(refs, list):
+        return [_shift_nested(r, nested) for r in refs]
+    if isinstance(refs, dict):
+        return {k: _shift_nested(v, nested) for k, v in refs.items()}
+    return refs
+
+
+def _op_layers(entry: dict, ctx: _Ctx, taken: set) -> Optional[list]:
+    """The TFOpLambda layers of a Keras 3 operation node or composite Activation (None: neither)."""
+    chain = composite_activation(entry) if isinstance(entry, dict) else None
+    if not (chain or is_op(entry)):
+        return None
+    name = str((entry.get("config") or {}).get("name") or entry.get("name"))
+    what = entry.get("class_name") if chain is None else f"Activation {entry['config'].get('activation')!r}"
+    try:
+        layers = translate_op(entry, taken, chain)
+    except OpError as e:
+        raise NoTwinError(ctx.source, name, f"{what} operation ({entry.get('module')})", str(e)) from None
+    ctx.layers += 1
+    return layers
 
 
 def _functional(cfg: dict, ctx: _Ctx) -> dict:
     layers, nested = [], set()
+    taken = {str(e.get("name") or (e.get("config") or {}).get("name")) for e in cfg.get("layers", [])
+             if isinstance(e, dict)}
     for entry in cfg.get("layers", []):
+        ops = _op_layers(entry, ctx, taken)
+        if ops is not None:
+            layers.extend(ops)
+            continue
         cls, inner = _entry(entry, ctx)
         name = entry.get("name") or inner.get("name")
         nodes = [_node(n, ctx, name, cls) for n in entry.get("inbound_nodes", [])]

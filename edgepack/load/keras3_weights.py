@@ -29,6 +29,9 @@ from ..errors import ModelLoadError
 from .formats import _first_line
 
 _MODELS = ("Functional", "Sequential", "Model")
+# Layers whose child saveables tf_keras creates in another order than Keras 3's alphabetical file order.
+CHILD_ORDER = {"MultiHeadAttention": ("query_dense", "key_dense", "value_dense", "output_dense"),
+               "Bidirectional": ("forward_layer", "backward_layer")}
 
 
 def snake(name: str) -> str:
@@ -42,13 +45,15 @@ def _child_key(name: str) -> str:
     return f"~{name}" if name.startswith("_") else name
 
 
-def _leaf_arrays(group) -> list[np.ndarray]:
+def _leaf_arrays(group, cls: str = "") -> list[np.ndarray]:
     out: list[np.ndarray] = []
     own = group.get("vars")
     if own is not None:
         out += [np.asarray(own[k]) for k in sorted(own.keys(), key=int)]
-    # children in attribute order: alphabetical, except a Bidirectional's forward layer before its backward one
-    for child in sorted((k for k in group.keys() if k != "vars"), key=lambda k: (k == "backward_layer", _child_key(k))):
+    # children in attribute order: alphabetical unless the layer's class orders them (CHILD_ORDER)
+    order = CHILD_ORDER.get(cls, ())
+    children = sorted((k for k in group.keys() if k != "vars"), key=_child_key)
+    for child in sorted(children, key=lambda c: order.index(c) if c in order else len(order)):
         if child.startswith("seed_generator") or not hasattr(group[child], "keys"):
             continue
         out += _leaf_arrays(group[child])
@@ -64,6 +69,8 @@ def _walk_zip(cfg: dict, group, path: tuple, source: str) -> Iterator[tuple[tupl
     used: dict[str, int] = {}
     layers = group.get("layers") if group is not None else None
     for entry in entries:
+        if str(entry.get("module") or "").startswith("keras.src.ops."):
+            continue  # operation nodes are not saveables: no weights, no group in the file
         base = snake(entry["class_name"])
         if base in used:
             used[base] += 1
@@ -81,7 +88,7 @@ def _walk_zip(cfg: dict, group, path: tuple, source: str) -> Iterator[tuple[tupl
         if entry["class_name"] in _MODELS:
             yield from _walk_zip(entry, sub, path + (name,), source)
         else:
-            yield path + (name,), ([] if sub is None else _leaf_arrays(sub)), entry["class_name"]
+            yield path + (name,), ([] if sub is None else _leaf_arrays(sub, entry["class_name"])), entry["class_name"]
 
 
 def _layer(model, path: tuple):

@@ -4,7 +4,8 @@ Keras deserialisers resolve every ``{"class_name", "module", "registered_name", 
 config, at any depth: ``module`` is imported, ``registered_name`` can pick a class other than
 ``class_name`` (a "Functional" that is really a Lambda), and Lambda layers rebuild Python bytecode.
 :func:`scan_config` walks the whole config and allows only Keras' own built-in classes, named by
-``class_name``, from Keras' own modules. The top-level compile config (losses, metrics, optimizers)
+``class_name``, from Keras' own modules; Keras 3 operation nodes (``keras.src.ops.*``) and tf_keras
+TFOpLambda layers only from the table in :mod:`.keras3_ops`. The top-level compile config (losses, metrics, optimizers)
 is never deserialised by edgepack (models load with ``compile=False``), so it is not scanned.
 
 Example::
@@ -19,6 +20,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ..errors import ModelLoadError
+from .keras3_ops import CLASS_NAMES, OPS_MODULE_PREFIX, TF_FUNCTIONS, known_op
 
 UNSAFE_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
@@ -66,12 +68,40 @@ def _refuse(source: str, layer: str, what: str) -> ModelLoadError:
                           "code from the file; pass --unsafe only if you trust this file")
 
 
+def _op_layer(d: dict, cls: Any, module: Any, reg: Any, source: str, layer: str) -> bool:
+    """True for an accepted operation: a Keras 3 ``keras.src.ops`` class of the table, or a tf_keras
+    TFOpLambda/SlicingOpLambda calling one of the table's TF functions (tf_keras resolves it by name
+    in TensorFlow's API registry, no import)."""
+    if isinstance(module, str) and module.startswith(OPS_MODULE_PREFIX):
+        if not (known_op(module, cls) and reg in (None, cls)):
+            raise ModelLoadError(f"{source}: layer '{layer}' is the Keras 3 operation {cls!r} ({module}), which "
+                                 "is not in edgepack's table of Keras operations with a tf_keras twin; express it "
+                                 "with Keras layers or supported keras.ops calls, or pass --unsafe (conversion-only "
+                                 "through Keras 3's export) if you trust this file")
+        return True
+    if module is None and cls in CLASS_NAMES - tf_keras_builtins() and isinstance(d.get("inbound_nodes"), list) \
+            and any(isinstance(n, dict) for n in d["inbound_nodes"]):
+        raise ModelLoadError(f"{source}: layer '{layer}' is the Keras 3 operation {cls!r} saved in the legacy .h5 "
+                             "format, which does not record the operation's module (Keras 3 itself cannot reload "
+                             "it reliably); save the model as .keras")
+    if cls in ("TFOpLambda", "SlicingOpLambda") and module is None and reg in (None, cls):
+        fn = (d.get("config") or {}).get("function") if isinstance(d.get("config"), dict) else None
+        if fn not in TF_FUNCTIONS:
+            raise ModelLoadError(f"{source}: layer '{layer}' is a {cls} calling tf.{fn}, which is not in edgepack's "
+                                 "table of TensorFlow operations (a TF op layer can call any TensorFlow function); "
+                                 "pass --unsafe if you trust this file")
+        return True
+    return False
+
+
 def _check_object(d: dict, source: str, layer: str, known: Callable[[str], bool]) -> None:
     cls = d.get("class_name")
     module = d.get("module")
     reg = d.get("registered_name")
     if "class_name" in d and not isinstance(cls, str):
         raise _refuse(source, layer, f"has a non-text class_name {cls!r}")
+    if _op_layer(d, cls, module, reg, source, layer):
+        return
     if cls in UNSAFE_CLASSES:
         raise ModelLoadError(f"{source}: layer '{layer}' is a {cls.strip('_')}, which runs arbitrary Python "
                              "code when loaded; pass --unsafe if you trust this file")

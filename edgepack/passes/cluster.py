@@ -149,6 +149,8 @@ class Cluster(Pass):
             fit(clustered, ctx.train, ctx, cfg.fine_tune, label="cluster fine-tune")
         out = mot.clustering.keras.strip_clustering(clustered)
         if not (cfg.fine_tune is not None and cfg.fine_tune.epochs):  # one-shot: fit() did not recalibrate
+            stripped, out = out, keras().models.clone_model(out)  # strip_clustering reuses layer objects: a fresh
+            out.set_weights(stripped.get_weights())  # graph, or the BN probe model is "disconnected"
             recalibrate_batchnorm(out, bn_data(ctx))
         after = weight_stats(out)
         ctx.record(clusters=cfg.clusters, per_channel=cfg.per_channel, preserve_sparsity=self.preserve_sparsity,

@@ -35,6 +35,12 @@ PASSTHROUGH = {
     "UpSampling2D", "UpSampling3D",
 }
 MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
+# tf_keras TFOpLambda functions (translated Keras 3 operations): element-wise, so channel-preserving with a
+# scalar constant; two tensors through a binary one couple their channels like a merge layer.
+OP_UNARY = {"nn.relu", "nn.relu6", "math.sigmoid", "nn.silu", "nn.gelu", "math.tanh", "math.abs",
+            "math.negative", "nn.leaky_relu", "nn.elu", "math.softplus"}
+OP_BINARY = {"math.add", "__operators__.add", "math.subtract", "math.multiply", "math.truediv", "math.maximum",
+             "math.minimum"}
 
 
 @dataclass
@@ -77,6 +83,7 @@ class Node:
     config: dict
     inputs: list[str]
     shared: bool = False
+    call: Optional[dict] = None  # a TFOpLambda's call keyword arguments
 
 
 class Graph:
@@ -178,10 +185,31 @@ def _nodes(model) -> tuple[list[Node], list[str]]:
     for e in entries:
         inbound = e.get("inbound_nodes") or []
         refs = inbound[0] if inbound else []
+        call = None
+        if e["class_name"] == "TFOpLambda" and refs and isinstance(refs[0], str):  # one entry, tensors in kwargs
+            call = dict(refs[3]) if len(refs) > 3 else {}
+            if refs[0] == "_CONSTANT_VALUE":
+                call["_first"] = refs[2]
+            refs = ([refs] if refs[0] != "_CONSTANT_VALUE" else []) + [v for v in call.values() if _is_ref(v)]
         names = [r[0] for r in refs] if isinstance(refs, list) else []
         bad_ref = any(isinstance(r, list) and (r[1] != 0 or r[2] != 0) for r in refs)
-        nodes.append(Node(e["name"], e["class_name"], e["config"], names, shared=len(inbound) > 1 or bad_ref))
+        nodes.append(Node(e["name"], e["class_name"], e["config"], names, shared=len(inbound) > 1 or bad_ref,
+                          call=call))
     return nodes, [o[0] for o in cfg["output_layers"]]
+
+
+def _is_ref(v) -> bool:
+    return isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str) and isinstance(v[1], int)
+
+
+def _op_lambda(g: Graph, n: Node, layer, ins: list[Layout]) -> Layout:
+    fn = n.config.get("function")
+    consts = [v for v in (n.call or {}).values() if not _is_ref(v) and v is not None]
+    if len(ins) == 1 and (fn in OP_UNARY or fn in OP_BINARY) and all(isinstance(v, (int, float)) for v in consts):
+        return ins[0]
+    if len(ins) == 2 and fn in OP_BINARY:
+        return _merge(g, n, layer, ins)
+    return _unsupported(g, n, layer, ins, f"channel pruning does not support the operation '{fn}' here")
 
 
 def build_graph(model) -> Graph:
@@ -213,6 +241,8 @@ def _trace(g: Graph, n: Node, layer, ins: list[Layout], model) -> Layout:
         return Layout([(g.new_group(size, "channels of the model input"), size)])
     if n.shared:
         return _unsupported(g, n, layer, ins, "layer is shared or has several outputs")
+    if n.cls == "TFOpLambda":
+        return _op_lambda(g, n, layer, ins)
     if len(ins) != 1 and n.cls not in MERGES | {"Concatenate"}:
         return _unsupported(g, n, layer, ins, "layer has several inputs")
     if n.cls in PRODUCERS:
