@@ -351,7 +351,7 @@ def test_readme_walkthrough(ws):
     cmp = ws.run(B5, "edgepack profile --compare a.tflite b.tflite --device host")
     assert "B/A" in cmp.stdout and "build/firmware/model.tflite" in cmp.stdout
     dev = ws.run(B5, "edgepack devices")
-    specs = [ln.split("\t")[0] for ln in dev.stdout.splitlines()]  # stdout is a pipe: plain tab-separated lines
+    specs = [ln.split()[0] for ln in dev.stdout.splitlines() if ln.strip()]  # a pipe: one plain line per device
     assert "host" in specs and "estimate:nucleo-l4r5zi" in specs
     tensors = ws.run("README.md block 6", "edgepack inspect build/android/model.tflite --tensors")
     assert "MACs" in tensors.stdout and "quantization" in tensors.stdout and "serving_default_image" in tensors.stdout
@@ -413,7 +413,9 @@ def adb_server(tmp_path):
     sys.path.insert(0, str(ROOT / "tests"))
     from test_adb_server import AdbServerProcess
 
-    proc = AdbServerProcess(tmp_path / "adb-home").start()
+    home = tmp_path / "adb-home"
+    home.mkdir()
+    proc = AdbServerProcess(home).start()
     yield proc
     proc.detach_all()
     proc.stop()
@@ -446,8 +448,6 @@ def test_readme_profile_adb(ws, adb_server, tmp_path):
         every = ws.run(B5, "edgepack profile build/android --device adb:all --benchmark-binary arm64-v8a=./bm64 "
                            "--benchmark-binary armeabi-v7a=./bm32", env=env)
         assert pixel.serial in every.stdout and old.serial in every.stdout and "max/min" in every.stdout
-        assert any("/bm32" in c or "bm32" in c for c in old.commands) or any("benchmark_model" in c
-                                                                            for c in old.commands)
         assert any("benchmark_model --graph=" in c for c in old.commands)
         direct = ws.run(B5, "edgepack profile build/android --device adb-tcp:192.168.1.7:5555 --benchmark-binary "
                             "./benchmark_model", env=env, direct=wifi.serial)
