@@ -39,6 +39,7 @@ README = ROOT / "README.md"
 MAKEFILE = ROOT / "Makefile"
 BIN = Path(sys.executable).parent  # the venv whose `edgepack` console script runs every command
 TFLM_ROOT = os.environ.get("EDGEPACK_TFLM_ROOT")
+TFLM_ROOT = str(Path(TFLM_ROOT).resolve()) if TFLM_ROOT else None  # the commands run in another folder
 QEMU_BOARD = ROOT / "tests/data/flash/mps2-an386-gdb.yaml"
 HAVE = {t: shutil.which(t) is not None for t in ("adb", "arm-none-eabi-gcc", "qemu-system-arm", "gdb-multiarch",
                                                  "cmake", "cc")}
