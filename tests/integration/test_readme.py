@@ -527,7 +527,8 @@ def test_readme_profile_qemu(ws):
 @pytest.mark.skipif(not (TFLM_ROOT and HAVE["cmake"] and shutil.which("g++")),
                     reason="needs EDGEPACK_TFLM_ROOT (a TFLM tree), cmake and a host g++ (make system-deps)")
 def test_firmware_readme_cmake(ws, tmp_path):
-    """The firmware README's Build it lines: plain CMake with a TFLM tree or a TFLM target, and Zephyr."""
+    """The firmware README's Build it lines: plain CMake with a TFLM target or a TFLM tree, and Zephyr (the tree
+    build, minutes on 2 cores, comes last)."""
     from test_firmware_layouts import ZEPHYR_CMAKE_SHIM
 
     ws.ensure("firmware")
@@ -536,20 +537,15 @@ def test_firmware_readme_cmake(ws, tmp_path):
     top = re.search(r"the host TFLM gives top class (\d+)", text)
     assert top, "the firmware README no longer says which top class the example prints"
     src = "build/firmware/README.md"
-    # -DEDGEPACK_TFLM_ROOT=<tflite-micro tree>: builds TFLM and the host example, which runs
-    opt = applied(row(src, "-DEDGEPACK_TFLM_ROOT=<tflite-micro tree>"), tflm_root=TFLM_ROOT)
-    b = tmp_path / "root"
-    _ok(["cmake", "-S", fw, "-B", b, opt, "-DCMAKE_BUILD_TYPE=Release"])
-    _ok(["cmake", "--build", b, "--target", "g_model_inference_example", "-j", str(os.cpu_count() or 2)])
-    r = _ok([b / "g_model_inference_example"])
-    assert f"top class {top.group(1)}" in r.stdout, r.stdout
     # -DEDGEPACK_TFLM_TARGET=<your TFLM target>
     opt = applied(row(src, "-DEDGEPACK_TFLM_TARGET=<your TFLM target>"))
     parent = tmp_path / "parent"
     parent.mkdir()
     tree = Path(TFLM_ROOT).resolve()
-    incs = " ".join(f'"{p}"' for p in (tree, tree / "third_party/flatbuffers/include", tree / "third_party/gemmlowp",
-                                        tree / "third_party/ruy") if p.is_dir())
+    deps = [base / dep for dep in ("flatbuffers/include", "gemmlowp", "ruy")  # where the CMakeLists looks too
+            for base in (tree / "third_party", tree / "tensorflow/lite/micro/tools/make/downloads")
+            if (base / dep).is_dir()]
+    incs = " ".join(f'"{p}"' for p in [tree, *deps])
     (parent / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.13)\nproject(app C CXX)\n"
         f"add_library(tflm_headers INTERFACE)\ntarget_include_directories(tflm_headers INTERFACE {incs})\n"
@@ -561,8 +557,9 @@ def test_firmware_readme_cmake(ws, tmp_path):
     _ok(["cmake", "--build", b, "--target", "g_model_inference", "g_model_harness"])
     # west build ... -- -DZEPHYR_EXTRA_MODULES=<this folder>
     module = yaml.safe_load((fw / "zephyr/module.yml").read_text())
-    configs = re.findall(r"`(CONFIG_[A-Z0-9_]+)=y`", text)
-    assert "CONFIG_EDGEPACK_G_MODEL" in configs
+    configs = re.findall(r"`(CONFIG_[A-Z0-9_]+)=y`", text)  # the prj.conf lines the README gives
+    configs += re.findall(r"`(CONFIG_[A-Z0-9_]+)`, default y", text)  # Kconfig defaults it names
+    assert {"CONFIG_EDGEPACK_G_MODEL", "CONFIG_EDGEPACK_G_MODEL_INFERENCE"} <= set(configs), configs
     app, b = tmp_path / "zephyr_app", tmp_path / "zephyr_b"
     app.mkdir()
     (app / "CMakeLists.txt").write_text(
@@ -576,6 +573,13 @@ def test_firmware_readme_cmake(ws, tmp_path):
                   fw=str(fw))
     _ok(shlex.split(cmd))
     _ok(["cmake", "--build", b, "--target", "app"])
+    # -DEDGEPACK_TFLM_ROOT=<tflite-micro tree>: builds TFLM and the host example, which runs
+    opt = applied(row(src, "-DEDGEPACK_TFLM_ROOT=<tflite-micro tree>"), tflm_root=TFLM_ROOT)
+    b = tmp_path / "root"
+    _ok(["cmake", "-S", fw, "-B", b, opt, "-DCMAKE_BUILD_TYPE=Release"])
+    _ok(["cmake", "--build", b, "--target", "g_model_inference_example", "-j", str(os.cpu_count() or 2)])
+    r = _ok([b / "g_model_inference_example"])
+    assert f"top class {top.group(1)}" in r.stdout, r.stdout
 
 
 def _ok(cmd: list, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
