@@ -196,7 +196,6 @@ def _last_dense(cfg):
 
 
 def test_keras3_lambda_refused_without_running_it(k3, run_cli, tmp_path):
-    from test_load_bad import _refused
 
     out, _ = k3
     flag = out / "lambda_ran"
@@ -212,7 +211,6 @@ def test_keras3_lambda_refused_without_running_it(k3, run_cli, tmp_path):
 
 @pytest.mark.parametrize("case", ["custom_class", "module", "functional_lambda", "registered_name"])
 def test_keras3_hostile_configs_refused(k3, run_cli, tmp_path, case, monkeypatch):
-    from test_load_bad import _refused
 
     flag = tmp_path / "imported"
     mod = f"k3_payload_{case}"
@@ -242,7 +240,6 @@ def test_keras3_hostile_configs_refused(k3, run_cli, tmp_path, case, monkeypatch
 
 @pytest.mark.parametrize("case", ["truncated", "weights", "list"])
 def test_keras3_broken_files_are_one_line(k3, run_cli, tmp_path, case):
-    from test_load_bad import _refused
 
     out, manifest = k3
     src = out / manifest["mlp"]["files"]["keras"]
@@ -323,7 +320,6 @@ def test_divergent_translation_is_refused_naming_the_layer(k3, monkeypatch):
 
 
 def test_keras3_h5_with_operations_is_refused_in_one_line(k3, run_cli, tmp_path):
-    from test_load_bad import _refused
 
     out, manifest = k3
     f = out / manifest["keras_ops"]["files"]["h5"]
@@ -407,3 +403,10 @@ def test_mobilenet_v3_small_structured_pruning_and_clustering(k3_apps, run_cli, 
     prune = next(s for s in steps if s["step"] == "prune_structured")
     assert prune["macs"] < steps[0]["macs"] / 2
     assert any(s["step"] == "cluster" for s in steps)
+
+
+def _refused(r, *words):
+    """A one-line refusal naming ``words`` (tests/refusal.py's shared check)."""
+    from refusal import assert_refused
+
+    assert_refused(r, match=list(words))
