@@ -20,8 +20,8 @@ demo: setup
 	$(BIN)/edgepack package examples/mnist/model.h5 --target android \
 	  --recipe examples/mnist/recipe.yaml --calibration calibration_data/mnist/calib.npz \
 	  --eval calibration_data/mnist/eval.npz --labels examples/mnist/labels.txt \
-	  --out build/android --force
-	$(BIN)/edgepack inspect build/android/model.tflite
+	  --out build/demo --force
+	$(BIN)/edgepack inspect build/demo/model.tflite
 
 test: setup
 	$(BIN)/pytest -n 2 -q

@@ -72,17 +72,16 @@ TFLM = Sub("~/tflite-micro", "{tflm_root}", "$EDGEPACK_TFLM_ROOT: the TFLM tree 
 TABLE: tuple[Row, ...] = (
     Row("README.md block 1", "make demo", "test_readme_make_demo",
         how="runs the Makefile's demo recipe lines (see the Makefile demo rows) in a fresh folder of its own: "
-            "`make` would first create a .venv; the folder is fresh because block 2 without --force refuses the "
-            "build/android that make demo writes"),
+            "`make` would first create a .venv (it writes build/demo, so block 2's build/android is still free)"),
     Row("README.md block 1", "make test", "test_every_readme_command_is_in_the_table",
         how="checks that the Makefile's test recipe is `pytest -n 2 -q`, as the README's Tests section says: "
             "running the suite inside the suite makes no sense"),
     Row("Makefile demo", "$(BIN)/edgepack package examples/mnist/model.h5 --target android --recipe "
         "examples/mnist/recipe.yaml --calibration calibration_data/mnist/calib.npz --eval "
-        "calibration_data/mnist/eval.npz --labels examples/mnist/labels.txt --out build/android --force",
+        "calibration_data/mnist/eval.npz --labels examples/mnist/labels.txt --out build/demo --force",
         "test_readme_make_demo",
         (Sub("$(BIN)/edgepack", "edgepack", "the venv's console script, on PATH (make setup's $(BIN))"),)),
-    Row("Makefile demo", "$(BIN)/edgepack inspect build/android/model.tflite", "test_readme_make_demo",
+    Row("Makefile demo", "$(BIN)/edgepack inspect build/demo/model.tflite", "test_readme_make_demo",
         (Sub("$(BIN)/edgepack", "edgepack", "the venv's console script, on PATH (make setup's $(BIN))"),)),
     Row("README.md block 2", "edgepack package examples/mnist/model.h5 --target android --recipe "
         "examples/mnist/recipe.yaml --calibration calibration_data/mnist/calib.npz --eval "
@@ -401,7 +400,7 @@ def test_readme_make_demo(tmp_path):
     assert len(first) == 2
     demo.run("Makefile demo", first[0])
     out = demo.run("Makefile demo", first[1])
-    assert "CONV_2D" in out.stdout and (demo.path / "build/android/model.tflite").is_file()
+    assert "CONV_2D" in out.stdout and (demo.path / "build/demo/model.tflite").is_file()
 
 
 @pytest.mark.slow
