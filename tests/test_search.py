@@ -51,8 +51,9 @@ def config(inputs: Path, out: Path, **kw):
     from edgepack.search.engine import SearchConfig
 
     return SearchConfig(model=inputs / "digits_cnn.h5", out=out, calibration=inputs / "calib.npz",
-                        train=inputs / "train.npz", eval=inputs / "eval.npz", space=inputs.parent / "space.yaml",
-                        **{"objective": "size", "trials": 4, "seed": 3, "workers": 1, "fresh_worker": False, **kw})
+                        **{"train": inputs / "train.npz", "eval": inputs / "eval.npz",
+                           "space": inputs.parent / "space.yaml", "objective": "size", "trials": 4, "seed": 3,
+                           "workers": 1, "fresh_worker": False, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +183,25 @@ def test_ctrl_c_leaves_a_valid_search_json(inputs, tmp_path):
     data = json.loads((out / "search.json").read_text())
     assert data["state"] == "interrupted" and data["trials"]
     assert all(t["status"] in ("ok", "infeasible", "failed") for t in data["trials"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, train", [("tflm", True), ("android", False), ("tflm", False)])
+def test_default_space_without_space_file_for_each_target_with_and_without_train(ray_head, inputs, tmp_path,
+                                                                                  target, train):
+    """The default path a new user takes: no --space (the space comes from the model and target)."""
+    from edgepack.search.engine import run_search
+
+    kw = {"space": None, "trials": 3, "epochs": 1}
+    if not train:
+        kw["train"] = None
+    if target == "tflm":
+        kw.update(target="tflm", device="nucleo-l4r5zi")
+    data = run_search(config(inputs, tmp_path / "s", **kw))
+    statuses = [t["status"] for t in data["trials"]]
+    assert len(statuses) == 3 and "failed" not in statuses, [t.get("error") for t in data["trials"]]
+    steps = data["space"]["steps"]
+    assert "prune_structured" in steps and (("qat" in steps) == train)
+    multiple = 4 if target == "tflm" else 8  # the kernels' channel multiple (cortex-m4: CMSIS-NN; XNNPACK)
+    assert steps["prune_structured"]["round_to"] == [1, multiple]
+    assert (tmp_path / "s" / "best" / "report.json").is_file()
