@@ -1,7 +1,7 @@
 """One check for "refused cleanly": the shape every bad-input test expects of edgepack.
 
 A refusal is: exit code 1 (2 for usage errors, pass ``code=2``), exactly one line on stderr starting
-with ``error: ``, no ``Traceback`` on stderr or stdout, and nothing written to the output: ``--out``
+with ``error: `` (besides ``warning: `` lines the run printed before it), no ``Traceback`` on stderr or stdout, and nothing written to the output: ``--out``
 does not exist and no staging folder (``.NAME.*`` beside it) is left behind, or, when the output
 existed before the run, it is byte-for-byte what it was (take a :func:`snapshot` first).
 
@@ -79,7 +79,9 @@ def assert_refused(result: Any, *, out: Optional[Union[str, Path, Snapshot]] = N
     codes = {code} if isinstance(code, int) else set(code)
     assert rc in codes, f"exit code {rc}, expected {sorted(codes)}; stderr:\n{stderr[-3000:]}"
     assert "Traceback" not in stderr and "Traceback" not in stdout, f"a traceback:\n{stderr[-3000:]}"
-    lines = stderr.strip().splitlines()
+    # Warnings the run printed before it was refused (e.g. one-shot pruning without --train) are theirs;
+    # the refusal itself is one line.
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip() and not ln.startswith("warning: ")]
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{stderr[-3000:]}"
     line = lines[0]
     assert line.startswith("error: "), f"the line does not start with 'error: ': {line!r}"
