@@ -160,6 +160,9 @@ def test_tf_keras_compiled_keras_file_packages(run_cli, tmp_path):
     assert report["source"] == {"kind": "keras", "format": "keras_zip", "framework": "tf_keras"}
 
 
+APPLICATIONS = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
+
+
 @pytest.mark.slow
 def test_keras3_full_sweep_packages_every_model(run_cli, tmp_path):
     """Every corpus model, slow ones included: loaded from both formats, packaged int8 from .keras."""
@@ -173,14 +176,18 @@ def test_keras3_full_sweep_packages_every_model(run_cli, tmp_path):
         for fmt in ("keras", "h5"):
             if fmt == "h5" and name in OPS_IN_GRAPH:
                 continue  # Keras 3's legacy .h5 does not record an operation's module (refused: save as .keras)
-            src = load_source(out / entry["files"][fmt])
-            if src.kind == "keras":
+            src = load_source(out / entry["files"][fmt])  # the loader's own 1e-4 proof runs here
+            if src.kind == "keras" and name not in APPLICATIONS:  # those: test_applications_translate's bounds
                 _check_against_reference(src.model, xs, ys)
         # not packaged: multi-input (the pipeline takes one input), int token input, and GRU/LSTM: edgepack's
         # converter fails on any tf_keras RNN, native ones too ("tf.TensorListReserve requires element_shape
         # to be static"; a batch-1 concrete function would fix it, in convert/)
+        # nor the untrained applications and the keras_ops stress graph, whose int8 loss on random weights is
+        # their own (Keras 3's own export loses as much; tests/test_keras3_ops.py and the MobileNetV3 tests
+        # package them with the gate off): the default gate rightly refuses them here
         if "no_twin" not in entry["flags"] and entry["inputs"] == 1 and xs[0].dtype == np.float32 and \
-                name not in ("gru", "lstm", "mobilenet_v3_large", "efficientnet_b0"):
+                name not in ("gru", "lstm", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
+                             "keras_ops"):
             _package_int8(run_cli, tmp_path, out / entry["files"]["keras"], xs, ys)
 
 
