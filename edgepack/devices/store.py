@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -46,13 +45,12 @@ def _strict_json(path: Path, data: Any) -> str:
 
 def read_report(report_dir: Path) -> dict:
     """The report.json of a package folder as data, validated as a package report (ReportError)."""
-    from ..report.schema import load_report
+    from ..report.schema import report_data
 
     if not (Path(report_dir) / "report.json").is_file():
         raise UsageError(f"--append-report {report_dir}: no report.json there; pass a folder "
                          "written by `edgepack package`")
-    load_report(report_dir)  # one check, one error type, for every reader
-    return json.loads((Path(report_dir) / "report.json").read_text())
+    return report_data(report_dir)  # one check, one error type, for every reader
 
 
 def append_profiles(report_dir: Path, results: Iterable[ProfileResult]) -> Path:

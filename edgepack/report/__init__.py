@@ -33,11 +33,9 @@ def report_json(report: dict[str, Any]) -> str:
 
 def rerender(folder: Path) -> list[str]:
     """Render report.md and report.html again from ``folder``/report.json; return the files written."""
-    from .schema import load_report
+    from .schema import report_data
 
-    load_report(folder)  # ReportError: missing, not JSON, not a package report
-    report = json.loads((Path(folder) / "report.json").read_text())
-    atomic_write_texts(rendered(Path(folder), report))
+    atomic_write_texts(rendered(Path(folder), report_data(folder)))  # ReportError: missing, not JSON, not a report
     return ["report.md", "report.html"]
 
 

@@ -138,8 +138,9 @@ class PackageReport(_Section):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def load_report(folder: Path) -> PackageReport:
-    """The report.json of a package folder, validated (ReportError: missing, not JSON, wrong shape)."""
+def report_data(folder: Path) -> dict[str, Any]:
+    """The report.json of a package folder as data, validated (ReportError: missing, not JSON, wrong shape);
+    for writers that add to it (``profile --append-report``) and re-render it."""
     path = Path(folder) / "report.json"
     try:
         data = json.loads(path.read_text())
@@ -149,4 +150,10 @@ def load_report(folder: Path) -> PackageReport:
         raise ReportError(f"{path}: not a valid report ({e}); re-run 'edgepack package' to write it again") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not an edgepack report (a JSON object was expected); re-run 'edgepack package'")
-    return PackageReport.of(data, str(path))
+    PackageReport.of(data, str(path))
+    return data
+
+
+def load_report(folder: Path) -> PackageReport:
+    """The report.json of a package folder, validated and typed (ReportError as :func:`report_data`)."""
+    return PackageReport.of(report_data(folder), str(Path(folder) / "report.json"))
