@@ -86,10 +86,8 @@ def materialise(inputs: dict[str, dict], folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _metrics(report: dict, job: TrialJob) -> dict[str, Any]:
-    from ..report.schema import PackageReport
-
-    rep = PackageReport.of(report, f"trial {job.number}'s report")
+def _metrics(rep) -> dict[str, Any]:
+    """The trial's figures from its typed report (edgepack.report.schema.PackageReport)."""
     t, v = rep.tflite, rep.verification
     m: dict[str, Any] = {"size_bytes": t.size_bytes, "download_bytes": rep.entropy.package_bytes,
                          "macs": t.macs, "params": t.params, "drop_pt": v.drop_pt if v else None,
@@ -116,11 +114,9 @@ def _measure(folder: Path, job: TrialJob, metrics: dict) -> None:
         metrics["energy_source"] = f"{r.energy.source} ({job.latency_device})"
 
 
-def _slim(report: dict) -> dict:
+def _slim(report: dict, rep) -> dict:
     """The trial's report without worker-local paths (they mean nothing on the driver)."""
-    from ..report.schema import PackageReport
-
-    prov = PackageReport.of(report, "the trial's report").provenance
+    prov = rep.provenance
     out = {k: v for k, v in report.items() if k not in ("files", "provenance")}
     out["provenance"] = {"seed": prov.seed, "versions": prov.versions, "outputs": prov.outputs,
                          "inputs_sha256": prov.inputs_sha256()}
@@ -171,8 +167,8 @@ def _build(job: TrialJob, paths: dict[str, Path], work: Path) -> dict:
     from ..report.schema import PackageReport
 
     rep = PackageReport.of(report, f"trial {job.number}'s report")
-    metrics = _metrics(report, job)
-    res: dict[str, Any] = {"status": "ok", "metrics": metrics, "report": _slim(report),
+    metrics = _metrics(rep)
+    res: dict[str, Any] = {"status": "ok", "metrics": metrics, "report": _slim(report, rep),
                            "tflite_sha256": rep.provenance.outputs["model.tflite"]}
     if rep.verification is not None:
         ver = rep.verification.model_dump(mode="json")
