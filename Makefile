@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,mediapipe-test]'
-	# MediaPipe Tasks for tests/test_mediapipe.py, without its dependency list: it pins absl-py~=2.3 while
+	# MediaPipe Tasks for tests/targets/test_mediapipe.py, without its dependency list: it pins absl-py~=2.3 while
 	# tensorflow-model-optimization pins absl-py~=1.2 (pip: ResolutionImpossible); it runs with absl-py 1.4.
 	$(BIN)/pip install -q --no-deps mediapipe==1.2.2
 	touch $@

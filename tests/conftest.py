@@ -1,4 +1,5 @@
-"""Shared fixtures: repo paths, the bundled MNIST example, ../shared models, an in-process CLI runner."""
+"""Fixtures every unit folder shares: repo paths, the bundled MNIST example, ../shared models, the golden tiny
+int8 model, an in-process CLI runner. A fixture used by one folder only lives in that folder's conftest.py."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-MLPERF = SHARED / "models" / "mlperf_tiny"
+from cli_result import CliResult
+from locations import GOLDEN, MLPERF, ROOT
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,12 @@ def mlperf_dir() -> Path:
     if not MLPERF.is_dir():
         pytest.skip(f"MLPerf Tiny models not found at {MLPERF} (../shared beside the repo)")
     return MLPERF
+
+
+@pytest.fixture(scope="session")
+def tiny() -> bytes:
+    """tests/golden/tflm/tiny_int8.tflite: the small int8 model whose C array and firmware files are goldens."""
+    return (GOLDEN / "tiny_int8.tflite").read_bytes()
 
 
 @dataclass
@@ -40,13 +46,6 @@ def mnist() -> Example:
     return Example(model=ROOT / "examples/mnist/model.h5", recipe=ROOT / "examples/mnist/recipe.yaml",
                    labels=ROOT / "examples/mnist/labels.txt", calib=ROOT / "calibration_data/mnist/calib.npz",
                    eval=ROOT / "calibration_data/mnist/eval.npz", train=ROOT / "calibration_data/mnist/train.npz")
-
-
-@dataclass
-class CliResult:
-    exit_code: int
-    out: str
-    err: str
 
 
 @pytest.fixture

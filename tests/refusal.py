@@ -55,7 +55,7 @@ Match = Union[str, "re.Pattern[str]", Iterable[Union[str, "re.Pattern[str]"]]]
 
 
 def _streams(result: Any) -> tuple[int, str, str]:
-    if hasattr(result, "exit_code"):  # tests/conftest.py CliResult (click's Result has these too)
+    if hasattr(result, "exit_code"):  # tests/cli_result.py CliResult (click's Result has these too)
         code, out, err = result.exit_code, result.out if hasattr(result, "out") else result.stdout, \
             result.err if hasattr(result, "err") else result.stderr
     else:  # subprocess.CompletedProcess

@@ -227,3 +227,16 @@ def test_the_readme_layout_names_every_unit():
 
     data = sorted(f"`{name}/`" for name in DATA_FOLDERS if (PKG.parent / name).is_dir())
     assert data and all(d in layout for d in data), [d for d in data if d not in layout]
+
+
+ROOT_TESTS = {"test_architecture.py", "test_refusal.py"}  # checks of the repo itself and of tests/refusal.py
+
+
+def test_tests_are_grouped_by_unit():
+    """Each test file sits in the folder of the unit it tests (tests/tflm/ for edgepack/tflm/, ...)."""
+    tests = PKG.parent / "tests"
+    units = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()} | {"integration"}
+    misplaced = [str(p.relative_to(tests)) for p in tests.rglob("test_*.py")
+                 if (p.parent == tests and p.name not in ROOT_TESTS)
+                 or (p.parent != tests and p.relative_to(tests).parts[0] not in units)]
+    assert not misplaced, f"test files outside a unit folder (tests/<unit>/): {misplaced}"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import CliResult
+from cli_result import CliResult
 from refusal import assert_refused, snapshot
 
 GOOD = CliResult(1, "", "error: data.npz: 3 of 6 labels are outside the model's 3 classes\n")

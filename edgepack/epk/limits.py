@@ -2,7 +2,7 @@
 
 The Python reader, the C decoder (templates/epk/c/epk.h) and the Java decoder
 (templates/epk/java/.../EpkDecoder.java) apply exactly these limits, so the three
-reject the same bad files; ``tests/test_epk_decoders.py`` checks they agree.
+reject the same bad files; ``tests/epk/test_epk_decoders.py`` checks they agree.
 
 Format version 2 (little endian; version 1 files are still read by Python)::
 

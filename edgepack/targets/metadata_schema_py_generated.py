@@ -2,7 +2,7 @@
 # The TensorFlow and MediaPipe Authors), flatc-generated Python as shipped in the mediapipe 1.2.2 wheel
 # (mediapipe/tasks/metadata/metadata_schema_py_generated.py). Vendored unchanged below this header because
 # mediapipe cannot be a dependency (it needs absl-py~=2.3, tensorflow-model-optimization 0.8.1 pins
-# absl-py~=1.2). tests/test_android_metadata.py checks it is identical to the installed wheel's copy.
+# absl-py~=1.2). tests/targets/test_android_metadata.py checks it is identical to the installed wheel's copy.
 # EDGEPACK-VENDORED-HEADER-END
 import flatbuffers
 

@@ -423,3 +423,9 @@ def install_benchmark_model(dest: Path, python: str) -> Path:
     dest.chmod(0o755)
     return dest
 
+
+
+def emulator(tmp_path, key, **kw) -> AdbEmulator:
+    """An emulated phone under ``tmp_path/device`` that trusts ``key`` (a key path, or None: trusts nothing)."""
+    keys = [Path(str(key) + ".pub").read_text()] if key else []
+    return AdbEmulator(tmp_path / "device", authorized_keys=keys, **kw)

@@ -1,6 +1,6 @@
 /* Test firmware for the harness protocol and the mps2 board shim (no TFLM):
  * speaks protocol v1 over the real UART shim, with a fixed byte transform
- * standing in for Invoke(). tests/test_arm_compile.py builds and runs it in QEMU. */
+ * standing in for Invoke(). tests/tflm/test_arm_compile.py builds and runs it in QEMU. */
 #include <stdint.h>
 
 #include "board.h"

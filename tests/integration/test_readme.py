@@ -116,7 +116,7 @@ TABLE: tuple[Row, ...] = (
     Row("README.md block 5", "edgepack profile build/firmware --device board:nucleo-l4r5zi --port /dev/ttyACM0 "
         "--tflm-root ~/tflite-micro", "test_readme_profile_board",
         (Sub("board:nucleo-l4r5zi", "board:{board} --probe gdb:127.0.0.1:{gdb}",
-             "the QEMU-backed board profile of tests/test_board.py: mps2-an386 halted, flashed over its GDB stub "
+             "the QEMU-backed board profile of tests/devices/test_board.py: mps2-an386 halted, flashed over its GDB stub "
              "(a free loopback port, so --probe names it) instead of the NUCLEO's ST-Link"),
          Sub("/dev/ttyACM0", "socket://127.0.0.1:{uart}", "QEMU's UART on a loopback port"), TFLM)),
     Row("README.md block 5", "edgepack profile build/firmware --device serial:/dev/ttyACM0 --profile nucleo-l4r5zi",
@@ -152,7 +152,7 @@ TABLE: tuple[Row, ...] = (
         "test_firmware_readme_cmake",
         (Sub("west build ... --", "cmake -S {app} -B {b}", "no Zephyr SDK or west offline: an application built "
              "with Zephyr's library functions reduced to what they do to targets "
-             "(tests/test_firmware_layouts.py ZEPHYR_CMAKE_SHIM) that adds each ZEPHYR_EXTRA_MODULES entry by its "
+             "(tests/targets/test_firmware_layouts.py ZEPHYR_CMAKE_SHIM) that adds each ZEPHYR_EXTRA_MODULES entry by its "
              "zephyr/module.yml build.cmake, as zephyr_module.py does, with the README's CONFIG_ lines"),
          Sub("<this folder>", "{fw}", "build/firmware")),
         how="configures the application and builds it (it includes model_config.h, model_data.h, ep_inference.h "
@@ -420,7 +420,7 @@ def test_readme_search(ws):
 def adb_server(tmp_path):
     if not HAVE["adb"]:
         pytest.skip("Debian's adb is absent (apt-get install -y adb; make system-deps)")
-    from test_adb_server import AdbServerProcess  # tests/ is on sys.path (its conftest.py)
+    from emulators.adb_server import AdbServerProcess  # tests/ is on sys.path (its conftest.py)
 
     home = tmp_path / "adb-home"
     home.mkdir()
