@@ -83,13 +83,18 @@ class Input(LayerRule):
         return Layout([(g.new_group(size, "channels of the model input"), size)])
 
 
-def _consume(g: Graph, n: Node, lay: Layout) -> None:
-    """``n`` reads ``lay`` through its weights: it loses the input rows of any channel pruned there."""
+def _join(g: Graph, n: Node, lay: Layout, members: str) -> None:
+    """Record ``lay`` as ``n``'s input and ``n`` among the ``members`` of every group in it."""
     g.in_layout[n.name] = lay
     for gid, _ in lay.segments:
-        grp = g.group(gid)
-        if n.name not in grp.consumers:
-            grp.consumers.append(n.name)
+        names = getattr(g.group(gid), members)
+        if n.name not in names:
+            names.append(n.name)
+
+
+def _consume(g: Graph, n: Node, lay: Layout) -> None:
+    """``n`` reads ``lay`` through its weights: it loses the input rows of any channel pruned there."""
+    _join(g, n, lay, "consumers")
     if not lay.flat:
         off = 0
         for gid, size in lay.segments:
@@ -107,6 +112,7 @@ class Producer(LayerRule):
     width_key: str = "filters"
     after_flatten: bool = False
     role = "producer"
+    kernel = 0  # the weight whose last axis are the output filters (the bias follows it)
 
     def trace(self, g, n, layer, ins):
         c, lay = n.config, ins[0]
@@ -128,44 +134,36 @@ class Producer(LayerRule):
     def slice(self, weights, in_idx, out_idx, dm=1):
         w = list(weights)
         if in_idx is not None:
-            w[0] = np.take(w[0], in_idx, axis=-2)
+            self._slice_in(w, in_idx, dm)
         if out_idx is not None:
-            w[0] = np.take(w[0], out_idx, axis=-1)
-            if len(w) > 1:
-                w[1] = w[1][out_idx]
+            k = self.kernel
+            w[k] = np.take(w[k], out_idx, axis=-1)
+            if len(w) > k + 1:
+                w[k + 1] = w[k + 1][out_idx]
         return w
 
+    def _slice_in(self, w: list[np.ndarray], in_idx, dm: int) -> None:
+        w[0] = np.take(w[0], in_idx, axis=-2)
+
     def scored_kernel(self, weights):
-        return weights[0]
+        return weights[self.kernel]
 
 
 @dataclass(frozen=True)
 class SeparableProducer(Producer):
     """SeparableConv: a depthwise kernel ``[..., in, dm]``, a pointwise kernel ``[1.., in * dm, out]``, bias."""
 
-    def slice(self, weights, in_idx, out_idx, dm=1):
-        w = list(weights)
-        if in_idx is not None:
-            w[0] = np.take(w[0], in_idx, axis=-2)
-            rows = (np.asarray(in_idx)[:, None] * dm + np.arange(dm)[None, :]).ravel()
-            w[1] = np.take(w[1], rows, axis=-2)
-        if out_idx is not None:
-            w[1] = np.take(w[1], out_idx, axis=-1)
-            if len(w) > 2:
-                w[2] = w[2][out_idx]
-        return w
+    kernel = 1
 
-    def scored_kernel(self, weights):
-        return weights[1]
+    def _slice_in(self, w, in_idx, dm):
+        w[0] = np.take(w[0], in_idx, axis=-2)
+        rows = (np.asarray(in_idx)[:, None] * dm + np.arange(dm)[None, :]).ravel()
+        w[1] = np.take(w[1], rows, axis=-2)
 
 
 def _channelwise(g: Graph, n: Node, lay: Layout) -> Layout:
     """``n`` works per channel: it joins the group(s) feeding it and its output keeps their layout."""
-    g.in_layout[n.name] = lay
-    for gid, _ in lay.segments:
-        grp = g.group(gid)
-        if n.name not in grp.channelwise:
-            grp.channelwise.append(n.name)
+    _join(g, n, lay, "channelwise")
     return lay
 
 
