@@ -16,7 +16,7 @@ Torch-Pruning keeps one pruner per layer type in a table; this is edgepack's. A
 
 A layer type missing from :data:`RULES` gets :data:`UNSUPPORTED`: the groups feeding it are blocked
 ("channel pruning does not support this layer type") and its output opens a blocked group. A new
-layer type is one entry, in a copy of the table or in :data:`RULES` itself::
+layer type is one entry in :data:`RULES`, or in a copy of it given to ``build_graph``::
 
     rules = {**RULES, "MyScale": PassThrough(after_flatten=True)}   # element-wise, keeps channels
     g = build_graph(model, rules)
