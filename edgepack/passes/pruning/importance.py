@@ -1,7 +1,8 @@
 """Channel importance per dependency group.
 
 * ``l1`` / ``l2``: norm of each output filter of the group's producers (Li et al.,
-  "Pruning Filters for Efficient ConvNets"), normalised per layer by its mean so
+  "Pruning Filters for Efficient ConvNets"; the kernel is the layer rule's
+  :meth:`~.rules.LayerRule.scored_kernel`), normalised per layer by its mean so
   coupled layers weigh the same, then summed.
 * ``activation``: mean absolute activation of each channel on calibration data,
   measured where the group enters its consumers (data-driven; dead channels score 0).
@@ -21,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from ...errors import DataError
-from .graph import Graph
+from .groups import Graph
 
 CRITERIA = ("l1", "l2", "activation", "taylor")
 
@@ -31,20 +32,18 @@ def _normalised(v: np.ndarray) -> np.ndarray:
     return v / m if m > 0 else v
 
 
-def _filter_norms(layer, cls: str, order: int) -> np.ndarray:
-    w = layer.get_weights()
-    kernel = w[1] if cls.startswith("Separable") else w[0]
+def _filter_norms(kernel: np.ndarray, order: int) -> np.ndarray:
     flat = np.abs(kernel.reshape(-1, kernel.shape[-1]))
     return flat.sum(axis=0) if order == 1 else np.sqrt((flat ** 2).sum(axis=0))
 
 
 def _weight_scores(model, graph: Graph, order: int) -> dict[int, np.ndarray]:
-    cls = {n.name: n.cls for n in graph.nodes}
     out = {}
     for grp in graph.prunable():
         total = np.zeros(grp.size)
         for name in grp.producers:
-            total += _normalised(_filter_norms(model.get_layer(name), cls[name], order))
+            kernel = graph.layer_rules[name].scored_kernel(model.get_layer(name).get_weights())
+            total += _normalised(_filter_norms(kernel, order))
         out[grp.id] = total
     return out
 

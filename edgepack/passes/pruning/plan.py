@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from .graph import Graph, Group
+from .groups import Graph, Group
 
 
 def key(grp: Group) -> str:

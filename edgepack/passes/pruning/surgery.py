@@ -3,7 +3,8 @@
 ``keep`` maps a group id (see :mod:`.graph`) to the sorted channel indices that
 stay. Producers get smaller ``filters``/``units``; BatchNormalization and
 DepthwiseConv lose the same channels; consumers lose the matching input rows
-(expanded per spatial position after ``Flatten``).
+(expanded per spatial position after ``Flatten``). How a layer's weights are
+sliced is its rule's (:meth:`.rules.LayerRule.slice`), the rule the graph traced it with.
 
 Example::
 
@@ -20,14 +21,15 @@ import numpy as np
 
 from ...errors import RecipeError
 from ...keras_stats import full_channels, layer_cost
-from .graph import Graph
+from .groups import Graph
+from .rules import UNSUPPORTED
 
 
 def layer_channels(model, graph: Graph, keep: dict[int, np.ndarray]) -> dict[str, tuple[int, int, int, int]]:
     """Per layer: (cin before, cin after, cout before, cout after) under ``keep``."""
     out = {}
     for n in graph.nodes:
-        if n.cls == "InputLayer":
+        if n.is_input:
             continue
         layer = model.get_layer(n.name)
         cin, cout = full_channels(layer)
@@ -73,36 +75,6 @@ def latency_cost(model, graph: Graph, groups, estimate) -> Callable[[dict[str, i
     return cost
 
 
-def _slice_weights(cls: str, weights: list[np.ndarray], in_idx, out_idx, dm: int = 1) -> list[np.ndarray]:
-    if not weights:
-        return weights
-    w = list(weights)
-    if cls in ("Conv1D", "Conv2D", "Conv3D", "Dense"):
-        if in_idx is not None:
-            w[0] = np.take(w[0], in_idx, axis=-2)
-        if out_idx is not None:
-            w[0] = np.take(w[0], out_idx, axis=-1)
-            if len(w) > 1:
-                w[1] = w[1][out_idx]
-    elif cls in ("SeparableConv1D", "SeparableConv2D"):
-        if in_idx is not None:
-            w[0] = np.take(w[0], in_idx, axis=-2)
-            rows = (np.asarray(in_idx)[:, None] * dm + np.arange(dm)[None, :]).ravel()
-            w[1] = np.take(w[1], rows, axis=-2)
-        if out_idx is not None:
-            w[1] = np.take(w[1], out_idx, axis=-1)
-            if len(w) > 2:
-                w[2] = w[2][out_idx]
-    elif cls in ("DepthwiseConv1D", "DepthwiseConv2D"):
-        if in_idx is not None:
-            w[0] = np.take(w[0], in_idx, axis=-2)
-            if len(w) > 1:
-                w[1] = w[1][in_idx]
-    elif cls == "BatchNormalization" and in_idx is not None:
-        w = [x[in_idx] for x in w]
-    return w
-
-
 def _layer_configs(cfg: dict) -> dict[str, dict]:
     return {e["config"]["name"]: e["config"] for e in cfg["layers"]}
 
@@ -123,11 +95,9 @@ def prune_model(model, graph: Graph, keep: dict[int, np.ndarray]):
     confs = _layer_configs(cfg)
     for name, gid in graph.produces.items():
         if graph.find(gid) in keep:
-            key = "units" if "units" in confs[name] else "filters"
-            confs[name][key] = int(len(keep[graph.find(gid)]))
+            confs[name][graph.layer_rules[name].width_key] = int(len(keep[graph.find(gid)]))
     is_seq = isinstance(model, k.Sequential)
     new = (k.Sequential if is_seq else k.Model).from_config(cfg)
-    cls = {n.name: n.cls for n in graph.nodes}
     for layer in new.layers:
         old = model.get_layer(layer.name)
         in_idx = out_idx = None
@@ -136,5 +106,7 @@ def prune_model(model, graph: Graph, keep: dict[int, np.ndarray]):
         if layer.name in graph.produces:
             out_idx = keep.get(graph.find(graph.produces[layer.name]))
         dm = int(getattr(old, "depth_multiplier", 1) or 1)
-        layer.set_weights(_slice_weights(cls.get(layer.name, ""), old.get_weights(), in_idx, out_idx, dm))
+        weights = old.get_weights()
+        rule = graph.layer_rules.get(layer.name, UNSUPPORTED)
+        layer.set_weights(rule.slice(weights, in_idx, out_idx, dm) if weights else weights)
     return new
