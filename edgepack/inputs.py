@@ -111,10 +111,12 @@ def float_reference(src, x) -> Optional[np.ndarray]:
 
 def check_steps(src, steps, quantize_given: bool) -> None:
     """Compression steps need a Keras model; a .tflite also takes no quantize mode."""
-    if steps and len(model_inputs(src)) > 1:
-        names = ", ".join(p.name for p in steps)
+    compressing = [p for p in steps if getattr(p, "stage", None) != "quantize"]
+    if compressing and len(model_inputs(src)) > 1:
+        names = ", ".join(p.name for p in compressing)
         raise RecipeError(f"recipe steps ({names}) take single-input models, and this one has "
-                          f"{len(model_inputs(src))} inputs; package it without steps (post-training quantization)")
+                          f"{len(model_inputs(src))} inputs; package it without them (post-training quantization "
+                          "and mixed_precision work)")
     if steps and not src.compressible:
         names = ", ".join(p.name for p in steps)
         raise RecipeError(f"recipe steps ({names}) change a Keras model, but {src.reason}; give the Keras "
