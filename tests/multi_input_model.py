@@ -21,12 +21,12 @@ def two_input_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """(images uint8 [n, 8, 8, 1], meta float32 [n, 3], labels int64 [n])."""
     rng = np.random.default_rng(seed)
     quad = rng.integers(0, 4, n)
-    img = rng.integers(0, 90, (n, 8, 8, 1))
+    img = rng.integers(0, 150, (n, 8, 8, 1))
     for i, q in enumerate(quad):
         r, c = divmod(int(q), 2)
-        img[i, 4 * r:4 * r + 4, 4 * c:4 * c + 4, 0] += 160
+        img[i, 4 * r:4 * r + 4, 4 * c:4 * c + 4, 0] += 60
     flag = rng.integers(0, 2, n)
-    meta = np.stack([flag + rng.normal(0, 0.1, n), rng.normal(0, 1, n), rng.normal(0, 1, n)], axis=1)
+    meta = np.stack([flag + rng.normal(0, 0.35, n), rng.normal(0, 1, n), rng.normal(0, 1, n)], axis=1)
     return img.astype(np.uint8), meta.astype(np.float32), ((quad + flag) % 4).astype(np.int64)
 
 
@@ -51,7 +51,7 @@ def build_two_input(k, seed: int = 0, epochs: int = 12):
 
 def write_data(folder: Path, seed: int = 7) -> dict[str, Path]:
     """calib.npz (arrays by input name), eval.npz (x0, x1 and y), and the recipe scaling the image only."""
-    xi, xm, y = two_input_data(400, seed)
+    xi, xm, y = two_input_data(800, seed)
     paths = {"calib": folder / "calib.npz", "eval": folder / "eval.npz", "recipe": folder / "recipe.yaml"}
     np.savez(paths["calib"], image=xi[:200], meta=xm[:200])
     np.savez(paths["eval"], x0=xi[200:], x1=xm[200:], y=y[200:])

@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import LiteRTLoadError, VerificationError
 from ..fdcapture import capture_fd2
 from ..runtime import dequantize_output, quantize_input
-from .interpreter import Tflm
 from ..samples import Inputs, Samples, for_tensors
+from .interpreter import Tflm
 from .protocol import crc32_hex, input_pattern_array
 
 
