@@ -201,3 +201,26 @@ def test_qemu_runs_the_two_input_model_as_the_host_tflm_does(two_input, tmp_path
         res = dev.profile(tmp_path / "t" / "model.tflite", Settings(runs=1, warmup=0))  # output CRC checked
     assert any("matches the TFLM host interpreter" in n for n in res.notes)
     assert res.latency.instructions > 1000
+
+
+_KERAS3_BUILD = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import keras
+from multi_input_model import build_two_input
+build_two_input(keras)[0].save(sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_a_keras3_two_input_model_packages_int8_within_a_point(tmp_path):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}  # Keras 3 in the child
+    path = tmp_path / "two_input.keras"
+    subprocess.run([sys.executable, "-c", _KERAS3_BUILD, str(path), str(Path(__file__).parent)], env=env,
+                   check=True, timeout=900, capture_output=True)
+    d = {"model": path, **write_data(tmp_path)}
+    rep = _package(d, tmp_path / "k3", "android")
+    assert rep["source"]["framework"] == "keras3" and rep["source"]["translation"]["ok"]
+    assert rep["verification"]["float_accuracy_pct"] >= 80 and rep["verification"]["drop_pt"] <= 1.0
