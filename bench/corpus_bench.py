@@ -65,13 +65,16 @@ def measure(path: Path, xs: list[np.ndarray], ys: list[np.ndarray]) -> dict:
         row["max_abs_diff"] = src.translation.get("max_abs_diff")
     if src.kind != "keras":
         return {**row, "why": src.reason}
-    if len(xs) != 1:
-        return {**row, "why": f"{len(xs)} inputs: int8 calibration takes one input"}
+    if len(ys) != 1:
+        return {**row, "why": f"{len(ys)} outputs: the accuracy gate takes one (Keras models with several are refused)"}
+    from edgepack.samples import Inputs
+
+    x = xs[0] if len(xs) == 1 else Inputs(tuple(xs), tuple(src.model.input_names))  # calibrated by input name
     try:
-        data = convert(src.model, QuantizeConfig(mode="int8"), calibration=xs[0])
+        data = convert(src.model, QuantizeConfig(mode="int8"), calibration=x)
     except EdgepackError as e:
         return {**row, "int8": "failed", "why": _first_line(e)}
-    pred, ref = LiteRT(data).predict(xs[0]), ys[0]
+    pred, ref = LiteRT(data).predict(x), ys[0]
     row["int8_max_abs_err"] = float(np.abs(pred - ref).max())
     if ref.ndim == 2 and ref.shape[-1] > 1:
         agree = float(np.mean(pred.argmax(-1) == ref.argmax(-1)) * 100)

@@ -4,6 +4,9 @@ The contract
 ------------
 * ``.npz``: array ``x`` holds the samples (first axis = sample); optional
   integer array ``y`` holds class labels (evaluation / training).
+* a model with several inputs: an ``.npz`` with one array per input, named after the model's
+  input (the Keras input layer name) or ``x0``, ``x1``, ... in the model's input order (the name
+  wins when both are there); ``y`` as above. A single-input model reads ``x`` as before.
 * ``.npy``: the samples alone.
 * a folder of images (``.png``/``.jpg``/``.bmp``): read with Pillow, resized
   to the model's input height/width, grayscale when the model has 1 channel;
@@ -44,6 +47,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import DataError, UsageError
+from .samples import Inputs
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 MAX_DATA_BYTES_ENV, DEFAULT_MAX_DATA_BYTES = "EDGEPACK_MAX_DATA_BYTES", 2 << 30
@@ -67,11 +71,26 @@ class Preprocess(BaseModel):
 
 
 class DataSpec(BaseModel):
-    """Where data comes from and how much of it to use (a recipe's ``data:`` block)."""
+    """Where data comes from and how much of it to use (a recipe's ``data:`` block).
+
+    ``preprocess`` applies to every model input; ``inputs: {name: {scale, mean}}`` gives one input
+    of a several-input model its own (e.g. pixels scaled, a metadata vector as is)."""
 
     model_config = ConfigDict(extra="forbid")
     preprocess: Preprocess = Field(default_factory=Preprocess)
+    inputs: dict[str, Preprocess] = Field(default_factory=dict)
     calibration_limit: int = Field(500, gt=0)
+
+    def for_input(self, name: str) -> Preprocess:
+        """The preprocessing of the model input ``name``."""
+        return self.inputs.get(name, self.preprocess)
+
+    def check_inputs(self, names: Sequence[str]) -> None:
+        """Refuse ``data.inputs`` entries that name no model input."""
+        unknown = sorted(set(self.inputs) - set(names))
+        if unknown:
+            raise DataError(f"recipe data.inputs names {', '.join(unknown)}, not an input of the model (its inputs: "
+                            f"{', '.join(names)}); use the Keras input layer names")
 
 
 @dataclass
@@ -81,7 +100,7 @@ class Dataset:
     source: str
 
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return len(self.x)
 
     def model_input(self, pre: Preprocess, input_shape: Sequence[int]) -> np.ndarray:
         """Preprocessed float32 samples, checked against ``input_shape`` (no batch axis)."""
@@ -99,6 +118,25 @@ class Dataset:
         if not np.isfinite(out).all():
             raise DataError(f"{self.source}: preprocessing produced NaN or inf; check scale/mean")
         return out
+
+
+def model_inputs(ds: Dataset, spec: DataSpec, inputs: Sequence[tuple[str, Sequence[int]]]):
+    """Preprocessed model input of ``ds`` for the model's ``inputs`` ((name, shape) pairs): one float32
+    array for a single-input model, an :class:`~edgepack.samples.Inputs` (model input order) otherwise.
+
+    Example: ``model_inputs(ds, DataSpec(), [("image", (8, 8, 1)), ("meta", (3,))])``
+    """
+    spec.check_inputs([n for n, _ in inputs])
+    if len(inputs) == 1:
+        return ds.model_input(spec.for_input(inputs[0][0]), inputs[0][1])
+    if not isinstance(ds.x, Inputs):
+        raise DataError(f"{ds.source}: the model has {len(inputs)} inputs ({', '.join(n for n, _ in inputs)}); "
+                        "give one array per input (.npz keys = input names, or x0, x1, ...)")
+    arrays = []
+    for (name, shape), arr in zip(inputs, ds.x.arrays):
+        part = Dataset(x=arr, y=None, source=f"{ds.source} input '{name}'")
+        arrays.append(part.model_input(spec.for_input(name), shape))
+    return Inputs(tuple(arrays), tuple(n for n, _ in inputs))
 
 
 def _check_mean(pre: Preprocess, want: tuple[int, ...]) -> None:
@@ -163,7 +201,16 @@ def _npy_header(fp, source: str, name: str) -> tuple[tuple[int, ...], np.dtype, 
     return tuple(int(d) for d in shape), dtype, nbytes
 
 
-def _check(x: np.ndarray, y: Optional[np.ndarray], source: str) -> None:
+def _check(x: Any, y: Optional[np.ndarray], source: str) -> None:
+    if isinstance(x, Inputs):
+        for name, arr in zip(x.names, x.arrays):
+            _check(arr, None, f"{source} input '{name}'")
+            if arr.shape[0] != len(x):
+                raise DataError(f"{source}: input '{name}' has {arr.shape[0]} samples but input '{x.names[0]}' has "
+                                f"{len(x)}; give every input the same samples")
+        if y is not None:
+            _check(x.arrays[0], y, source)
+        return
     if x.ndim < 2 or x.shape[0] == 0:
         raise DataError(f"{source}: no samples (array x has shape {x.shape}); give at least one sample")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
@@ -182,14 +229,30 @@ def _check(x: np.ndarray, y: Optional[np.ndarray], source: str) -> None:
             raise DataError(f"{source}: {x.shape[0]} samples but {y.shape[0]} labels; they must match")
 
 
-def _npz_headers(path: Path) -> None:
-    """Check x (and y) of an .npz from their headers: dtype, declared sizes vs the cap and the file."""
+def _input_keys(path: Path, found: Sequence[str], inputs: Optional[Sequence[str]]) -> list[str]:
+    """The .npz key of each model input: ``x`` for one input; the input's name, else ``x<i>``, for several."""
+    if not inputs or len(inputs) == 1:
+        if "x" not in found:
+            raise DataError(f"{path}: no array named 'x' (found {sorted(found)}); save samples as x=...")
+        return ["x"]
+    keys = []
+    for i, name in enumerate(inputs):
+        key = name if name in found else f"x{i}"
+        if key not in found:
+            raise DataError(f"{path}: no array for model input '{name}' (input {i}; found {sorted(found)}); "
+                            f"save it as {name}=... or x{i}=...")
+        keys.append(key)
+    return keys
+
+
+def _npz_headers(path: Path, inputs: Optional[Sequence[str]] = None) -> list[str]:
+    """Check the sample arrays (and y) of an .npz from their headers: dtype, declared sizes vs the cap and
+    the file; return the key of each model input's array."""
     total = 0
     with zipfile.ZipFile(path) as zf:
         names = {n.removesuffix(".npy"): n for n in zf.namelist()}
-        if "x" not in names:
-            raise DataError(f"{path}: no array named 'x' (found {sorted(names)}); save samples as x=...")
-        for key in ("x", "y"):
+        keys = _input_keys(path, list(names), inputs)
+        for key in (*keys, "y"):
             if key not in names:
                 continue
             info = zf.getinfo(names[key])
@@ -199,18 +262,22 @@ def _npz_headers(path: Path) -> None:
                     raise DataError(f"{path}: array {key} declares {shape} {dtype} ({nbytes:,} bytes) but its "
                                     f"member holds {info.file_size:,} bytes; the file is truncated or corrupt")
             total += nbytes
-    _refuse_big(str(path), total, "arrays x and y declare")
+    _refuse_big(str(path), total, "arrays x and y declare" if keys == ["x"] else
+                f"arrays {', '.join(keys)} and y declare")
+    return keys
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def _load_npz(path: Path, inputs: Optional[Sequence[str]] = None) -> tuple[Any, Optional[np.ndarray]]:
     try:
-        _npz_headers(path)
+        keys = _npz_headers(path, inputs)
         with np.load(path, allow_pickle=False) as z:
-            x = z["x"]
+            arrays = [z[k] for k in keys]
             y = z["y"] if "y" in z.files else None
     except _READ_ERRORS as e:
         raise DataError(f"{path}: not a readable .npz file ({e}); re-save it with numpy.savez") from e
-    if y is not None and y.ndim == 2 and y.shape[1] > 1 and y.shape[0] == x.shape[0]:
+    x = arrays[0] if len(arrays) == 1 else Inputs(tuple(arrays), tuple(inputs or ()))
+    n = len(x)
+    if y is not None and y.ndim == 2 and y.shape[1] > 1 and y.shape[0] == n:
         raise DataError(f"{path}: labels y have shape {y.shape} (one-hot?); give class indices, "
                         "e.g. y.argmax(axis=1)")
     return x, (None if y is None else y.reshape(-1))
@@ -318,12 +385,21 @@ def load_dataset(
     path: str | Path,
     limit: Optional[int] = None,
     image_size: Optional[tuple[int, int, int]] = None,
+    inputs: Optional[Sequence[str]] = None,
 ) -> Dataset:
-    """Read samples (and labels) from .npz, .npy or an image folder; see module doc."""
+    """Read samples (and labels) from .npz, .npy or an image folder; see module doc.
+
+    ``inputs``: the model's input names; with several, an .npz with one array per input is read
+    (``Dataset.x`` is then an :class:`~edgepack.samples.Inputs`)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such data file or folder")
-    if path.is_dir():
+    if inputs and len(inputs) > 1:
+        if path.is_dir() or path.suffix != ".npz":
+            raise DataError(f"{path}: the model has {len(inputs)} inputs ({', '.join(inputs)}); give an .npz with "
+                            "one array per input (keys = input names, or x0, x1, ...)")
+        x, y = _load_npz(path, inputs)
+    elif path.is_dir():
         x, y = _load_images(path, image_size)
     elif path.suffix == ".npz":
         x, y = _load_npz(path)
@@ -338,14 +414,37 @@ def load_dataset(
     return Dataset(x=x, y=y, source=str(path))
 
 
-def from_arrays(x: Any, y: Any = None, source: str = "array", limit: Optional[int] = None) -> Dataset:
+def _arrays_for(x: Any, inputs: Sequence[str], source: str) -> Inputs:
+    """In-memory samples of a several-input model: a list (model input order) or a dict by input name."""
+    if isinstance(x, dict):
+        missing = [n for n in inputs if n not in x]
+        if missing:
+            raise DataError(f"{source}: no array for model input '{missing[0]}' (found {sorted(x)}); "
+                            "give one array per input name")
+        x = [x[n] for n in inputs]
+    if not isinstance(x, list) or len(x) != len(inputs):
+        raise DataError(f"{source}: the model has {len(inputs)} inputs ({', '.join(inputs)}); give a list of "
+                        f"{len(inputs)} arrays in input order, or a dict by input name")
+    arrays = tuple(np.asarray(a) for a in x)
+    for name, a in zip(inputs, arrays):
+        _check_dtype(a.dtype, source, f"for input '{name}'")
+    return Inputs(arrays, tuple(inputs))
+
+
+def from_arrays(x: Any, y: Any = None, source: str = "array", limit: Optional[int] = None,
+                inputs: Optional[Sequence[str]] = None) -> Dataset:
     """A Dataset from in-memory samples (and labels), with the same checks as a file's.
+
+    A model with several ``inputs`` (names) takes a list of arrays (input order) or a dict by name.
 
     Example: ``from_arrays(np.zeros((8, 28, 28)), np.arange(8) % 10, "calibration array")``
     """
-    x = np.asarray(x)
+    if inputs and len(inputs) > 1:
+        x = _arrays_for(x, inputs, source)
+    else:
+        x = np.asarray(x)
+        _check_dtype(x.dtype, source, "x")
     y = None if y is None else np.asarray(y)
-    _check_dtype(x.dtype, source, "x")
     _check(x, y, source)
     if limit is not None:
         x, y = x[:limit], (None if y is None else y[:limit])

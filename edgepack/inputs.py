@@ -10,6 +10,7 @@ Example::
 
     src = load_source(Path("exported_model"))          # kind "saved_model"
     shape = input_shape(src)                           # [32, 32, 3]
+    model_inputs(src)                                  # [("image", [32, 32, 3]), ("meta", [3])]
     ref = float_reference(src, x)                      # float outputs to verify against
 """
 
@@ -37,13 +38,13 @@ def source_name(model: Any, src) -> tuple[str, str]:
     return name, name
 
 
-def _signature_shape(tflite: bytes) -> list[int]:
+def _signature_inputs(tflite: bytes) -> list[tuple[str, list[int]]]:
     from .convert.flatbuffer import read_tflite
+    from .samples import tensor_input_name
 
     info = read_tflite(tflite)
-    if len(info.inputs) != 1:
-        raise RecipeError(f"the model has {len(info.inputs)} inputs; edgepack packages single-input models")
-    return [int(d) for d in info.tensors[info.inputs[0]].shape[1:]]
+    return [(tensor_input_name(info.tensors[i].name), [int(d) for d in info.tensors[i].shape[1:]])
+            for i in info.inputs]
 
 
 def float_tflite(src) -> Optional[bytes]:
@@ -58,27 +59,44 @@ def float_tflite(src) -> Optional[bytes]:
     return src.float_tflite
 
 
-def input_shape(src) -> list[int]:
-    """The model's input shape without the batch axis."""
+def model_inputs(src) -> list[tuple[str, list[int]]]:
+    """(name, shape without the batch axis) of each model input, in the model's input order.
+
+    Names are the Keras input layer names (a SavedModel's or .tflite's signature names); data
+    files of a several-input model hold one array per name (or ``x0``, ``x1``, ... in this order).
+    """
     if src.kind == "keras":
-        shape = src.model.input_shape
-        if isinstance(shape, list):
-            raise RecipeError(f"the model has {len(shape)} inputs; edgepack packages single-input models")
-        return [int(d) for d in shape[1:]]
-    return _signature_shape(src.tflite if src.kind == "tflite" else float_tflite(src))
+        m = src.model
+        shapes = m.input_shape if isinstance(m.input_shape, list) else [m.input_shape]
+        names = list(getattr(m, "input_names", None) or [t.name.split(":")[0] for t in m.inputs])
+        return [(str(n), [int(d) for d in s[1:]]) for n, s in zip(names, shapes)]
+    return _signature_inputs(src.tflite if src.kind == "tflite" else float_tflite(src))
+
+
+def input_shape(src) -> list[int]:
+    """The (first) model input's shape without the batch axis."""
+    return model_inputs(src)[0][1]
 
 
 def output_size(src) -> int:
-    """Values per sample of the (first) output: the number of classes of a classifier."""
+    """Values per sample of the output: the number of classes of a classifier.
+
+    A .tflite or SavedModel with several outputs is verified on its (converted) output 0. A Keras
+    model with several outputs is refused: the converter orders outputs by name, not in the Keras
+    order, so which one the labels and the accuracy gate apply to would be a guess."""
     if src.kind == "keras":
-        return int(np.prod(src.model.output_shape[1:]))
+        shape = src.model.output_shape
+        if isinstance(shape, list) and len(shape) > 1:
+            raise RecipeError(f"the model has {len(shape)} outputs; edgepack packages Keras models with one output "
+                              "(the one labels and the accuracy gate apply to): save a model that returns only it")
+        return int(np.prod((shape[0] if isinstance(shape, list) else shape)[1:]))
     from .convert.flatbuffer import read_tflite
 
     info = read_tflite(src.tflite if src.kind == "tflite" else float_tflite(src))
     return int(np.prod(info.tensors[info.outputs[0]].shape[1:]))
 
 
-def float_reference(src, x: np.ndarray) -> Optional[np.ndarray]:
+def float_reference(src, x) -> Optional[np.ndarray]:
     """Float outputs the build is verified against; None for a .tflite (nothing to compare with)."""
     if src.kind == "keras":
         from .verify.accuracy import keras_predict
@@ -93,6 +111,12 @@ def float_reference(src, x: np.ndarray) -> Optional[np.ndarray]:
 
 def check_steps(src, steps, quantize_given: bool) -> None:
     """Compression steps need a Keras model; a .tflite also takes no quantize mode."""
+    compressing = [p for p in steps if getattr(p, "stage", None) != "quantize"]
+    if compressing and len(model_inputs(src)) > 1:
+        names = ", ".join(p.name for p in compressing)
+        raise RecipeError(f"recipe steps ({names}) take single-input models, and this one has "
+                          f"{len(model_inputs(src))} inputs; package it without them (post-training quantization "
+                          "and mixed_precision work)")
     if steps and not src.compressible:
         names = ", ".join(p.name for p in steps)
         raise RecipeError(f"recipe steps ({names}) change a Keras model, but {src.reason}; give the Keras "
@@ -102,18 +126,21 @@ def check_steps(src, steps, quantize_given: bool) -> None:
                           "need the Keras model or SavedModel it was converted from")
 
 
-def dataset(data: Any, limit: Optional[int], image_size, what: str):
-    """A :class:`edgepack.data.Dataset` from a path, an array of samples, or an (x, y) pair."""
+def dataset(data: Any, limit: Optional[int], image_size, what: str, inputs: Optional[list[str]] = None):
+    """A :class:`edgepack.data.Dataset` from a path, an array of samples, or an (x, y) pair.
+
+    ``inputs``: the model's input names; with several, the samples are a list of arrays (input
+    order) or a dict by input name, alone or as the x of an (x, y) pair."""
     from .data import from_arrays, load_dataset
 
     if data is None:
         return None
     if is_path(data):
-        return load_dataset(data, limit=limit, image_size=image_size)
+        return load_dataset(data, limit=limit, image_size=image_size, inputs=inputs)
     if isinstance(data, tuple) and len(data) == 2:
-        return from_arrays(data[0], data[1], f"{what} arrays", limit)
-    if isinstance(data, np.ndarray):
-        return from_arrays(data, None, f"{what} array", limit)
+        return from_arrays(data[0], data[1], f"{what} arrays", limit, inputs)
+    if isinstance(data, np.ndarray) or (inputs and len(inputs) > 1 and isinstance(data, (list, dict))):
+        return from_arrays(data, None, f"{what} array", limit, inputs)
     raise DataError(f"{what} data: give a path, a numpy array of samples or an (x, y) pair, "
                     f"not {type(data).__name__}")
 
@@ -123,10 +150,20 @@ def fingerprint(obj: Any, src=None) -> dict:
     if is_path(obj):
         return {"path": str(obj), "sha256": sha256_path(Path(obj))}
     if isinstance(obj, tuple):
-        return {"path": "(x, y) arrays", "sha256": sha256_bytes(b"".join(np.ascontiguousarray(a).tobytes()
-                                                                        for a in obj))}
+        return {"path": "(x, y) arrays", "sha256": sha256_bytes(b"".join(_array_bytes(a) for a in obj))}
+    if isinstance(obj, (list, dict)):
+        return {"path": "arrays", "sha256": sha256_bytes(_array_bytes(obj))}
     if isinstance(obj, np.ndarray):
         return {"path": "array", "sha256": sha256_bytes(np.ascontiguousarray(obj).tobytes())}
     model = getattr(src, "model", None) or obj
     weights = b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights())
     return {"path": f"live model '{getattr(model, 'name', '?')}'", "sha256": sha256_bytes(weights)}
+
+
+def _array_bytes(obj: Any) -> bytes:
+    """The bytes of an array, or of a list / dict (by sorted key) of arrays."""
+    if isinstance(obj, dict):
+        return b"".join(_array_bytes(obj[k]) for k in sorted(obj))
+    if isinstance(obj, list):
+        return b"".join(_array_bytes(a) for a in obj)
+    return np.ascontiguousarray(obj).tobytes()

@@ -70,14 +70,17 @@ def resolve_recipe(req: PackageRequest) -> Recipe:
     return Recipe.from_dict(raw, str(req.recipe_path or "options"))
 
 
-def _labelled(data: Any, recipe: Recipe, shape, limit: Optional[int], what: str) -> Optional[Labeled]:
-    """Preprocessed model input (and labels) from a path, an array or an (x, y) pair."""
+def _labelled(data: Any, recipe: Recipe, inputs, limit: Optional[int], what: str) -> Optional[Labeled]:
+    """Preprocessed model input (and labels) from a path, an array or an (x, y) pair; ``inputs``:
+    the model's (name, shape) pairs."""
+    from .data import model_inputs
     from .inputs import dataset
 
-    ds = dataset(data, limit, tuple(shape) if len(shape) == 3 else None, what)
+    shape = inputs[0][1]
+    ds = dataset(data, limit, tuple(shape) if len(shape) == 3 else None, what, [n for n, _ in inputs])
     if ds is None:
         return None
-    return Labeled(x=ds.model_input(recipe.data.preprocess, shape), y=ds.y)
+    return Labeled(x=model_inputs(ds, recipe.data, inputs), y=ds.y)
 
 
 def _read_labels(path: Optional[Path], n_out: int) -> Optional[list[str]]:
@@ -200,7 +203,7 @@ def _verify_accuracy(tflite: bytes, verify_set: Labeled, float_pred, data: str, 
     from .verify.accuracy import compare, gate, tflite_accuracy, tflm_accuracy
 
     if float_pred is None:  # a .tflite input: nothing to compare with, only its own accuracy
-        ver = {"samples": int(verify_set.x.shape[0]), "data": data, "metric": "accuracy_only",
+        ver = {"samples": len(verify_set.x), "data": data, "metric": "accuracy_only",
                "gate": {"applied": False, "reason": "no float model to compare with: the input is a .tflite"}}
         if verify_set.y is not None:
             try:
@@ -296,7 +299,7 @@ def package(req: PackageRequest) -> dict:
     from .build import Build
     from .convert.flatbuffer import read_tflite
     from .epk import encode
-    from .inputs import check_steps, float_reference, input_shape, is_path, output_size, source_name
+    from .inputs import check_steps, float_reference, is_path, model_inputs, output_size, source_name
     from .keras_compat import set_seed
     from .load import load_source
     from .costmodel.estimate import keras_latency_ms
@@ -321,7 +324,7 @@ def package(req: PackageRequest) -> dict:
     check_steps(src, steps, req.quantize is not None or req.io is not None or bool(recipe.quantize.rules))
     model = src.model
     req.progress("load model", 1, 1)
-    shape = input_shape(src)
+    shape = model_inputs(src)
     calib = _labelled(req.calibration, recipe, shape, recipe.data.calibration_limit, "calibration")
     ctx = Context(seed=req.seed, calibration=None if calib is None else calib.x,
                   train=_labelled(req.train, recipe, shape, None, "train"),

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import EdgepackError, LiteRTLoadError
+from .samples import Inputs, for_tensors
 
 
 def interpreter_class():
@@ -72,22 +73,32 @@ class LiteRT:
         self.inputs = self.interp.get_input_details()
         self.outputs = self.interp.get_output_details()
 
-    def invoke_one(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run one sample (batch axis included) from a reset state and return raw outputs."""
-        d = self.inputs[0]
-        if list(d["shape"]) != list(x.shape):
-            self.interp.resize_tensor_input(d["index"], list(x.shape))
-            self.interp.allocate_tensors()
-            self.inputs = self.interp.get_input_details()
-        self.interp.set_tensor(self.inputs[0]["index"], quantize_input(x, self.inputs[0]))
+    def invoke_one(self, x: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
+        """Run one sample (batch axis included) from a reset state and return raw outputs.
+
+        ``x``: the sample, or a list of one array per input in the model's input tensor order."""
+        xs = x if isinstance(x, list) else [x]
+        for k, xk in enumerate(xs):
+            d = self.inputs[k]
+            if list(d["shape"]) != list(xk.shape):
+                self.interp.resize_tensor_input(d["index"], list(xk.shape))
+                self.interp.allocate_tensors()
+                self.inputs = self.interp.get_input_details()
+        for k, xk in enumerate(xs):
+            self.interp.set_tensor(self.inputs[k]["index"], quantize_input(xk, self.inputs[k]))
         self.interp.reset_all_variables()  # no-op without variable tensors
         self.interp.invoke()
         return [self.interp.get_tensor(o["index"]) for o in self.outputs]
 
-    def predict(self, x: np.ndarray, output: int = 0) -> np.ndarray:
-        """Float outputs for a float batch, one sample at a time."""
-        outs = [dequantize_output(self.invoke_one(x[i : i + 1])[output], self.outputs[output])
-                for i in range(x.shape[0])]
+    def predict(self, x: "np.ndarray | Inputs", output: int = 0) -> np.ndarray:
+        """Float outputs for a float batch (an :class:`~edgepack.samples.Inputs` for several inputs),
+        one sample at a time."""
+        if isinstance(x, Inputs):
+            names, shapes = [d["name"] for d in self.inputs], [list(d["shape"]) for d in self.inputs]
+            one = lambda i: for_tensors(x[i : i + 1], names, shapes)  # noqa: E731
+        else:
+            one = lambda i: x[i : i + 1]  # noqa: E731
+        outs = [dequantize_output(self.invoke_one(one(i))[output], self.outputs[output]) for i in range(len(x))]
         return np.concatenate(outs, axis=0)
 
     def median_latency_us(self, runs: int = 20, warmup: int = 3) -> float:

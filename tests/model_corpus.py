@@ -106,6 +106,16 @@ def multi_io(k):
 
 
 @spec("package")
+def image_meta(k):
+    """Two inputs (an image and a metadata vector), one output: packaged with one calibration array per input."""
+    L = k.layers
+    image, meta = k.Input((8, 8, 1), name="image"), k.Input((3,), name="meta")
+    h = L.Flatten()(L.MaxPooling2D(2)(L.Conv2D(4, 3, activation="relu", padding="same")(image)))
+    z = L.Concatenate()([h, L.Dense(4, activation="relu")(meta)])
+    return k.Model([image, meta], L.Dense(4, activation="softmax")(z), name="image_meta")
+
+
+@spec("package")
 def merges(k):
     L = k.layers
     i = k.Input((8,))

@@ -38,8 +38,10 @@ class AccuracyLimit(click.ParamType):
 @click.option("--io", "io_type", type=click.Choice(["float", "int8", "uint8", "int16"]),
               help="Input/output dtype for full-integer modes (default float).")
 @click.option("--recipe", type=_path, help="Recipe YAML: steps, quantize, data, verify.")
-@click.option("--calibration", type=_path, help="Calibration samples: .npz (x), .npy or image folder.")
-@click.option("--eval", "eval_data", type=_path, help="Evaluation data: .npz with x and integer labels y.")
+@click.option("--calibration", type=_path, help="Calibration samples: .npz (x), .npy or image folder. A model with "
+              "several inputs: an .npz with one array per input, named after the input or x0, x1, ... in input order.")
+@click.option("--eval", "eval_data", type=_path, help="Evaluation data: .npz with x (one array per input for several "
+              "inputs, as --calibration) and integer labels y for the model's output.")
 @click.option("--train", type=_path, help="Training data for fine-tuning steps: .npz with x and y.")
 @click.option("--labels", type=_path, help="Class names, one per line (written as labels.txt).")
 @click.option("--max-accuracy-drop", type=AccuracyLimit(),

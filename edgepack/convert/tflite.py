@@ -17,16 +17,29 @@ import numpy as np
 
 from ..errors import ConversionError, DataError
 from ..fdcapture import capture_fd2
+from ..samples import Inputs
 
 _IO_TYPES = {"int8": "int8", "uint8": "uint8", "int16": "int16"}
 
 
-def representative_dataset(x: np.ndarray):
-    """A converter representative dataset over the samples in ``x`` (one per step)."""
+def _calibration_sample(a: np.ndarray) -> np.ndarray:
+    """One input's calibration sample as the converter gets it."""
+    return a.astype(np.float32)
+
+
+def representative_dataset(x: "np.ndarray | Inputs"):
+    """A converter representative dataset over the samples in ``x`` (one per step).
+
+    A several-input model's samples (:class:`~edgepack.samples.Inputs`) go as a dict by input name:
+    the converter matches them to its signature's inputs by name (it sorts the signature's inputs by
+    name, so a list in the model's input order could feed the wrong tensor)."""
 
     def gen():
-        for i in range(x.shape[0]):
-            yield [x[i : i + 1].astype(np.float32)]
+        for i in range(len(x)):
+            if isinstance(x, Inputs):
+                yield {name: _calibration_sample(a[i : i + 1]) for name, a in zip(x.names, x.arrays)}
+            else:
+                yield [_calibration_sample(x[i : i + 1])]
 
     return gen
 

@@ -42,6 +42,9 @@ def layer_errors(model, quant: QuantizeConfig, calibration: Optional[np.ndarray]
             ", per-op rules)" if quant.rules else ")")
     if calibration is None or not len(calibration):
         return None, "per-op error figures need calibration data (--calibration)"
+    if not isinstance(calibration, np.ndarray):  # an edgepack.samples.Inputs: the debugger feeds by position
+        return None, "per-op error figures are measured for single-input models (TensorFlow's QuantizationDebugger"\
+                     " feeds inputs by position)"
     if _fake_quantized(model):
         return None, ("per-op error figures are not measured after qat: TensorFlow's QuantizationDebugger "
                       "cannot replay a quantization-aware-trained model (its ranges come from training)")

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..convert.flatbuffer import read_tflite
 from ..errors import ConversionError, RecipeError
+from ..samples import Inputs
 from .config import QuantRule
 
 _ACT = {"int8": {"num_bits": 8, "symmetric": False}, "int16x8": {"num_bits": 16, "symmetric": True}}
@@ -68,6 +69,21 @@ def _quiet():
         yield
 
 
+def _signature_samples(calibration, names: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    """Calibration samples keyed by the signature's input names (a several-input model's by its input names)."""
+    if not isinstance(calibration, Inputs):
+        if len(names) != 1:
+            raise ConversionError(f"the model's signature has {len(names)} inputs but the calibration data one; "
+                                  "give one array per input")
+        return [{names[0]: calibration[i : i + 1].astype(np.float32)} for i in range(len(calibration))]
+    if sorted(names) != sorted(calibration.names):
+        raise ConversionError(f"per-op quantization feeds inputs by name: the converted signature takes "
+                              f"{', '.join(sorted(names))}, the data has {', '.join(calibration.names)}; "
+                              "use quantize mode int8")
+    return [{n: a[i : i + 1].astype(np.float32) for n, a in zip(calibration.names, calibration.arrays)}
+            for i in range(len(calibration))]
+
+
 class PlanQuantizer:
     """Calibrates a float .tflite once, then quantizes it with any per-op plan.
 
@@ -89,10 +105,7 @@ class PlanQuantizer:
         if len(sigs) != 1:
             raise ConversionError(f"mixed precision needs a model with one signature, found {len(sigs)}")
         self.signature, spec = next(iter(sigs.items()))
-        if len(spec["inputs"]) != 1:
-            raise ConversionError("mixed precision supports single-input models; use quantize mode int8")
-        name = spec["inputs"][0]
-        samples = [{name: calibration[i : i + 1].astype(np.float32)} for i in range(len(calibration))]
+        samples = _signature_samples(calibration, spec["inputs"])
         qt = quantizer.Quantizer(self.float_tflite, plan_recipe({}, per_channel=per_channel))
         with _quiet():
             self.qsv = qt.calibrate({self.signature: samples})

@@ -22,13 +22,15 @@ def _tensor_entry(t: TensorInfo) -> dict:
 
 def manifest(build: Build, model: bytes) -> dict:
     """manifest.json of the bundle; ``model`` is the shipped model.tflite (with TFLite Metadata)."""
-    from .android_metadata import input_kind, mediapipe_support, recipe_sha256
+    from .android_metadata import input_entries, input_kind, mediapipe_support, recipe_sha256
     from .metadata import read_metadata
 
     info = build.info
     meta = read_metadata(model) or {}
     pre = build.recipe.data.preprocess
     ins = [_tensor_entry(info.tensors[i]) for i in info.inputs]
+    if len(ins) > 1:  # several inputs: each its own model input name and preprocessing
+        ins = [{**e, **extra} for e, extra in zip(ins, input_entries(build))]
     return {
         "format": "edgepack-android/1",
         "model": "model.tflite",

@@ -25,6 +25,7 @@ from .. import __version__
 from ..errors import UsageError
 from ..fsutil import sha256_bytes
 from ..build import Build
+from ..samples import for_tensors, tensor_input_name
 from .metadata import ModelDoc, TensorDoc
 
 INPUT_KINDS = ("image", "audio", "tensor")
@@ -49,9 +50,29 @@ def input_kind(build: Build) -> str:
     return kind
 
 
-def normalization(build: Build) -> Optional[tuple[list[float], list[float]]]:
-    """(mean, std) for NormalizationOptions from the recipe's preprocessing (None when scale is 0)."""
-    pre = build.recipe.data.preprocess
+def input_names(build: Build) -> list[str]:
+    """The model input each converted input tensor stands for, in tensor order (``serving_default_meta:0``
+    -> ``meta``)."""
+    return [tensor_input_name(build.info.tensors[i].name) for i in build.info.inputs]
+
+
+def preprocess_of(build: Build, k: int):
+    """The recipe's preprocessing of input tensor ``k`` (``data.inputs`` by name, else ``data.preprocess``)."""
+    if len(build.info.inputs) == 1:
+        return build.recipe.data.preprocess
+    return build.recipe.data.for_input(input_names(build)[k])
+
+
+def input_entries(build: Build) -> list[dict]:
+    """For the manifest of a several-input model: each input tensor's model input name and preprocessing."""
+    return [{"model_input": n, "preprocessing": {"formula": "x = (v - mean) * scale", "scale": preprocess_of(build, k).scale,
+                                                  "mean": preprocess_of(build, k).mean}}
+            for k, n in enumerate(input_names(build))]
+
+
+def normalization(build: Build, k: int = 0) -> Optional[tuple[list[float], list[float]]]:
+    """(mean, std) for NormalizationOptions from input ``k``'s preprocessing (None when scale is 0)."""
+    pre = preprocess_of(build, k)
     if pre.scale <= 0:
         return None
     mean = [float(m) for m in (pre.mean if isinstance(pre.mean, list) else [pre.mean])]
@@ -73,17 +94,22 @@ def _sig6(values) -> list[float]:
     return [float(f"{float(v):.6g}") for v in values]
 
 
-def _stats(build: Build, kind: str) -> tuple[Optional[tuple], list[Optional[tuple]]]:
-    """((min, max) of the input, [(min, max) of each output]) on calibration samples, or Nones."""
-    n_out = len(build.info.outputs)
+def _stats(build: Build, kind: str) -> tuple[list[Optional[tuple]], list[Optional[tuple]]]:
+    """([(min, max) of each input], [(min, max) of each output]) on calibration samples, or Nones.
+
+    Inputs in tensor order; input 0 per channel when it is an image."""
+    n_in, n_out = len(build.info.inputs), len(build.info.outputs)
     if build.calibration is None or len(build.calibration) == 0:
-        return None, [None] * n_out
+        return [None] * n_in, [None] * n_out
     from ..runtime import LiteRT
 
-    x = np.asarray(build.calibration[:STATS_SAMPLES], dtype=np.float32)
+    x = build.calibration[:STATS_SAMPLES].astype(np.float32)
     rt = LiteRT(build.tflite)
     outs = [_range(rt.predict(x, output=k), False) for k in range(n_out)]
-    return _range(x, kind == "image"), outs
+    names = [build.info.tensors[i].name for i in build.info.inputs]
+    shapes = [build.info.tensors[i].shape for i in build.info.inputs]
+    parts = for_tensors(x, names, shapes)
+    return [_range(p, k == 0 and kind == "image") for k, p in enumerate(parts)], outs
 
 
 def _plus(z: int) -> str:
@@ -96,16 +122,19 @@ def _quant_text(t) -> str:
 
 def model_doc(build: Build) -> ModelDoc:
     """The TFLite Metadata of the Android model.tflite (see module doc)."""
-    info, pre = build.info, build.recipe.data.preprocess
+    info = build.info
     kind = input_kind(build)
-    norm = normalization(build)
     in_stats, out_stats = _stats(build, kind)
+    several = len(info.inputs) > 1
     recipe_hash = recipe_sha256(build)
     src = ((build.report.get("provenance") or {}).get("inputs") or {}).get("model", {}).get("sha256")
     inputs = []
     for i, idx in enumerate(info.inputs):
-        t = info.tensors[idx]
-        name = {"image": "image", "audio": "audio"}.get(kind, "input") if i == 0 else f"input_{i}"
+        t, pre, norm = info.tensors[idx], preprocess_of(build, i), normalization(build, i)
+        if several:  # one tensor metadata per input, named after the model input
+            name = input_names(build)[i]
+        else:
+            name = {"image": "image", "audio": "audio"}.get(kind, "input")
         extra: dict[str, Any] = {}
         if i == 0 and kind == "image":
             extra = {"content": "image", "color_space": "RGB" if t.shape[3] == 3 else "GRAYSCALE",
@@ -113,7 +142,7 @@ def model_doc(build: Build) -> ModelDoc:
         elif i == 0 and kind == "audio":
             extra = {"content": "audio", "sample_rate": int(build.options["sample_rate"]),
                      "channels": int(t.shape[2]) if len(t.shape) == 3 else 1}
-        stats = in_stats if i == 0 else None
+        stats = in_stats[i]
         inputs.append(TensorDoc(
             name=name, description=(f"Tensor {t.name}: {t.shape} {t.dtype}. Raw value v -> x = (v - {pre.mean}) * "
                                     f"{pre.scale!r}{_quant_text(t)}."),

@@ -1,5 +1,7 @@
 """README.md of the Android bundle: Kotlin for LiteRT's CompiledModel API (Interpreter as the alternative),
-the exact pre/post-processing the model needs, labels.txt, and MediaPipe Tasks when they fit.
+the exact pre/post-processing the model needs, labels.txt, and MediaPipe Tasks when they fit. A model with
+several inputs gets the Interpreter API's ``runForMultipleInputsOutputs`` feeding every input, with one
+``input<k>`` helper per input (:func:`readme_several_inputs`).
 
 Every number in the Kotlin (mean, scale, quantization) comes from the recipe and the flatbuffer; the
 tests read them back from the rendered text and compare them with manifest.json.
@@ -20,6 +22,7 @@ import numpy as np
 from ..convert.flatbuffer import TensorInfo
 from ..paths import data_dir
 from ..build import Build
+from .android_metadata import input_names, preprocess_of
 
 _DTYPE_BYTES = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2, "float16": 2, "int32": 4}
 _RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
@@ -228,6 +231,8 @@ def _raw_range(build: Build) -> str:
 def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
     """README.md text for the bundle; ``model`` is the shipped model.tflite, ``support`` the MediaPipe fit."""
     info = build.info
+    if len(info.inputs) > 1:
+        return readme_several_inputs(build, model)
     tin, tout = info.tensors[info.inputs[0]], info.tensors[info.outputs[0]]
     pre = build.recipe.data.preprocess
     cls = class_name(build.model_name)
@@ -259,3 +264,161 @@ def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
         in_bytes=int(np.prod(tin.shape)) * _DTYPE_BYTES.get(tin.dtype, 4),
         out_bytes=int(np.prod(tout.shape)) * _DTYPE_BYTES.get(tout.dtype, 4),
         put_input=put, get_output=get, mediapipe=mediapipe_section(build, support, tin))
+
+
+# --------------------------------------------------------------------------- several inputs
+
+_SEVERAL = Template("""# $name for Android
+
+Files: `model.tflite` ($size_bytes bytes, $mode, with TFLite Metadata: one tensor entry per input with its
+normalization, tensor meaning, value ranges$labels_meta, provenance), `manifest.json` (tensors, quantization,
+preprocessing per input, ops, accuracy, provenance)$labels_note, and `model.tflite.epk`, the same model
+entropy-coded for over-the-air download ($epk_bytes bytes; restore the exact `model.tflite` with
+`edgepack unpack model.tflite.epk model.tflite`).
+
+## Add it to the app
+
+`app/build.gradle.kts`:
+
+```kotlin
+dependencies { implementation("com.google.ai.edge.litert:litert:2.3.0") }
+android { androidResources { noCompress += "tflite" } }
+```
+
+Copy `model.tflite`$labels_copy into `app/src/main/assets/`.
+
+## What the model takes and gives
+
+The model has $count inputs, in this order (the order of the interpreter's input tensors, which
+`runForMultipleInputsOutputs` follows):
+
+$inputs
+Output `$out_name`: shape $out_shape, $out_dtype$out_note. The largest value is the prediction$labels_hint.
+
+These numbers are in `manifest.json` and in the model's own metadata; the helper below applies them:
+
+```kotlin
+$helper
+```
+
+$state_section## Run it with the Interpreter API
+
+`org.tensorflow.lite.Interpreter` feeds every input with `runForMultipleInputsOutputs` (inputs in the
+order above; `interpreter.getInputIndex(name)` gives a tensor's position by name):
+
+```kotlin
+import android.content.Context
+import java.io.FileInputStream
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.nio.channels.FileChannel
+import org.tensorflow.lite.Interpreter
+
+fun loadInterpreter(context: Context): Interpreter {
+    val fd = context.assets.openFd("model.tflite")
+    val buffer = FileInputStream(fd.fileDescriptor).channel
+        .map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength)
+    return Interpreter(buffer, Interpreter.Options().apply { setNumThreads(2) })
+}
+
+/** $raw_doc */
+fun predict(interpreter: Interpreter, $params): FloatArray {
+$buffers
+    val output = ByteBuffer.allocateDirect($out_bytes).order(ByteOrder.nativeOrder())
+$reset    interpreter.runForMultipleInputsOutputs(arrayOf<Any>($args), mapOf(0 to output))
+    output.rewind()
+    $get_output
+}
+```
+
+LiteRT's CompiledModel API also runs this model; its input buffers follow the model's signature, which
+lists inputs by name: match them by name, not by the order above.
+
+## MediaPipe Tasks
+
+No MediaPipe task fits this model: MediaPipe's classifiers take one image or one waveform input.
+""")
+
+
+def _input_line(k: int, name: str, t: TensorInfo, pre) -> str:
+    q = ""
+    if _quantized(t):
+        q = (f", then quantized: `q = round(x / {t.scale[0]!r}) {_signed(t.zero_point[0])}`, clamped to "
+             f"{_RANGE[t.dtype][0]}..{_RANGE[t.dtype][1]}")
+    return (f"{k}. `{name}` (tensor `{t.name}`): shape {t.shape}, {t.dtype}. Each raw value `v` becomes "
+            f"`x = (v - mean) * scale` with mean `{pre.mean}`, scale `{pre.scale!r}`{q}.")
+
+
+def _input_fn(k: int, name: str, t: TensorInfo, pre) -> list[str]:
+    means = pre.mean if isinstance(pre.mean, list) else [pre.mean]
+    arr = _KOTLIN[t.dtype][0]
+    lines = ["", f"    // input {k}: {name}",
+             f"    val MEAN_{k} = floatArrayOf({', '.join(_f(m) for m in means)})  // one per channel (last axis)",
+             f"    const val SCALE_{k} = {_f(pre.scale)}"]
+    x = f"(raw[i] - MEAN_{k}[i % MEAN_{k}.size]) * SCALE_{k}"
+    if _quantized(t):
+        lo, hi = _RANGE[t.dtype]
+        conv = ".toShort()" if t.dtype == "int16" else ".toByte()"
+        lines += [f"    const val IN_SCALE_{k} = {_f(t.scale[0])}", f"    const val IN_ZERO_POINT_{k} = {t.zero_point[0]}",
+                  f"    fun input{k}(raw: FloatArray): {arr} = {arr}(raw.size) {{ i ->", f"        val x = {x}",
+                  f"        (Math.round(x / IN_SCALE_{k}) + IN_ZERO_POINT_{k}).coerceIn({lo}, {hi}){conv}", "    }"]
+    else:
+        lines += [f"    fun input{k}(raw: FloatArray): FloatArray = FloatArray(raw.size) {{ i -> {x} }}"]
+    return lines
+
+
+def _helper(build: Build, ins: list[TensorInfo], names: list[str], tout: TensorInfo, cls: str) -> str:
+    lines = [f"/** {build.model_name}: input k's x = (v - MEAN_k[channel]) * SCALE_k (then quantized for integer "
+             "inputs); outputs as floats. */", f"object {cls}Io {{"]
+    for k, t in enumerate(ins):
+        lines += _input_fn(k, names[k], t, preprocess_of(build, k))
+    lines.append("")
+    if _quantized(tout):
+        q = {"int8": "q[i].toInt()", "uint8": "(q[i].toInt() and 0xFF)", "int16": "q[i].toInt()"}[tout.dtype]
+        lines += [f"    const val OUT_SCALE = {_f(tout.scale[0])}", f"    const val OUT_ZERO_POINT = {tout.zero_point[0]}",
+                  f"    fun output(q: {_KOTLIN[tout.dtype][0]}): FloatArray = FloatArray(q.size) "
+                  "{ i -> (" + q + " - OUT_ZERO_POINT) * OUT_SCALE }"]
+    else:
+        lines += ["    fun output(y: FloatArray): FloatArray = y"]
+    return "\n".join(lines + ["}"])
+
+
+def _ident(name: str, k: int) -> str:
+    s = "".join(c if c.isalnum() else "_" for c in name)
+    return s if s and s[0].isalpha() else f"raw{k}"
+
+
+def readme_several_inputs(build: Build, model: bytes) -> str:
+    """README.md text for a bundle whose model has several inputs (see module doc)."""
+    info = build.info
+    ins = [info.tensors[i] for i in info.inputs]
+    tout = info.tensors[info.outputs[0]]
+    names = input_names(build)
+    cls = class_name(build.model_name)
+    state = state_section(model)
+    params = [_ident(n, k) for k, n in enumerate(names)]
+    buffers = [f"    val in{k} = ByteBuffer.allocateDirect({int(np.prod(t.shape)) * _DTYPE_BYTES.get(t.dtype, 4)})"
+               f".order(ByteOrder.nativeOrder())\n    in{k}.{_KOTLIN[t.dtype][3]}put({cls}Io.input{k}({params[k]}))"
+               for k, t in enumerate(ins)]
+    arr = _KOTLIN[tout.dtype][0]
+    get = (f"val out = {arr}({int(np.prod(tout.shape))})\n    output.{_KOTLIN[tout.dtype][3]}get(out)\n"
+           f"    return {cls}Io.output(out)")
+    reset = ("    interpreter.resetVariableTensors()  // start from zero state: no state from the last input\n"
+             if state else "")
+    return _SEVERAL.substitute(
+        name=build.model_name, size_bytes=len(model), mode=build.recipe.quantize.mode,
+        epk_bytes=len(build.download_package) if build.download_package is not None else "n/a",
+        labels_meta=", labels" if build.labels else "",
+        labels_note=", `labels.txt` (one class per line, in output order)" if build.labels else "",
+        labels_copy=" and `labels.txt`" if build.labels else "", count=len(ins),
+        inputs="\n".join(_input_line(k, names[k], t, preprocess_of(build, k)) for k, t in enumerate(ins)) + "\n",
+        out_name=tout.name, out_shape=tout.shape, out_dtype=tout.dtype,
+        out_note=(f" (dequantize: `x = (q {_signed(-tout.zero_point[0])}) * {tout.scale[0]!r}`)"
+                  if _quantized(tout) else ""),
+        labels_hint="; its name is that line of `labels.txt`" if build.labels else "",
+        helper=_helper(build, ins, names, tout, cls), state_section=state,
+        raw_doc="; ".join(f"{p}: input {k}'s {int(np.prod(t.shape))} raw values" for k, (p, t) in
+                          enumerate(zip(params, ins))) + "; returns the float scores.",
+        params=", ".join(f"{p}: FloatArray" for p in params), buffers="\n".join(buffers),
+        out_bytes=int(np.prod(tout.shape)) * _DTYPE_BYTES.get(tout.dtype, 4), reset=reset,
+        args=", ".join(f"in{k}.rewind()" for k in range(len(ins))), get_output=get)

@@ -308,12 +308,14 @@ def check_bit_exact(plain: bytes, compressed: bytes, samples: np.ndarray, arena_
     -> ``{"samples": 32, "bit_exact": True, ...}``
     """
     from .interpreter import Tflm
+    from .parity import input_sets
     from ..runtime import quantize_input
 
     a, b = Tflm(plain, arena_size=arena_size), Tflm(compressed, arena_size=arena_size)
     n = int(len(samples))
-    for i in range(n):
-        x = quantize_input(np.asarray(samples[i : i + 1], np.float32), a.input)
+    for i, sample in enumerate(input_sets(plain, samples)):  # one array per input (several-input models)
+        xs = [quantize_input(np.asarray(xk, np.float32), d) for xk, d in zip(sample, a.inputs)]
+        x = xs[0] if len(xs) == 1 else xs
         ya, yb = a.invoke_raw(x), b.invoke_raw(x)
         if ya.shape != yb.shape or ya.tobytes() != yb.tobytes():
             raise VerificationError(f"the TFLM-compressed model differs from the plain one on sample {i} "
@@ -350,7 +352,7 @@ class FirmwareCompression:
 
 def _samples(calibration: Optional[np.ndarray], model: bytes) -> np.ndarray:
     if calibration is not None and len(calibration):
-        return np.asarray(calibration[:FIRMWARE_PARITY_SAMPLES], np.float32)
+        return calibration[:FIRMWARE_PARITY_SAMPLES].astype(np.float32)
     from .interpreter import Tflm
 
     shape = [8] + list(Tflm(model).input["shape"][1:])

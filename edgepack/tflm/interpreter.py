@@ -57,6 +57,17 @@ def _detail(d: dict) -> dict:
     return {"dtype": np.dtype(d["dtype"]), "shape": [int(v) for v in d["shape"]], "quantization": (scale, zp)}
 
 
+def _count(interp) -> int:
+    """How many input tensors the model has (the wheel has no counter: probe the details)."""
+    n = 1
+    while True:
+        try:
+            interp.get_input_details(n)
+        except (RuntimeError, ValueError, IndexError):
+            return n
+        n += 1
+
+
 class ArenaTooSmall(VerificationError):
     """The tensor arena given to TFLM cannot hold the model's tensors."""
 
@@ -79,6 +90,8 @@ class Tflm:
             self._raise(err, log.text(), arena_size)
         self.arena_size = arena_size
         self.input = _detail(self.interp.get_input_details(0))
+        with capture_fd2():  # an index past the last input prints to fd 2
+            self.inputs = [_detail(self.interp.get_input_details(k)) for k in range(_count(self.interp))]
         self.output = _detail(self.interp.get_output_details(0))
 
     @staticmethod
@@ -93,15 +106,19 @@ class Tflm:
         raise UnsupportedOpError(f"TFLM cannot prepare the model: {detail}; check op types with "
                                  "'edgepack inspect' (TFLM supports fewer dtype combinations than LiteRT)") from None
 
-    def invoke_raw(self, x: np.ndarray) -> np.ndarray:
+    def invoke_raw(self, x: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """Run one sample given in the input tensor's own dtype from a reset state (variable tensors,
-        e.g. a fused LSTM's state, zeroed as after allocation); return the raw output."""
-        x = np.asarray(x, dtype=self.input["dtype"]).reshape(self.input["shape"])
+        e.g. a fused LSTM's state, zeroed as after allocation); return the raw (first) output.
+
+        ``x``: the sample, or a list of one array per input in the model's input tensor order."""
+        xs = [np.asarray(xk, dtype=self.inputs[k]["dtype"]).reshape(self.inputs[k]["shape"])
+              for k, xk in enumerate(x if isinstance(x, list) else [x])]
         err = None
         with capture_fd2() as log:
             try:
                 self.interp.reset()
-                self.interp.set_input(x, 0)
+                for k, xk in enumerate(xs):
+                    self.interp.set_input(xk, k)
                 self.interp.invoke()
             except (RuntimeError, ValueError) as e:
                 err = e

@@ -4,6 +4,7 @@ output a correct board harness reports.
 Example::
 
     p = parity(model_bytes, x)             # Parity(max_abs_diff=..., bit_exact=True, ...)
+    input_sets(model_bytes, x)             # per sample: one array per input, in tensor order
     harness_expectation(model_bytes)["crc32"]
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 from ..errors import LiteRTLoadError, VerificationError
 from ..fdcapture import capture_fd2
 from ..runtime import dequantize_output, quantize_input
+from ..samples import Inputs, Samples, for_tensors
 from .interpreter import Tflm
 from .protocol import crc32_hex, input_pattern_array
 
@@ -56,7 +58,20 @@ def _reference_litert(model: bytes):
     return interp
 
 
-def parity(model: bytes, x: np.ndarray, arena_size: Optional[int] = None) -> Parity:
+def input_sets(model: bytes, x: Samples) -> list[list[np.ndarray]]:
+    """Each float sample of ``x`` as a list of one array per input, in the model's input tensor order
+    (by tensor name: :func:`edgepack.samples.for_tensors`)."""
+    if not isinstance(x, Inputs):
+        return [[x[i : i + 1]] for i in range(len(x))]
+    from ..convert.flatbuffer import read_tflite
+
+    info = read_tflite(model)
+    names = [info.tensors[i].name for i in info.inputs]
+    shapes = [list(info.tensors[i].shape) for i in info.inputs]
+    return [for_tensors(x[i : i + 1], names, shapes) for i in range(len(x))]
+
+
+def parity(model: bytes, x: Samples, arena_size: Optional[int] = None) -> Parity:
     """Run each float sample of ``x`` in TFLM (host) and LiteRT (reference kernels) and compare.
 
     Both sides get the same quantized input and start every sample from a reset state
@@ -68,12 +83,13 @@ def parity(model: bytes, x: np.ndarray, arena_size: Optional[int] = None) -> Par
         raise VerificationError("TFLM parity needs calibration samples; pass --calibration DATA")
     micro = Tflm(model, arena_size=arena_size)
     lite = _reference_litert(model)
-    d_in, d_out = lite.get_input_details()[0], lite.get_output_details()[0]
+    d_ins, d_out = lite.get_input_details(), lite.get_output_details()[0]
     raw_diff, diff, exact, mismatched, total = 0.0, 0.0, True, 0, 0
-    for i in range(x.shape[0]):
-        xi = quantize_input(x[i : i + 1], d_in)
-        a = micro.invoke_raw(xi)
-        lite.set_tensor(d_in["index"], xi.reshape(d_in["shape"]))
+    for sample in input_sets(model, x):
+        xs = [quantize_input(xk, d) for xk, d in zip(sample, d_ins)]
+        a = micro.invoke_raw(xs if len(xs) > 1 else xs[0])
+        for xk, d in zip(xs, d_ins):
+            lite.set_tensor(d["index"], xk.reshape(d["shape"]))
         lite.reset_all_variables()  # each sample from a reset state, as Tflm.invoke_raw does
         lite.invoke()
         b = lite.get_tensor(d_out["index"])
@@ -83,17 +99,19 @@ def parity(model: bytes, x: np.ndarray, arena_size: Optional[int] = None) -> Par
         raw_diff = max(raw_diff, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))))
         fa, fb = dequantize_output(a, micro.output), dequantize_output(b, d_out)
         diff = max(diff, float(np.max(np.abs(fa.astype(np.float64) - fb.astype(np.float64)))))
-    return Parity(samples=int(x.shape[0]), max_abs_diff=diff, max_raw_diff=raw_diff, bit_exact=exact,
+    return Parity(samples=len(x), max_abs_diff=diff, max_raw_diff=raw_diff, bit_exact=exact,
                   output_dtype=str(micro.output["dtype"]), mismatch_pct=round(100.0 * mismatched / max(total, 1), 4))
 
 
 def harness_expectation(model: bytes, arena_size: Optional[int] = None) -> dict:
     """What a correct board harness reports for this model: the crc32 of the raw output
-    for the protocol's input fill pattern, and the I/O byte counts.
+    for the protocol's input fill pattern (every input filled from its own first byte), and the
+    I/O byte counts (``in_bytes``: all inputs together).
 
     Example: ``harness_expectation(data)["crc32"]`` -> ``'1c291ca3'``.
     """
     interp = Tflm(model, arena_size=arena_size)
-    x = input_pattern_array(interp.input["shape"], interp.input["dtype"])
-    y = interp.invoke_raw(x)
-    return {"crc32": crc32_hex(y), "in_bytes": int(x.nbytes), "out_bytes": int(y.nbytes), "output": y}
+    xs = [input_pattern_array(d["shape"], d["dtype"]) for d in interp.inputs]
+    y = interp.invoke_raw(xs if len(xs) > 1 else xs[0])
+    return {"crc32": crc32_hex(y), "in_bytes": int(sum(x.nbytes for x in xs)), "out_bytes": int(y.nbytes),
+            "output": y}

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import VerificationError
 from ..runtime import LiteRT
+from ..samples import Inputs
 
 MIN_AGREEMENT_SAMPLES = 30  # fewer: one sample moves agreement by > 3 points
 MAX_DOMINANT_SHARE = 0.9  # the float model predicts one class for >= 90% of samples: agreement says nothing
@@ -42,12 +43,19 @@ FIXES: dict[str, str] = {
 }
 
 
-def keras_predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Float outputs of a Keras model (direct calls: no tf.data pipeline)."""
+def keras_predict(model, x: "np.ndarray | Inputs", batch_size: int = 256) -> np.ndarray:
+    """Float outputs of a Keras model (direct calls: no tf.data pipeline).
+
+    Several inputs: ``x`` is an :class:`~edgepack.samples.Inputs` in the model's input order."""
     x = x.astype(np.float32)
-    outs = [np.asarray(model(x[i : i + batch_size], training=False), dtype=np.float32)
-            for i in range(0, x.shape[0], batch_size)]
+    outs = [np.asarray(model(_call_arg(x[i : i + batch_size]), training=False), dtype=np.float32)
+            for i in range(0, len(x), batch_size)]
     return np.concatenate(outs, axis=0)
+
+
+def _call_arg(x):
+    return list(x.arrays) if isinstance(x, Inputs) else x
+
 
 
 def _top1(p: np.ndarray) -> np.ndarray:
@@ -78,7 +86,7 @@ def compare(float_model, tflite: bytes, x: np.ndarray, y: Optional[np.ndarray] =
     got = LiteRT(tflite).predict(x).reshape(ref.shape)
     err = np.abs(got - ref)
     out = {
-        "samples": int(x.shape[0]),
+        "samples": len(x),
         "top1_agreement_pct": round(float(100.0 * np.mean(_top1(ref) == _top1(got))), 4),
         "max_abs_error": float(err.max()),
         "mean_abs_error": float(err.mean()),
@@ -152,8 +160,14 @@ def tflm_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy (points) of a .tflite model in the host TFLM interpreter (each sample from a reset state)."""
     from ..runtime import dequantize_output, quantize_input
     from ..tflm import Tflm
+    from ..tflm.parity import input_sets
 
     micro = Tflm(tflite)
-    pred = np.stack([dequantize_output(micro.invoke_raw(quantize_input(x[i:i + 1], micro.input)), micro.output)
-                     .reshape(-1) for i in range(len(x))])
+    pred = np.stack([dequantize_output(micro.invoke_raw(_one([quantize_input(xk, d)
+                                                              for xk, d in zip(sample, micro.inputs)])),
+                                       micro.output).reshape(-1) for sample in input_sets(tflite, x)])
     return float(100.0 * np.mean(_top1(pred) == y))
+
+
+def _one(xs: list[np.ndarray]):
+    return xs[0] if len(xs) == 1 else xs

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..convert.flatbuffer import TfliteInfo
 from ..errors import LiteRTLoadError, VerificationError
+from ..samples import Inputs, Samples
 from ..tflm import Tflm, parity
 
 PARITY_SAMPLES = 32  # calibration samples compared TFLM vs LiteRT
@@ -28,18 +29,27 @@ INT_PARITY_STEPS = 16  # also for float outputs of a quantized model, counted in
 FLOAT_PARITY_ABS = 1e-3  # a float model end to end (no quantized output to count steps of)
 
 
-def parity_inputs(calibration: Optional[np.ndarray], interp: Tflm) -> tuple[np.ndarray, str]:
-    """The samples parity runs on and where they came from ("calibration" or "random")."""
+def parity_inputs(calibration: Optional[Samples], interp: Tflm) -> tuple[Samples, str]:
+    """The samples parity runs on and where they came from ("calibration" or "random"): every input
+    of a several-input model gets its own (random ones in the model's input tensor order)."""
     if calibration is not None and len(calibration):
-        return np.asarray(calibration[:PARITY_SAMPLES], dtype=np.float32), "calibration"
+        return calibration[:PARITY_SAMPLES].astype(np.float32), "calibration"
     rng = np.random.default_rng(0)
-    shape = [RANDOM_PARITY_SAMPLES] + list(interp.input["shape"][1:])
-    dtype, (scale, zp) = interp.input["dtype"], interp.input["quantization"]
+    parts = [_random(rng, d) for d in interp.inputs]
+    if len(parts) == 1:
+        return parts[0], "random"
+    return Inputs(tuple(parts), tuple(f"x{k}" for k in range(len(parts)))), "random"
+
+
+def _random(rng: np.random.Generator, detail: dict) -> np.ndarray:
+    """Random float samples of one input over its quantized range (standard normal for a float input)."""
+    shape = [RANDOM_PARITY_SAMPLES] + list(detail["shape"][1:])
+    dtype, (scale, zp) = detail["dtype"], detail["quantization"]
     if np.issubdtype(dtype, np.integer) and scale:
         info = np.iinfo(dtype)
         q = rng.integers(info.min, info.max, size=shape, endpoint=True)
-        return ((q - zp) * scale).astype(np.float32), "random"
-    return rng.standard_normal(shape).astype(np.float32), "random"
+        return ((q - zp) * scale).astype(np.float32)
+    return rng.standard_normal(shape).astype(np.float32)
 
 
 def output_step(info: TfliteInfo) -> Optional[float]:

@@ -41,15 +41,26 @@ bool HasVariableTensors(const tflite::Model* model) {
 
 // Every run starts from the state a fresh interpreter has (variable tensors zeroed), so each
 // output depends on its own input only and matches the host TFLM interpreter's expectation.
-TfLiteStatus Prepare(tflite::MicroInterpreter& interpreter, TfLiteTensor* input, bool stateful) {
+TfLiteStatus Prepare(tflite::MicroInterpreter& interpreter, bool stateful) {
   if (stateful && interpreter.Reset() != kTfLiteOk) return kTfLiteError;
-  // TFLM's memory planner may reuse the input buffer for later tensors, so the
-  // input is refilled before every invoke (outside the timed region).
-  ep_fill_pattern(input->data.uint8, input->bytes);
+  // TFLM's memory planner may reuse the input buffers for later tensors, so every
+  // input is refilled before every invoke (outside the timed region), each with the
+  // pattern from its own first byte.
+  for (size_t k = 0; k < interpreter.inputs_size(); ++k) {
+    TfLiteTensor* input = interpreter.input(k);
+    ep_fill_pattern(input->data.uint8, input->bytes);
+  }
   return kTfLiteOk;
 }
 
-void SendHello(const TfLiteTensor* input, const TfLiteTensor* output) {
+// The bytes of all inputs together (HELLO's "in").
+size_t InputBytes(tflite::MicroInterpreter& interpreter) {
+  size_t bytes = 0;
+  for (size_t k = 0; k < interpreter.inputs_size(); ++k) bytes += interpreter.input(k)->bytes;
+  return bytes;
+}
+
+void SendHello(size_t input_bytes, const TfLiteTensor* output) {
   ep_line line;
   ep_line_begin(&line, "HELLO");
   ep_line_u64(&line, "v", EP_PROTOCOL_VERSION);
@@ -57,7 +68,7 @@ void SendHello(const TfLiteTensor* input, const TfLiteTensor* output) {
   ep_line_u64(&line, "bytes", EP_MODEL_DATA_LEN);
   ep_line_u64(&line, "arena", EP_ARENA_SIZE);
   ep_line_u64(&line, "clock_hz", board_clock_hz());
-  ep_line_u64(&line, "in", input->bytes);
+  ep_line_u64(&line, "in", input_bytes);
   ep_line_u64(&line, "out", output->bytes);
   ep_line_send(&line);
 }
@@ -106,9 +117,8 @@ extern "C" int ep_harness_session(void) {
     ep_send_error(kErrAllocate, "AllocateTensors failed: arena too small or op unsupported");
     return kErrAllocate;
   }
-  TfLiteTensor* input = interpreter.input(0);
   TfLiteTensor* output = interpreter.output(0);
-  SendHello(input, output);
+  SendHello(InputBytes(interpreter), output);
 
   uint32_t runs = 0, warmup = 0;
   if (ep_read_run_request(&runs, &warmup) != 0) {
@@ -117,13 +127,13 @@ extern "C" int ep_harness_session(void) {
   }
   const bool stateful = HasVariableTensors(model);
   for (uint32_t i = 0; i < warmup; ++i) {
-    if (Prepare(interpreter, input, stateful) != kTfLiteOk || interpreter.Invoke() != kTfLiteOk) {
+    if (Prepare(interpreter, stateful) != kTfLiteOk || interpreter.Invoke() != kTfLiteOk) {
       ep_send_error(kErrInvoke, "Invoke failed");
       return kErrInvoke;
     }
   }
   for (uint32_t i = 0; i < runs; ++i) {
-    if (Prepare(interpreter, input, stateful) != kTfLiteOk) {
+    if (Prepare(interpreter, stateful) != kTfLiteOk) {
       ep_send_error(kErrInvoke, "Reset failed");
       return kErrInvoke;
     }

@@ -18,14 +18,49 @@
 #define EP_INFERENCE_SUPPORTED 0
 #endif
 
+#ifndef EP_INPUTS_ELEMENTS
+#define EP_INPUTS_ELEMENTS EP_INPUT0_ELEMENTS
+#endif
+
 namespace {
 alignas(16) uint8_t g_inference_arena[EP_ARENA_SIZE];
+
+#if EP_INPUT_COUNT > 1
+uint32_t ElementCount(const TfLiteTensor* t) {
+  uint32_t n = 1;
+  for (int d = 0; d < t->dims->size; ++d) n *= (uint32_t)t->dims->data[d];
+  return n;
+}
+
+// One input of a several-input model from `x` (its preprocessed floats), quantized with TFLite's rule.
+int32_t FillInput(TfLiteTensor* t, const float* x) {
+  const uint32_t n = ElementCount(t);
+  const float scale = t->params.scale;
+  const int32_t zp = t->params.zero_point;
+  switch (t->type) {
+    case kTfLiteFloat32:
+      for (uint32_t i = 0; i < n; ++i) t->data.f[i] = x[i];
+      return EP_INFER_OK;
+    case kTfLiteInt8:
+      for (uint32_t i = 0; i < n; ++i) t->data.int8[i] = ep_quantize_int8(x[i], scale, zp);
+      return scale > 0.0f ? EP_INFER_OK : EP_INFER_UNSUPPORTED;
+    case kTfLiteUInt8:
+      for (uint32_t i = 0; i < n; ++i) t->data.uint8[i] = ep_quantize_uint8(x[i], scale, zp);
+      return scale > 0.0f ? EP_INFER_OK : EP_INFER_UNSUPPORTED;
+    case kTfLiteInt16:
+      for (uint32_t i = 0; i < n; ++i) t->data.i16[i] = ep_quantize_int16(x[i], scale, zp);
+      return scale > 0.0f ? EP_INFER_OK : EP_INFER_UNSUPPORTED;
+    default:
+      return EP_INFER_UNSUPPORTED;
+  }
+}
+#endif
 }  // namespace
 
 extern "C" ep_inference_result ep_run_inference(const float* input, uint32_t count) {
   ep_inference_result result = {EP_INFER_OK, -1, 0.0f};
 #if EP_INFERENCE_SUPPORTED
-  if (input == NULL || count != EP_INPUT0_ELEMENTS) {
+  if (input == NULL || count != EP_INPUTS_ELEMENTS) {
     result.status = EP_INFER_BAD_INPUT;
     return result;
   }
@@ -50,6 +85,20 @@ extern "C" ep_inference_result ep_run_inference(const float* input, uint32_t cou
     result.status = EP_INFER_ALLOCATE;
     return result;
   }
+#if EP_INPUT_COUNT > 1
+  // Several inputs: `input` holds each input's floats in turn, in the model's input tensor order;
+  // each is quantized with its tensor's own scale and zero point.
+  const float* next = input;
+  for (size_t k = 0; k < interpreter.inputs_size(); ++k) {
+    TfLiteTensor* in = interpreter.input(k);
+    const int32_t status = FillInput(in, next);
+    if (status != EP_INFER_OK) {
+      result.status = status;
+      return result;
+    }
+    next += ElementCount(in);
+  }
+#else
   TfLiteTensor* in = interpreter.input(0);
   if (in->bytes != EP_INPUT0_BYTES) {
     result.status = EP_INFER_BAD_INPUT;
@@ -59,6 +108,7 @@ extern "C" ep_inference_result ep_run_inference(const float* input, uint32_t cou
   for (uint32_t i = 0; i < count; ++i) {
     x[i] = ep_input0_quantize(input[i]);
   }
+#endif
   if (interpreter.Invoke() != kTfLiteOk) {
     result.status = EP_INFER_INVOKE;
     return result;

@@ -15,9 +15,9 @@ enum {
   EP_INFER_SCHEMA = 1,      /* the model's schema version differs from TFLM's */
   EP_INFER_OPS = 2,         /* op registration failed */
   EP_INFER_ALLOCATE = 3,    /* AllocateTensors failed (arena too small?) */
-  EP_INFER_BAD_INPUT = 4,   /* count differs from EP_INPUT0_ELEMENTS */
+  EP_INFER_BAD_INPUT = 4,   /* count differs from EP_INPUTS_ELEMENTS (EP_INPUT0_ELEMENTS for one input) */
   EP_INFER_INVOKE = 5,      /* Invoke failed */
-  EP_INFER_UNSUPPORTED = 6  /* input 0 / output 0 are neither float32 nor per-tensor quantized */
+  EP_INFER_UNSUPPORTED = 6  /* an input / output 0 is neither float32 nor per-tensor quantized */
 };
 
 typedef struct {
@@ -27,7 +27,9 @@ typedef struct {
 } ep_inference_result;
 
 /* Quantize `count` (= EP_INPUT0_ELEMENTS) preprocessed floats into input 0 with
- * ep_input0_quantize, invoke once, return output 0's top class. Every call starts from a
+ * ep_input0_quantize, invoke once, return output 0's top class. A model with several inputs
+ * (EP_INPUT_COUNT > 1) takes every input's floats one after another, in the model's input
+ * tensor order (EP_INPUT0_ELEMENTS, then EP_INPUT1_ELEMENTS, ...; count = EP_INPUTS_ELEMENTS). Every call starts from a
  * reset state (a model's variable tensors, e.g. LSTM state, zeroed): outputs depend on
  * this input only. Not reentrant: one static tensor arena of EP_ARENA_SIZE bytes. */
 ep_inference_result ep_run_inference(const float* input, uint32_t count);

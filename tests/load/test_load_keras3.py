@@ -59,14 +59,17 @@ def _check_against_reference(model, xs, ys):
 def _package_int8(run_cli, tmp_path, model_path, xs, ys):
     from edgepack.runtime import LiteRT
 
+    from edgepack.samples import Inputs
+
     calib = tmp_path / "calib.npz"
-    np.savez(calib, x=xs[0])
+    np.savez(calib, **({"x": xs[0]} if len(xs) == 1 else {f"x{i}": x for i, x in enumerate(xs)}))  # x0, x1: input order
     out = tmp_path / f"pkg_{model_path.stem}_{model_path.suffix[1:]}"
     r = run_cli("package", model_path, "--target", "android", "--quantize", "int8", "--calibration", calib,
                 "--out", out, "-q", "--json")
     assert r.exit_code == 0, r.err
     report = json.loads((out / "report.json").read_text())
-    pred = LiteRT((out / "model.tflite").read_bytes()).predict(xs[0])
+    x = xs[0] if len(xs) == 1 else Inputs(tuple(xs), tuple(f"x{i}" for i in range(len(xs))))  # matched by shape
+    pred = LiteRT((out / "model.tflite").read_bytes()).predict(x)
     y = ys[0]
     err = float(np.abs(pred - y).max())
     spread = float(y.max() - y.min())
