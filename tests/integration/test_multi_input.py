@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from multi_input_model import build_two_input, two_input_data, write_data  # noqa: E402
+from locations import TESTS
+from multi_input_model import build_two_input, two_input_data, write_data
 
-from edgepack.data import DataSpec, load_dataset, model_inputs  # noqa: E402
-from edgepack.errors import DataError, RecipeError  # noqa: E402
-from edgepack.samples import Inputs, for_tensors, tensor_order  # noqa: E402
+from edgepack.data import DataSpec, load_dataset, model_inputs
+from edgepack.errors import DataError, RecipeError
+from edgepack.samples import Inputs, for_tensors, tensor_order
 
 NAMES = ["image", "meta"]
 SHAPES = [("image", (8, 8, 1)), ("meta", (3,))]
@@ -218,7 +218,7 @@ def test_a_keras3_two_input_model_packages_int8_within_a_point(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}  # Keras 3 in the child
     path = tmp_path / "two_input.keras"
-    subprocess.run([sys.executable, "-c", _KERAS3_BUILD, str(path), str(Path(__file__).parent)], env=env,
+    subprocess.run([sys.executable, "-c", _KERAS3_BUILD, str(path), str(TESTS)], env=env,
                    check=True, timeout=900, capture_output=True)
     d = {"model": path, **write_data(tmp_path)}
     rep = _package(d, tmp_path / "k3", "android")
