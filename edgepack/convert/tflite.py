@@ -21,12 +21,13 @@ from ..fdcapture import capture_fd2
 _IO_TYPES = {"int8": "int8", "uint8": "uint8", "int16": "int16"}
 
 
-def representative_dataset(x: np.ndarray):
-    """A converter representative dataset over the samples in ``x`` (one per step)."""
+def representative_dataset(x: np.ndarray, dtype=np.float32):
+    """A converter representative dataset over the samples in ``x`` (one per step), as the input's ``dtype``
+    (token ids of an int32 input stay integers)."""
 
     def gen():
         for i in range(x.shape[0]):
-            yield [x[i : i + 1].astype(np.float32)]
+            yield [x[i : i + 1].astype(dtype)]
 
     return gen
 
@@ -118,7 +119,8 @@ def make_converter(model, quant, calibration: Optional[np.ndarray] = None, dense
     if quant.needs_calibration:
         if calibration is None or len(calibration) == 0:
             raise DataError(f"quantization mode '{quant.mode}' needs calibration data; pass --calibration DATA")
-        conv.representative_dataset = representative_dataset(calibration)
+        dtype = model.inputs[0].dtype.as_numpy_dtype if hasattr(model, "inputs") else np.float32
+        conv.representative_dataset = representative_dataset(calibration, dtype)
         if quant.mode == "int8":
             conv.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8]
         else:

@@ -46,6 +46,9 @@ TfLiteStatus Prepare(tflite::MicroInterpreter& interpreter, TfLiteTensor* input,
   // TFLM's memory planner may reuse the input buffer for later tensors, so the
   // input is refilled before every invoke (outside the timed region).
   ep_fill_pattern(input->data.uint8, input->bytes);
+  if (input->type == kTfLiteInt32) {  // integer inputs are indices (token ids): zeros, valid for any table
+    for (size_t i = 0; i < input->bytes; ++i) input->data.uint8[i] = 0;
+  }
   return kTfLiteOk;
 }
 
