@@ -28,13 +28,23 @@ INT_PARITY_STEPS = 16  # also for float outputs of a quantized model, counted in
 FLOAT_PARITY_ABS = 1e-3  # a float model end to end (no quantized output to count steps of)
 
 
-def parity_inputs(calibration: Optional[np.ndarray], interp: Tflm) -> tuple[np.ndarray, str]:
+def _index_bound(info: Optional[TfliteInfo]) -> int:
+    """How many rows the tables the model's int32 input indexes have (GATHER params), the fewest; 1 if unknown."""
+    rows = [info.tensors[op.inputs[0]].shape[0] for op in (info.ops if info else [])
+            if op.op == "GATHER" and len(op.inputs) > 1 and op.inputs[1] == info.inputs[0]]
+    return max(1, min(rows, default=1))
+
+
+def parity_inputs(calibration: Optional[np.ndarray], interp: Tflm,
+                  info: Optional[TfliteInfo] = None) -> tuple[np.ndarray, str]:
     """The samples parity runs on and where they came from ("calibration" or "random")."""
     if calibration is not None and len(calibration):
         return np.asarray(calibration[:PARITY_SAMPLES], dtype=np.float32), "calibration"
     rng = np.random.default_rng(0)
     shape = [RANDOM_PARITY_SAMPLES] + list(interp.input["shape"][1:])
     dtype, (scale, zp) = interp.input["dtype"], interp.input["quantization"]
+    if dtype == np.int32 and not scale:  # indices (token ids): random ones valid for the tables they index
+        return rng.integers(0, _index_bound(info), size=shape).astype(np.float32), "random"
     if np.issubdtype(dtype, np.integer) and scale:
         info = np.iinfo(dtype)
         q = rng.integers(info.min, info.max, size=shape, endpoint=True)
@@ -65,7 +75,7 @@ def check_parity(tflite: bytes, info: TfliteInfo, calibration: Optional[np.ndarr
     the worst case. Only an end-to-end float model is compared in absolute float units.
     """
     interp = Tflm(tflite, arena_size=arena_bytes)
-    x, source = parity_inputs(calibration, interp)
+    x, source = parity_inputs(calibration, interp, info)
     try:
         p = parity(tflite, x, arena_size=arena_bytes)
     except LiteRTLoadError as e:  # TFLM runs it (the arena check did), LiteRT does not: nothing to compare with
