@@ -68,18 +68,23 @@ def _swap_gelu(model) -> list[str]:
 
 
 def lacking_ops(model) -> tuple[set[str], set[str]]:
-    """(ops TFLM lacks, all ops) of ``model``'s float conversion as it is (dynamic batch); empty sets when
-    it does not convert (the real conversion says why)."""
+    """(ops TFLM lacks, all ops) of ``model``'s float conversion as it is (dynamic batch); empty sets for a
+    recurrent model (the converter already gives it a batch of 1: :mod:`edgepack.convert.recurrent`) and for
+    one that does not convert (the real conversion says why)."""
     from ..convert.flatbuffer import read_tflite
-    from ..convert.tflite import convert
-    from ..errors import ConversionError
-    from ..quantize.config import QuantizeConfig
+    from ..convert.recurrent import recurrent_layers
+    from ..fdcapture import capture_fd2
+    from ..keras_compat import tf
     from .ops import add_method
 
-    try:
-        info = read_tflite(convert(model, QuantizeConfig(mode="none")))
-    except ConversionError:
+    if recurrent_layers(model):
         return set(), set()
+    try:
+        with capture_fd2():
+            data = tf().lite.TFLiteConverter.from_keras_model(model).convert()
+    except Exception:  # noqa: BLE001 - the converter raises many unrelated types; the real conversion reports
+        return set(), set()
+    info = read_tflite(bytes(data))
     return {op.custom_code or op.op for op in info.ops if add_method(op) is None}, {op.op for op in info.ops}
 
 
