@@ -22,24 +22,23 @@ from ..samples import Inputs
 _IO_TYPES = {"int8": "int8", "uint8": "uint8", "int16": "int16"}
 
 
-def _calibration_sample(a: np.ndarray) -> np.ndarray:
-    """One input's calibration sample as the converter gets it."""
-    return a.astype(np.float32)
-
-
-def representative_dataset(x: "np.ndarray | Inputs"):
+def representative_dataset(x: "np.ndarray | Inputs", dtypes: Optional[list] = None):
     """A converter representative dataset over the samples in ``x`` (one per step).
 
-    A several-input model's samples (:class:`~edgepack.samples.Inputs`) go as a dict by input name:
-    the converter matches them to its signature's inputs by name (it sorts the signature's inputs by
-    name, so a list in the model's input order could feed the wrong tensor)."""
+    ``dtypes``: each input's numpy dtype in the model's input order (default float32), so token ids of an
+    int32 input stay integers. A several-input model's samples (:class:`~edgepack.samples.Inputs`) go as
+    a dict by input name: the converter matches them to its signature's inputs by name (it sorts the
+    signature's inputs by name, so a list in the model's input order could feed the wrong tensor)."""
+
+    def cast(a: np.ndarray, k: int) -> np.ndarray:
+        return a.astype(dtypes[k] if dtypes else np.float32)
 
     def gen():
         for i in range(len(x)):
             if isinstance(x, Inputs):
-                yield {name: _calibration_sample(a[i : i + 1]) for name, a in zip(x.names, x.arrays)}
+                yield {name: cast(a[i : i + 1], k) for k, (name, a) in enumerate(zip(x.names, x.arrays))}
             else:
-                yield [_calibration_sample(x[i : i + 1])]
+                yield [cast(x[i : i + 1], 0)]
 
     return gen
 
@@ -131,7 +130,8 @@ def make_converter(model, quant, calibration: Optional[np.ndarray] = None, dense
     if quant.needs_calibration:
         if calibration is None or len(calibration) == 0:
             raise DataError(f"quantization mode '{quant.mode}' needs calibration data; pass --calibration DATA")
-        conv.representative_dataset = representative_dataset(calibration)
+        dtypes = [t.dtype.as_numpy_dtype for t in model.inputs] if hasattr(model, "inputs") else None
+        conv.representative_dataset = representative_dataset(calibration, dtypes)
         if quant.mode == "int8":
             conv.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8]
         else:

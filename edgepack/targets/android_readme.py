@@ -29,7 +29,8 @@ _RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 # Kotlin array type, TensorBuffer write/read call (None: the Kotlin TensorBuffer API has none), ByteBuffer view
 _KOTLIN = {"float32": ("FloatArray", "writeFloat", "readFloat", "asFloatBuffer()."),
            "int8": ("ByteArray", "writeInt8", "readInt8", ""), "uint8": ("ByteArray", "writeInt8", "readInt8", ""),
-           "int16": ("ShortArray", None, None, "asShortBuffer().")}
+           "int16": ("ShortArray", None, None, "asShortBuffer()."),
+           "int32": ("IntArray", "writeInt", "readInt", "asIntBuffer().")}
 
 
 def _f(v: float) -> str:
@@ -72,6 +73,8 @@ def helper(build: Build, tin: TensorInfo, tout: TensorInfo, name: str) -> str:
         lines += ["", f"    fun input(raw: FloatArray): {arr_in} = {arr_in}(raw.size) {{ i ->",
                   f"        val x = {x}", f"        (Math.round(x / IN_SCALE) + IN_ZERO_POINT).coerceIn({lo}, {hi}){conv}",
                   "    }"]
+    elif tin.dtype == "int32":  # token ids: passed as they are
+        lines += ["", "    fun input(raw: FloatArray): IntArray = IntArray(raw.size) { i -> raw[i].toInt() }"]
     else:
         lines += ["", f"    fun input(raw: FloatArray): FloatArray = FloatArray(raw.size) {{ i -> {x} }}"]
     if _quantized(tout):

@@ -31,6 +31,8 @@ class Target:
     # The kernels the model will run on (edgepack.passes.pruning.channels.KERNELS): pruning rounds
     # channel counts to their preferred multiple so that fewer MACs become less time.
     kernels: ClassVar[str] = "xnnpack"
+    # The model runs on TFLite-Micro: converted from edgepack.tflm.prepare.for_tflm (batch 1, GELU's tanh form).
+    tflm: ClassVar[bool] = False
 
     def spec(self, options: dict[str, Any]) -> TargetSpec:
         """The checks this target needs (edgepack.verify.CHECKS names) and what they run against;

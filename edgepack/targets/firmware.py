@@ -128,6 +128,7 @@ class FirmwareTarget(Target):
     name = "tflm"
     option_names = frozenset({"device", "array_name"})
     dense_per_channel = False
+    tflm = True
     kernels = "cmsis_nn"  # what Arduino_TensorFlowLite, STM32 and most Cortex-M builds of TFLM use
 
     def spec(self, options: dict[str, Any]) -> TargetSpec:

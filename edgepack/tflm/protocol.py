@@ -162,7 +162,10 @@ def input_pattern(nbytes: int) -> np.ndarray:
 
 
 def input_pattern_array(shape, dtype) -> np.ndarray:
-    """The pattern reinterpreted as an array of ``shape`` and ``dtype`` (raw bytes, little endian)."""
+    """The pattern reinterpreted as an array of ``shape`` and ``dtype`` (raw bytes, little endian); zeros for
+    int32 inputs, which are indices (token ids) that must be valid for any table (as the harness fills them)."""
+    if np.dtype(dtype) == np.int32:
+        return np.zeros(tuple(shape), np.int32)
     dt = np.dtype(dtype).newbyteorder("<")
     n = int(np.prod(shape)) * dt.itemsize
     return input_pattern(n).view(dt).reshape(tuple(shape)).astype(np.dtype(dtype))

@@ -29,22 +29,36 @@ INT_PARITY_STEPS = 16  # also for float outputs of a quantized model, counted in
 FLOAT_PARITY_ABS = 1e-3  # a float model end to end (no quantized output to count steps of)
 
 
-def parity_inputs(calibration: Optional[Samples], interp: Tflm) -> tuple[Samples, str]:
+def _index_bound(info: Optional[TfliteInfo], k: int) -> int:
+    """How many rows the tables input ``k`` indexes have (GATHER params), the fewest; 1 if unknown."""
+    if info is None or k >= len(info.inputs):
+        return 1
+    rows = [info.tensors[op.inputs[0]].shape[0] for op in info.ops
+            if op.op == "GATHER" and len(op.inputs) > 1 and op.inputs[1] == info.inputs[k]]
+    return max(1, min(rows, default=1))
+
+
+def parity_inputs(calibration: Optional[Samples], interp: Tflm,
+                  info: Optional[TfliteInfo] = None) -> tuple[Samples, str]:
     """The samples parity runs on and where they came from ("calibration" or "random"): every input
-    of a several-input model gets its own (random ones in the model's input tensor order)."""
+    of a several-input model gets its own (random ones in the model's input tensor order; an int32
+    input's are indices valid for the tables it indexes)."""
     if calibration is not None and len(calibration):
         return calibration[:PARITY_SAMPLES].astype(np.float32), "calibration"
     rng = np.random.default_rng(0)
-    parts = [_random(rng, d) for d in interp.inputs]
+    parts = [_random(rng, d, _index_bound(info, k)) for k, d in enumerate(interp.inputs)]
     if len(parts) == 1:
         return parts[0], "random"
     return Inputs(tuple(parts), tuple(f"x{k}" for k in range(len(parts)))), "random"
 
 
-def _random(rng: np.random.Generator, detail: dict) -> np.ndarray:
-    """Random float samples of one input over its quantized range (standard normal for a float input)."""
+def _random(rng: np.random.Generator, detail: dict, index_bound: int) -> np.ndarray:
+    """Random float samples of one input over its quantized range (standard normal for a float input;
+    indices below ``index_bound`` for an int32 input without quantization: token ids)."""
     shape = [RANDOM_PARITY_SAMPLES] + list(detail["shape"][1:])
     dtype, (scale, zp) = detail["dtype"], detail["quantization"]
+    if dtype == np.int32 and not scale:
+        return rng.integers(0, index_bound, size=shape).astype(np.float32)
     if np.issubdtype(dtype, np.integer) and scale:
         info = np.iinfo(dtype)
         q = rng.integers(info.min, info.max, size=shape, endpoint=True)
@@ -75,7 +89,7 @@ def check_parity(tflite: bytes, info: TfliteInfo, calibration: Optional[np.ndarr
     the worst case. Only an end-to-end float model is compared in absolute float units.
     """
     interp = Tflm(tflite, arena_size=arena_bytes)
-    x, source = parity_inputs(calibration, interp)
+    x, source = parity_inputs(calibration, interp, info)
     try:
         p = parity(tflite, x, arena_size=arena_bytes)
     except LiteRTLoadError as e:  # TFLM runs it (the arena check did), LiteRT does not: nothing to compare with

@@ -49,6 +49,9 @@ TfLiteStatus Prepare(tflite::MicroInterpreter& interpreter, bool stateful) {
   for (size_t k = 0; k < interpreter.inputs_size(); ++k) {
     TfLiteTensor* input = interpreter.input(k);
     ep_fill_pattern(input->data.uint8, input->bytes);
+    if (input->type == kTfLiteInt32) {  // integer inputs are indices (token ids): zeros, valid for any table
+      for (size_t i = 0; i < input->bytes; ++i) input->data.uint8[i] = 0;
+    }
   }
   return kTfLiteOk;
 }

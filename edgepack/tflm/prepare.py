@@ -1,0 +1,116 @@
+"""A Keras model made convertible for TFLite-Micro: a fixed batch of 1, and GELU in ops TFLM has.
+
+Two things stop a Keras model that LiteRT runs from converting to ops TFLM has:
+
+- **the open batch dimension.** A Dense on a sequence (``[batch, T, F]``) or a MultiHeadAttention converts
+  with a dynamic batch to a ``Tensordot`` that computes the batch size at run time (``SHAPE``, ``GATHER``,
+  ``REDUCE_PROD``, ``PACK``; TFLM has no ``REDUCE_PROD``). TFLM runs one sample at a time anyway, so the
+  model is converted with a batch of 1 in its signature, as recurrent models already are
+  (:func:`edgepack.convert.recurrent.concrete_function` traces ``[1, T, F]``): here the clone's
+  ``Input`` declares the batch of 1, so every converter path (plain, per-op plans, the quantization
+  debugger, ``--quantize auto``) sees the same static graph, and the shape arithmetic folds away.
+- **GELU.** The converter emits a ``GELU`` op for exact (erf) GELU and ``POW`` for its tanh form; the
+  pinned TFLM tree has neither kernel. GELU is computed instead with the tanh approximation written as
+  ``x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))`` (equal to ``0.5 x (1 + tanh(...))``): ``MUL``, ``ADD``,
+  ``LOGISTIC``. Against exact GELU it differs by at most :data:`GELU_TANH_MAX_ERROR` (at x = +-2.70);
+  a GELU that was already the tanh form is unchanged. This is tflm-only and said in a warning line.
+
+A model whose float conversion already has only ops TFLM has is returned as is (its bytes stay what
+they were). Nothing here changes the caller's model: the rewrite is a clone with the same weights.
+
+Example::
+
+    model = for_tflm(model, warn=ctx.warn)   # then convert as usual
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+GELU_TANH_MAX_ERROR = 4.73e-4  # max |0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))) - 0.5x(1+erf(x/sqrt 2))|
+_A = 2.0 * math.sqrt(2.0 / math.pi)
+_B = _A * 0.044715
+
+
+def gelu_tanh(x, approximate: bool = True, name: Optional[str] = None):
+    """GELU's tanh approximation in ops TFLM has: ``x * sigmoid(x * (A + B x^2))`` (``approximate`` ignored:
+    the same function whatever the original asked for)."""
+    from ..keras_compat import tf
+
+    t = tf()
+    return x * t.math.sigmoid(x * (_A + _B * (x * x)))
+
+
+def _is_gelu(fn) -> bool:
+    return getattr(fn, "__name__", "") == "gelu"
+
+
+def _walk(model) -> list:
+    out = []
+    for layer in getattr(model, "layers", []):
+        out += _walk(layer) if hasattr(layer, "layers") else [layer]
+    return out
+
+
+def _swap_gelu(model) -> list[str]:
+    """Replace every GELU (layer activations, ``tf.nn.gelu`` op layers) in ``model`` by :func:`gelu_tanh`;
+    the names of the layers changed."""
+    changed = []
+    for layer in _walk(model):
+        if _is_gelu(getattr(layer, "activation", None)):
+            layer.activation = gelu_tanh
+            changed.append(layer.name)
+        elif type(layer).__name__ == "TFOpLambda" and getattr(layer, "symbol", "") == "nn.gelu":
+            layer.function = gelu_tanh
+            changed.append(layer.name)
+    return changed
+
+
+def lacking_ops(model) -> tuple[set[str], set[str]]:
+    """(ops TFLM lacks, all ops) of ``model``'s float conversion as it is (dynamic batch); empty sets for a
+    recurrent model (the converter already gives it a batch of 1: :mod:`edgepack.convert.recurrent`) and for
+    one that does not convert (the real conversion says why)."""
+    from ..convert.flatbuffer import read_tflite
+    from ..convert.recurrent import recurrent_layers
+    from ..fdcapture import capture_fd2
+    from ..keras_compat import tf
+    from .ops import add_method
+
+    if recurrent_layers(model):
+        return set(), set()
+    try:
+        with capture_fd2():
+            data = tf().lite.TFLiteConverter.from_keras_model(model).convert()
+    except Exception:  # noqa: BLE001 - the converter raises many unrelated types; the real conversion reports
+        return set(), set()
+    info = read_tflite(bytes(data))
+    return {op.custom_code or op.op for op in info.ops if add_method(op) is None}, {op.op for op in info.ops}
+
+
+def batch_one_clone(model):
+    """A clone of ``model`` whose inputs have a fixed batch of 1, with the same weights."""
+    from ..keras_compat import keras
+
+    k = keras()
+    inputs = [k.Input(batch_shape=(1, *x.shape[1:]), dtype=x.dtype, name=name)
+              for x, name in zip(model.inputs, model.input_names)]
+    out = k.models.clone_model(model, input_tensors=inputs if len(inputs) > 1 else inputs[0])
+    out.set_weights(model.get_weights())
+    return out
+
+
+def for_tflm(model, warn: Optional[Callable[[str], None]] = None):
+    """``model`` itself when its conversion has only ops TFLM has; else a batch-1 clone with GELU in its tanh
+    form (``warn`` gets one line saying so). What TFLM still lacks after that is refused by the ops check."""
+    lacking, ops = lacking_ops(model)
+    if not lacking:
+        return model
+    clone = batch_one_clone(model)
+    if "GELU" in ops or "POW" in lacking:
+        changed = _swap_gelu(clone)
+        if changed and warn is not None:
+            warn(f"--target tflm: GELU in {', '.join(repr(n) for n in changed)} is computed with its tanh "
+                 f"approximation (TFLM has no GELU kernel); it differs from exact GELU by at most "
+                 f"{GELU_TANH_MAX_ERROR:.1e}")
+    return clone
