@@ -127,3 +127,22 @@ def _residual_cnn(epochs: int, seed: int):
     m = k.Model(inp, L.Dense(10, name="out")(x), name="residual_cnn")
     fit(m, digits()[0], context(seed), FitConfig(epochs=epochs, learning_rate=3e-3, validation_split=0))
     return m
+
+
+def outlier_model(scale: float = 3000.0):
+    """A trained digits MLP with one fc1 neuron scaled by ``scale`` in and 1/scale out.
+
+    ReLU is positively homogeneous, so the float function is unchanged, but fc1's
+    output range grows ``scale``-fold: per-tensor int8 activations crush the other
+    neurons (the "outlier feature" failure of plain int8).
+    """
+    m = mlp()
+    w, b = m.get_layer("fc1").get_weights()
+    j = int(np.argmax(np.abs(w).sum(0)))
+    w[:, j] *= scale
+    b[j] *= scale
+    m.get_layer("fc1").set_weights([w, b])
+    w2, b2 = m.get_layer("out").get_weights()
+    w2[j] /= scale
+    m.get_layer("out").set_weights([w2, b2])
+    return m

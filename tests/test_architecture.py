@@ -240,3 +240,16 @@ def test_tests_are_grouped_by_unit():
                  if (p.parent == tests and p.name not in ROOT_TESTS)
                  or (p.parent != tests and p.relative_to(tests).parts[0] not in units)]
     assert not misplaced, f"test files outside a unit folder (tests/<unit>/): {misplaced}"
+
+
+def test_tests_import_test_modules_of_their_own_folder_only():
+    """``from test_x import ...`` resolves only when tests/<unit>/ is on sys.path, i.e. for a test of the same
+    folder; what several folders share lives in a helper module at tests/ (compress_helpers.py, ...)."""
+    tests = PKG.parent / "tests"
+    wrong = []
+    for p in tests.rglob("test_*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("test_"):
+                if not (p.parent / f"{node.module}.py").is_file():
+                    wrong.append(f"{p.relative_to(tests)} imports {node.module}")
+    assert not wrong, f"imports of another folder's test module: {wrong}"

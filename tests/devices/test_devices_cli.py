@@ -31,7 +31,7 @@ def adb_server(tmp_path_factory):
     if not shutil.which("adb"):
         yield None
         return
-    from test_adb_server import AdbServerProcess
+    from emulators.adb_server import AdbServerProcess
 
     server = AdbServerProcess(tmp_path_factory.mktemp("adb-home")).start()
     yield server

@@ -528,7 +528,7 @@ def test_readme_profile_qemu(ws):
 def test_firmware_readme_cmake(ws, tmp_path):
     """The firmware README's Build it lines: plain CMake with a TFLM target or a TFLM tree, and Zephyr (the tree
     build, minutes on 2 cores, comes last)."""
-    from test_firmware_layouts import ZEPHYR_CMAKE_SHIM
+    from zephyr_shim import ZEPHYR_CMAKE_SHIM
 
     ws.ensure("firmware")
     fw = ws.path / "build/firmware"

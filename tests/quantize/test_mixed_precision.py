@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compress_helpers import context, mlp, tflite_accuracy
+from compress_helpers import context, mlp, outlier_model, tflite_accuracy
 from edgepack.convert.flatbuffer import read_tflite
 from edgepack.convert.tflite import convert
 from edgepack.quantize.apply import quantize_model
@@ -12,25 +12,6 @@ from edgepack.quantize.mixed_precision import MixedPrecision
 from edgepack.recipe import QuantizeConfig, Recipe
 
 INT8 = QuantizeConfig(mode="int8", io="float")
-
-
-def outlier_model(scale: float = 3000.0):
-    """A trained digits MLP with one fc1 neuron scaled by ``scale`` in and 1/scale out.
-
-    ReLU is positively homogeneous, so the float function is unchanged, but fc1's
-    output range grows ``scale``-fold: per-tensor int8 activations crush the other
-    neurons (the "outlier feature" failure of plain int8).
-    """
-    m = mlp()
-    w, b = m.get_layer("fc1").get_weights()
-    j = int(np.argmax(np.abs(w).sum(0)))
-    w[:, j] *= scale
-    b[j] *= scale
-    m.get_layer("fc1").set_weights([w, b])
-    w2, b2 = m.get_layer("out").get_weights()
-    w2[j] /= scale
-    m.get_layer("out").set_weights([w2, b2])
-    return m
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compress_helpers import digits, mlp
-from test_mixed_precision import outlier_model
+from compress_helpers import outlier_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from compress_helpers import digits, mlp
-from test_mixed_precision import outlier_model
+from compress_helpers import outlier_model
 
 
 def _save(tmp_path, model, name="m.h5"):

@@ -1,0 +1,36 @@
+"""Zephyr's CMake library functions, reduced to what they do to targets: the firmware layout tests and the
+README test build a generated Zephyr module with plain CMake through it."""
+
+# Zephyr's library functions (cmake/modules/extensions.cmake), reduced to what they do to targets.
+ZEPHYR_CMAKE_SHIM = r"""
+cmake_minimum_required(VERSION 3.13)
+project(zephyr_shim C CXX)
+add_library(zephyr_interface INTERFACE)
+macro(zephyr_library)
+  file(RELATIVE_PATH _n ${ZEPHYR_BASE} ${CMAKE_CURRENT_LIST_FILE})
+  get_filename_component(_n ${_n} DIRECTORY)
+  string(REGEX REPLACE "/" "__" _n ${_n})
+  string(REGEX REPLACE "\\.\\." "up" _n ${_n})
+  set(ZEPHYR_CURRENT_LIBRARY ${_n})
+  add_library(${_n} STATIC "")
+  target_link_libraries(${_n} PUBLIC zephyr_interface)
+  file(APPEND ${CMAKE_BINARY_DIR}/zephyr_libs.txt "${_n}\n")
+endmacro()
+function(zephyr_library_sources source)
+  foreach(s ${source} ${ARGN})
+    if(NOT EXISTS ${s})
+      message(FATAL_ERROR "zephyr_library_sources: no such file ${s}")
+    endif()
+  endforeach()
+  target_sources(${ZEPHYR_CURRENT_LIBRARY} PRIVATE ${source} ${ARGN})
+endfunction()
+function(zephyr_include_directories)
+  foreach(d ${ARGN})
+    if(NOT IS_DIRECTORY ${d})
+      message(FATAL_ERROR "zephyr_include_directories: no such folder ${d}")
+    endif()
+  endforeach()
+  target_include_directories(zephyr_interface INTERFACE ${ARGN})
+endfunction()
+set(ZEPHYR_BASE ${CMAKE_SOURCE_DIR})
+"""
