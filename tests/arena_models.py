@@ -55,3 +55,14 @@ def int8_tflite(model, n: int = 32, seed: int = 0) -> tuple[bytes, np.ndarray]:
     shape = (n,) + tuple(int(d) for d in model.input_shape[1:])
     x = np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
     return convert(model, QuantizeConfig(mode="int8", io="int8"), calibration=x), x
+
+
+def mobilenet_v2(size: int = 96):
+    """MobileNetV2 alpha 0.35 at ``size`` x ``size`` x 3, 2 classes (keras.applications, random weights):
+    its expanded first blocks (48x48x48 at 96x96) make the live-set peak of the high-resolution stage."""
+    from edgepack.keras_compat import keras, set_seed
+
+    set_seed(0)
+    model = keras().applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, weights=None, classes=2)
+    _he_init(model, 0)
+    return model

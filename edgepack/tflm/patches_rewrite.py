@@ -204,6 +204,7 @@ class _Builder:
     def __init__(self, s, model):
         self.s, self.model, self.sub = s, model, model.subgraphs[0]
         self.ops: list = []
+        self.consts: dict[bytes, int] = {}
 
     def tensor(self, like: int, hw: tuple[int, int], name: str) -> int:
         src = self.sub.tensors[like]
@@ -214,6 +215,10 @@ class _Builder:
         return len(self.sub.tensors) - 1
 
     def const(self, values: np.ndarray, name: str) -> int:
+        """An int32 constant; equal ones are shared (each tensor costs TFLM persistent bytes)."""
+        key = np.asarray(values, dtype="<i4").tobytes() + bytes(str(values.shape), "ascii")
+        if key in self.consts:
+            return self.consts[key]
         buf = self.s.BufferT()
         buf.data = np.asarray(values, dtype="<i4").view(np.uint8).ravel()
         self.model.buffers.append(buf)
@@ -221,7 +226,8 @@ class _Builder:
         t.shape, t.type, t.buffer, t.name = np.array(values.shape, np.int32), self.s.TensorType.INT32, \
             len(self.model.buffers) - 1, name.encode()
         self.sub.tensors.append(t)
-        return len(self.sub.tensors) - 1
+        self.consts[key] = len(self.sub.tensors) - 1
+        return self.consts[key]
 
     def op(self, code: int, version: int, inputs: list[int], outputs: list[int], opt_type: int, opts) -> None:
         o = self.s.OperatorT()
