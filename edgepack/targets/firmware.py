@@ -77,6 +77,10 @@ def advice_for(build: Build) -> list[str]:
     if not comp.get("decode_op") and flash.get("available") and left < 0.1 * flash["available"]:
         out.append(f"flash is short ({left} B left): clustered or pruned weights (recipe steps cluster, "
                    "prune_magnitude) stay compressed in flash for TFLM's DECODE op (recipe tflm.compress)")
+    pat = build.report.get("patches") or {}
+    if pat.get("kept"):
+        out.append(f"fits with {pat['tiling']} at +{pat['extra_macs_pct']}% MACs: arena {pat['baseline_arena']} -> "
+                   f"{pat['patched_arena']} B (--patches auto)")
     return out
 
 

@@ -67,12 +67,12 @@ def live_bytes(model_bytes: bytes) -> Optional[list[int]]:
     return [int(v) for v in np.cumsum(live)[1 : graph.n_ops + 1]]
 
 
-def plan_patched(model_bytes: bytes, rw) -> Optional[tuple[bytes, int, bool]]:
+def plan_patched(model_bytes: bytes, rw, inplace: Optional[bool] = None) -> Optional[tuple[bytes, int, bool]]:
     """(model with an offline plan, planned head, tiles placed in the concat output) or None.
 
     Strips (one tile column) at 16-byte aligned row offsets are placed inside the stage output:
     the stage output's buffer then lives from its first tile on, and the tiles get no room of
-    their own; other grids are planned as ordinary tensors."""
+    their own; other grids are planned as ordinary tensors. ``inplace`` forces one way (None: the lower peak)."""
     from dataclasses import replace
 
     from .memplan import Graph, check_plan, plans, read_graph, with_offline_plan
@@ -82,9 +82,12 @@ def plan_patched(model_bytes: bytes, rw) -> Optional[tuple[bytes, int, bool]]:
         return None
     best = None
     alias = rw.offsets is not None and all(o % 16 == 0 for o in rw.offsets)
-    for inplace in ((True, False) if alias else (False,)):
+    ways = (True, False) if alias else (False,)
+    for place_in in (ways if inplace is None else (inplace,)):
+        if place_in and not alias:
+            return None
         bufs = graph.buffers
-        if inplace:
+        if place_in:
             tiles = set(rw.tile_outputs)
             start = min(b.first for b in bufs if b.tensor in tiles)
             bufs = [replace(b, first=min(b.first, start)) if b.tensor == rw.stage_output else b
@@ -95,11 +98,11 @@ def plan_patched(model_bytes: bytes, rw) -> Optional[tuple[bytes, int, bool]]:
             continue
         plan = found[0]
         check_plan(Graph(graph.n_tensors, graph.n_ops, graph.n_inputs, graph.n_outputs, bufs), plan)
-        if inplace:
+        if place_in:
             base = plan.offsets[rw.stage_output]
             plan.offsets.update({t: base + o for t, o in zip(rw.tile_outputs, rw.offsets)})
         if best is None or plan.peak_bytes < best[1]:
-            best = (with_offline_plan(model_bytes, plan.words(graph)), plan.peak_bytes, inplace)
+            best = (with_offline_plan(model_bytes, plan.words(graph)), plan.peak_bytes, place_in)
     return best
 
 
