@@ -9,7 +9,8 @@ activations and scratch, tail = persistent), the arena with the offline plan, th
 bound of the head, the ratio, whether the plan was kept and why, planning time beside the package
 time. A kept plan was checked bit-identical on the calibration samples (synthetic, uniform over
 the input range: the data sets are not available offline). With ``--qemu`` (and
-EDGEPACK_TFLM_ROOT) both models also run on the emulated Cortex-M4: output CRCs and 32-bit arenas.
+EDGEPACK_TFLM_ROOT) the .tflite sources also run on the emulated Cortex-M4 three ways (TFLM's own plan, the
+offline plan, the best tiling measured): output CRCs, 32-bit arenas and instruction counts.
 
 Every model is packaged with ``--patches auto`` (edgepack.tflm.patches): the patches columns give the
 best tiling measured (arena, activations + persistent, extra MACs) whether or not it was kept (it is
@@ -97,20 +98,36 @@ def package_one(name: str, model, calib, out: Path) -> tuple[dict, float, bytes]
     return report, time.perf_counter() - t0, (out / "model.tflite").read_bytes()
 
 
-def qemu_pair(unplanned: bytes, shipped: bytes, work: Path) -> dict:
-    """Both models on the emulated Cortex-M4: output CRC and the 32-bit arena the harness measured."""
+def qemu_variants(src: bytes, calib: np.ndarray) -> dict[str, bytes]:
+    """TFLM's own, the offline plan, and the best tiling measured (kept or not) of a .tflite source."""
+    from edgepack.tflm.arena import find_arena
+    from edgepack.tflm.memplan import apply_plan
+    from edgepack.tflm.patches import apply_patches, plan_patched
+    from edgepack.tflm.patches_rewrite import find_chain, rewrite
+
+    plan = apply_plan(src, find_arena(src), calib)
+    r = apply_patches(src, plan.arena, calib)
+    out = {"own": src, "planned": plan.model}
+    if r.figures.get("stage_ops"):
+        chain = find_chain(src)[: r.figures["stage_ops"]]
+        out["patched"] = r.model if r.kept else plan_patched(*rewrite(src, chain, tuple(r.figures["grid"])))[0]
+    return out
+
+
+def qemu_run(models: dict[str, bytes], work: Path) -> dict:
+    """Each model on the emulated Cortex-M4: output CRC, the 32-bit arena the harness measured, instructions."""
     from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
 
     res = {}
-    for tag, data in (("own", unplanned), ("planned", shipped)):
+    for tag, data in models.items():
         path = work / f"{tag}.tflite"
         path.write_bytes(data)
         with open_device("qemu:mps2-an386", tflm_root=os.environ["EDGEPACK_TFLM_ROOT"], profile=DEVICE) as dev:
             r = dev.profile(path, Settings(runs=1, warmup=0))
         res[tag] = {"arena_bytes": r.memory.arena_bytes, "crc": r.output_checksum,
                     "instructions": r.latency.instructions}
-    res["same_output"] = res["own"]["crc"] == res["planned"]["crc"]
+    res["same_output"] = len({v["crc"] for v in res.values()}) == 1
     return res
 
 
@@ -139,7 +156,7 @@ def patch_columns(report: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--qemu", action="store_true", help="also run both models on QEMU (needs EDGEPACK_TFLM_ROOT)")
+    ap.add_argument("--qemu", action="store_true", help="also run own/planned/patched on QEMU (needs EDGEPACK_TFLM_ROOT)")
     ap.add_argument("--only", default="", help="comma-separated subset of vww,mnv2,kws,resnet8,ad,mean,mnist")
     args = ap.parse_args()
     if args.qemu and not os.environ.get("EDGEPACK_TFLM_ROOT"):
@@ -150,10 +167,11 @@ def main() -> None:
             report, seconds, shipped = package_one(name, model, calib, Path(tmp) / name)
             r = row(name, note, report, seconds)
             if args.qemu:
-                src = Path(model).read_bytes() if str(model).endswith(".tflite") else None
-                if src is None:  # a Keras source: the unplanned model is the shipped one without its plan
-                    src = shipped if not r["kept"] else None
-                r["qemu"] = qemu_pair(src, shipped, Path(tmp)) if src is not None else "skipped (Keras source, plan kept)"
+                if str(model).endswith(".tflite"):
+                    src = Path(model).read_bytes()
+                    r["qemu"] = qemu_run(qemu_variants(src, synthetic_calibration(src)), Path(tmp))
+                else:
+                    r["qemu"] = "skipped (Keras source: no unplanned int8 file to compare with)"
             rows.append(r)
             print(f"{name}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
     hdr = (f"{'model':8s} {'TFLM own':>9s} {'(head+tail)':>15s} {'planned':>9s} {'head':>7s} {'bound':>7s} "
@@ -175,8 +193,8 @@ def main() -> None:
             print(f"{'':8s} patches: {r['patches_reason']}")
         if isinstance(r.get("qemu"), dict):
             q = r["qemu"]
-            print(f"{'':8s} QEMU Cortex-M4 arena: own {q['own']['arena_bytes']} -> planned {q['planned']['arena_bytes']} "
-                  f"B, same output CRC: {q['same_output']}")
+            figs = ", ".join(f"{k} {v['arena_bytes']} B / {v['instructions']} instr." for k, v in q.items() if k != "same_output")
+            print(f"{'':8s} QEMU Cortex-M4: {figs}; same output CRC: {q['same_output']}")
     out = ROOT / "bench" / "results" / ("arena_bench_qemu.json" if args.qemu else "arena_bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bench": "arena", "device": DEVICE, "host": "64-bit host TFLM (tflite-micro wheel)",

@@ -207,3 +207,18 @@ def test_tiled_models_run_on_the_emulated_cortex_m4(expansion_model, tmp_path):
             results[name] = dev.profile(path, Settings(runs=1, warmup=0))
     assert results["kept"].output_checksum == results["own"].output_checksum == results["strips"].output_checksum
     assert 0 < results["kept"].memory.arena_bytes < results["own"].memory.arena_bytes
+
+
+def test_report_html_draws_memory_over_time():
+    from edgepack.report.html import render_html
+
+    patches = {"kept": True, "reason": "r", "baseline_arena": 4000, "patched_arena": 3000, "patched_head": 2000,
+               "patched_tail": 1000, "tiling": "2x2 patches of the first 3 ops", "extra_macs": 10, "extra_macs_pct": 1.5,
+               "live_bytes_before": [1000, 3500, 2000], "live_bytes_after": [900, 1200, 1500, 2000],
+               "peak_op_before": {"op": 1, "name": "CONV_2D", "live_bytes": 3500},
+               "peak_op_after": {"op": 3, "name": "CONV_2D", "live_bytes": 2000}, "bit_exact": True}
+    page = render_html({"model": "m", "target": "tflm", "firmware": {"device": "d", "budget": {}, "patches": patches}})
+    section = page[page.index("Memory: patch-based inference"):]
+    assert "<svg" in section and "op 1 CONV_2D: 3500 B live" in section and "2000 + 1000" in section
+    assert "Memory: patch-based inference" not in render_html({"model": "m", "target": "tflm",
+                                                                "firmware": {"device": "d", "budget": {}}})
