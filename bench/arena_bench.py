@@ -1,4 +1,4 @@
-"""Arena bench: TFLM's own memory plan vs edgepack's offline plan, side by side, on real models.
+"""Arena bench: TFLM's own memory plan vs edgepack's offline plan vs patch-based inference, side by side.
 
 For each MLPerf Tiny model in ../shared/models/mlperf_tiny (VWW, KWS, ResNet-8, AD; the VWW .tflite
 is not in ../shared, so MLPerf's architecture, MobileNetV1-0.25 at 96x96x3, is rebuilt here with
@@ -9,7 +9,13 @@ activations and scratch, tail = persistent), the arena with the offline plan, th
 bound of the head, the ratio, whether the plan was kept and why, planning time beside the package
 time. A kept plan was checked bit-identical on the calibration samples (synthetic, uniform over
 the input range: the data sets are not available offline). With ``--qemu`` (and
-EDGEPACK_TFLM_ROOT) both models also run on the emulated Cortex-M4: output CRCs and 32-bit arenas.
+EDGEPACK_TFLM_ROOT) the .tflite sources also run on the emulated Cortex-M4 three ways (TFLM's own plan, the
+offline plan, the best tiling measured): output CRCs, 32-bit arenas and instruction counts.
+
+Every model is packaged with ``--patches auto`` (edgepack.tflm.patches): the patches columns give the
+best tiling measured (arena, activations + persistent, extra MACs) whether or not it was kept (it is
+kept only when below the offline plan's arena and bit-exact). A MobileNetV2 (keras.applications,
+alpha 0.35, 96x96x3, random weights, int8) is added beside the MLPerf models.
 
 Run:  PYTHONPATH=. python bench/arena_bench.py [--qemu] [--only vww,kws]
 Writes bench/results/arena_bench.json (arena_bench_qemu.json with --qemu).
@@ -48,7 +54,7 @@ def synthetic_calibration(model: bytes, n: int = 16, seed: int = 0) -> np.ndarra
 
 def sources(only: set[str]) -> dict[str, tuple[object, object, str]]:
     """name -> (model path or live model, calibration, note)."""
-    from arena_models import int8_tflite, mean_net, vww_mobilenet
+    from arena_models import int8_tflite, mean_net, mobilenet_v2, vww_mobilenet
 
     out: dict[str, tuple[object, object, str]] = {}
     want = lambda name: not only or name in only  # noqa: E731
@@ -61,6 +67,11 @@ def sources(only: set[str]) -> dict[str, tuple[object, object, str]]:
             path = Path(tempfile.mkdtemp(prefix="arena-bench-")) / "vww_mobilenet_v1_025_96.tflite"
             path.write_bytes(data)
             out["vww"] = (path, None, "MobileNetV1-0.25 96x96x3 rebuilt (MLPerf VWW architecture, random weights)")
+    if want("mnv2"):
+        data, _ = int8_tflite(mobilenet_v2(), n=32)
+        path = Path(tempfile.mkdtemp(prefix="arena-bench-")) / "mobilenet_v2_035_96.tflite"
+        path.write_bytes(data)
+        out["mnv2"] = (path, None, "MobileNetV2-0.35 96x96x3 (keras.applications, random weights)")
     for name, f in MLPERF_FILES.items():
         if want(name) and (MLPERF / f).is_file():
             out[name] = (MLPERF / f, None, f"MLPerf's own {f}")
@@ -83,24 +94,40 @@ def package_one(name: str, model, calib, out: Path) -> tuple[dict, float, bytes]
         calib = synthetic_calibration(Path(model).read_bytes())
     t0 = time.perf_counter()
     report = package(PackageRequest(model=model, out=out, target="tflm", recipe_path=recipe, calibration=calib,
-                                    target_options={"device": DEVICE}, force=True))
+                                    target_options={"device": DEVICE, "patches": "auto"}, force=True))
     return report, time.perf_counter() - t0, (out / "model.tflite").read_bytes()
 
 
-def qemu_pair(unplanned: bytes, shipped: bytes, work: Path) -> dict:
-    """Both models on the emulated Cortex-M4: output CRC and the 32-bit arena the harness measured."""
+def qemu_variants(src: bytes, calib: np.ndarray) -> dict[str, bytes]:
+    """TFLM's own, the offline plan, and the best tiling measured (kept or not) of a .tflite source."""
+    from edgepack.tflm.arena import find_arena
+    from edgepack.tflm.memplan import apply_plan
+    from edgepack.tflm.patches import apply_patches, plan_patched
+    from edgepack.tflm.patches_rewrite import find_chain, rewrite
+
+    plan = apply_plan(src, find_arena(src), calib)
+    r = apply_patches(src, plan.arena, calib)
+    out = {"own": src, "planned": plan.model}
+    if r.figures.get("stage_ops"):
+        chain = find_chain(src)[: r.figures["stage_ops"]]
+        out["patched"] = r.model if r.kept else plan_patched(*rewrite(src, chain, tuple(r.figures["grid"])))[0]
+    return out
+
+
+def qemu_run(models: dict[str, bytes], work: Path) -> dict:
+    """Each model on the emulated Cortex-M4: output CRC, the 32-bit arena the harness measured, instructions."""
     from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
 
     res = {}
-    for tag, data in (("own", unplanned), ("planned", shipped)):
+    for tag, data in models.items():
         path = work / f"{tag}.tflite"
         path.write_bytes(data)
         with open_device("qemu:mps2-an386", tflm_root=os.environ["EDGEPACK_TFLM_ROOT"], profile=DEVICE) as dev:
             r = dev.profile(path, Settings(runs=1, warmup=0))
         res[tag] = {"arena_bytes": r.memory.arena_bytes, "crc": r.output_checksum,
                     "instructions": r.latency.instructions}
-    res["same_output"] = res["own"]["crc"] == res["planned"]["crc"]
+    res["same_output"] = len({v["crc"] for v in res.values()}) == 1
     return res
 
 
@@ -114,13 +141,23 @@ def row(name: str, note: str, report: dict, seconds: float) -> dict:
             "ratio": round(final / own["bytes"], 4) if own.get("bytes") else None, "kept": mp["kept"],
             "reason": mp["reason"], "plan_method": (mp.get("plan") or {}).get("method"),
             "plan_seconds": mp.get("seconds"), "package_seconds": round(seconds, 1),
-            "outputs_checked_samples": mp.get("outputs_checked_samples", 0)}
+            "outputs_checked_samples": mp.get("outputs_checked_samples", 0), **patch_columns(report)}
+
+
+def patch_columns(report: dict) -> dict:
+    """The patches figures: the best tiling measured, kept or not."""
+    p = report["firmware"].get("patches") or {}
+    return {"patches_kept": p.get("kept"), "patches_reason": p.get("reason"), "patches_tiling": p.get("tiling"),
+            "patches_arena": p.get("patched_arena"), "patches_head": p.get("patched_head"),
+            "patches_tail": p.get("patched_tail"), "extra_macs_pct": p.get("extra_macs_pct"),
+            "macs": p.get("macs"), "patches_bit_exact": p.get("bit_exact"), "patches_seconds": p.get("seconds"),
+            "peak_op_before": p.get("peak_op_before"), "peak_op_after": p.get("peak_op_after")}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--qemu", action="store_true", help="also run both models on QEMU (needs EDGEPACK_TFLM_ROOT)")
-    ap.add_argument("--only", default="", help="comma-separated subset of vww,kws,resnet8,ad,mean,mnist")
+    ap.add_argument("--qemu", action="store_true", help="also run own/planned/patched on QEMU (needs EDGEPACK_TFLM_ROOT)")
+    ap.add_argument("--only", default="", help="comma-separated subset of vww,mnv2,kws,resnet8,ad,mean,mnist")
     args = ap.parse_args()
     if args.qemu and not os.environ.get("EDGEPACK_TFLM_ROOT"):
         raise SystemExit("--qemu needs EDGEPACK_TFLM_ROOT (a TFLM tree)")
@@ -130,14 +167,15 @@ def main() -> None:
             report, seconds, shipped = package_one(name, model, calib, Path(tmp) / name)
             r = row(name, note, report, seconds)
             if args.qemu:
-                src = Path(model).read_bytes() if str(model).endswith(".tflite") else None
-                if src is None:  # a Keras source: the unplanned model is the shipped one without its plan
-                    src = shipped if not r["kept"] else None
-                r["qemu"] = qemu_pair(src, shipped, Path(tmp)) if src is not None else "skipped (Keras source, plan kept)"
+                if str(model).endswith(".tflite"):
+                    src = Path(model).read_bytes()
+                    r["qemu"] = qemu_run(qemu_variants(src, synthetic_calibration(src)), Path(tmp))
+                else:
+                    r["qemu"] = "skipped (Keras source: no unplanned int8 file to compare with)"
             rows.append(r)
             print(f"{name}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
     hdr = (f"{'model':8s} {'TFLM own':>9s} {'(head+tail)':>15s} {'planned':>9s} {'head':>7s} {'bound':>7s} "
-           f"{'ratio':>6s} {'kept':>5s} {'plan s':>7s} {'pkg s':>6s}  reason")
+           f"{'ratio':>6s} {'plan?':>5s} {'plan s':>7s} {'pkg s':>6s}  reason")
     print(hdr)
     for r in rows:
         ht = f"{r['own_head']}+{r['own_tail']}" if r["own_head"] is not None else "-"
@@ -145,10 +183,18 @@ def main() -> None:
               f"{r['planned_head'] or '-':>7} {r['bound_head'] or '-':>7} {r['ratio'] or '-':>6} "
               f"{'yes' if r['kept'] else 'no':>5s} {r['plan_seconds'] or 0:>7.2f} {r['package_seconds']:>6.1f}  "
               f"{r['reason']}")
+        if r["patches_arena"]:
+            own = r["own_arena"] or 1
+            print(f"{'':8s} patches: {r['patches_arena']} B ({r['patches_head']}+{r['patches_tail']}, "
+                  f"{r['patches_arena'] / own:.4f} of TFLM's own) with {r['patches_tiling']}, +{r['extra_macs_pct']}% "
+                  f"MACs, kept: {'yes' if r['patches_kept'] else 'no'}, bit-exact: "
+                  f"{ {True: 'yes', False: 'no', None: 'not checked (not kept)'}[r['patches_bit_exact']] }")
+        elif r["patches_reason"]:
+            print(f"{'':8s} patches: {r['patches_reason']}")
         if isinstance(r.get("qemu"), dict):
             q = r["qemu"]
-            print(f"{'':8s} QEMU Cortex-M4 arena: own {q['own']['arena_bytes']} -> planned {q['planned']['arena_bytes']} "
-                  f"B, same output CRC: {q['same_output']}")
+            figs = ", ".join(f"{k} {v['arena_bytes']} B / {v['instructions']} instr." for k, v in q.items() if k != "same_output")
+            print(f"{'':8s} QEMU Cortex-M4: {figs}; same output CRC: {q['same_output']}")
     out = ROOT / "bench" / "results" / ("arena_bench_qemu.json" if args.qemu else "arena_bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bench": "arena", "device": DEVICE, "host": "64-bit host TFLM (tflite-micro wheel)",

@@ -83,11 +83,14 @@ class TflmConfig(BaseModel):
     """``--target tflm`` settings. ``offline_plan``: write an offline memory plan into the model
     (edgepack.tflm.memplan) when TFLM then needs a smaller arena; ``false`` ships the model as converted.
     ``compress``: weights kept compressed in flash (:class:`CompressConfig`); unset: ``auto`` after
-    cluster/prune_magnitude, else off. Example: ``tflm: {offline_plan: true, compress: {encoding: lut}}``."""
+    cluster/prune_magnitude, else off. ``patches``: ``auto`` runs the first high-resolution stage tile by tile
+    (edgepack.tflm.patches) when TFLM then needs a smaller arena at <= 20% more MACs, outputs bit-exact.
+    Example: ``tflm: {offline_plan: true, compress: {encoding: lut}, patches: auto}``."""
 
     model_config = ConfigDict(extra="forbid")
     offline_plan: bool = True
     compress: Optional[CompressConfig] = None
+    patches: Literal["auto", "off"] = "off"
 
 
 class StepSpec(BaseModel):

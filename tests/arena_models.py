@@ -55,3 +55,55 @@ def int8_tflite(model, n: int = 32, seed: int = 0) -> tuple[bytes, np.ndarray]:
     shape = (n,) + tuple(int(d) for d in model.input_shape[1:])
     x = np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
     return convert(model, QuantizeConfig(mode="int8", io="int8"), calibration=x), x
+
+
+def mobilenet_v2(size: int = 96):
+    """MobileNetV2 alpha 0.35 at ``size`` x ``size`` x 3, 2 classes (keras.applications, random weights):
+    its expanded first blocks (48x48x48 at 96x96) make the live-set peak of the high-resolution stage."""
+    from edgepack.keras_compat import keras, set_seed
+
+    set_seed(0)
+    model = keras().applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, weights=None, classes=2)
+    _he_init(model, 0)
+    return model
+
+
+def expansion_net(size: int = 48, expand: int = 96):
+    """A MobileNetV2-like first stage at ``size`` x ``size``: a strided conv, a wide 1x1 expansion (the live-set
+    peak), a strided depthwise conv and a projection, then a global average and a dense layer. Patch-based
+    inference removes the wide tensor from the peak."""
+    from edgepack.keras_compat import keras, set_seed
+
+    set_seed(0)
+    k = keras()
+    L = k.layers
+    inp = L.Input((size, size, 3))
+    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+    x = L.Conv2D(expand, 1, activation="relu")(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
+    x = L.Conv2D(16, 1)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = k.Model(inp, L.Dense(2)(x))
+    _he_init(model, 0)
+    return model
+
+
+def border_net(size: int = 24):
+    """Ops whose borders need care when tiled: an asymmetric ZeroPadding2D (a PAD op) before a VALID conv,
+    a VALID average pool, a strided 5x5 SAME depthwise conv, a VALID 3x3 max pool, then a dense head."""
+    from edgepack.keras_compat import keras, set_seed
+
+    set_seed(1)
+    k = keras()
+    L = k.layers
+    inp = L.Input((size, size, 3))
+    x = L.ZeroPadding2D(((1, 2), (2, 1)))(inp)
+    x = L.Conv2D(8, 3, padding="valid", activation="relu")(x)
+    x = L.AveragePooling2D(2)(x)
+    x = L.DepthwiseConv2D(5, strides=2, padding="same", activation="relu")(x)
+    x = L.MaxPooling2D(3, strides=1)(x)
+    x = L.Conv2D(8, 1)(x)
+    x = L.Flatten()(x)
+    model = k.Model(inp, L.Dense(3)(x))
+    _he_init(model, 1)
+    return model

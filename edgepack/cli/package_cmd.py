@@ -50,6 +50,8 @@ class AccuracyLimit(click.ParamType):
               help="tflm: the device profile to package for (a name from `edgepack devices` or device_profiles/; "
                    "not a device spec as in `edgepack profile --device`).")
 @click.option("--array-name", help="tflm: C identifier of the model array.")
+@click.option("--patches", type=click.Choice(["auto", "off"]),
+              help="tflm: run the first high-resolution stage patch by patch when the arena shrinks (recipe tflm.patches).")
 @click.option("--input-kind", type=click.Choice(["image", "audio", "tensor"]),
               help="android: what the input is, for TFLite Metadata (default: image for [1,H,W,1|3] inputs).")
 @click.option("--sample-rate", type=click.IntRange(min=1), help="android: audio sample rate in Hz (--input-kind audio).")
@@ -61,7 +63,7 @@ class AccuracyLimit(click.ParamType):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @verbosity_options
 def package(model, target, out, quantize, io_type, recipe, calibration, eval_data, train, labels,
-            max_accuracy_drop, device, array_name, input_kind, sample_rate, compact, seed, force, unsafe, as_json, verbose, quiet):
+            max_accuracy_drop, device, array_name, patches, input_kind, sample_rate, compact, seed, force, unsafe, as_json, verbose, quiet):
     """Package MODEL (tf_keras .keras/.h5 or SavedModel folder) for a target.
 
     \b
@@ -72,7 +74,7 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
     """
     from ..pipeline import PackageRequest, package as run
 
-    options = {k: v for k, v in {"device": device, "array_name": array_name, "input_kind": input_kind,
+    options = {k: v for k, v in {"device": device, "array_name": array_name, "patches": patches, "input_kind": input_kind,
                                  "sample_rate": sample_rate}.items() if v is not None}
     check_target_flags(target, options)
     with Progress(quiet, verbose) as prog:
@@ -105,6 +107,7 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
 # target option -> (the flag that sets it, what it is)
 FLAGS = {"device": ("--device", "the device profile to package for"),
          "array_name": ("--array-name", "the C identifier of the model array"),
+         "patches": ("--patches", "patch-based inference of the first stage"),
          "input_kind": ("--input-kind", "the input kind for TFLite Metadata"),
          "sample_rate": ("--sample-rate", "the audio sample rate for TFLite Metadata")}
 

@@ -67,6 +67,24 @@ def _section(title: str, *parts: str) -> str:
     return f"<section><h2>{_e(title)}</h2>{''.join(parts)}</section>"
 
 
+def _patches_section(p: dict, plan: dict) -> str:
+    """Patch-based inference: arena before/after, the peak op, extra MACs, memory over time."""
+    def peak(x: Optional[dict]) -> Optional[str]:
+        return f"op {x['op']} {x['name']}: {x['live_bytes']} B live" if x else None
+
+    rows = [("kept", p.get("kept")), ("reason", p.get("reason")),
+            ("arena without patches (B)", p.get("baseline_arena")), ("offline plan", plan.get("reason")),
+            ("arena with patches (B)", p.get("patched_arena")),
+            ("with patches: activations + persistent (B)",
+             f"{p['patched_head']} + {p['patched_tail']}" if p.get("patched_head") is not None else None),
+            ("tiling", p.get("tiling")), ("peak op before", peak(p.get("peak_op_before"))),
+            ("peak op with patches", peak(p.get("peak_op_after"))),
+            ("extra MACs", f"{p['extra_macs']} (+{p['extra_macs_pct']}%)" if p.get("extra_macs") is not None else None),
+            ("outputs bit-exact", p.get("bit_exact")), ("samples checked", p.get("outputs_checked_samples"))]
+    return _section("Memory: patch-based inference", _figure(plots.memory_svg(p), "live activation bytes per op, "
+                    "before and with patches; dashed: the arena TFLM needs"), _fields(rows))
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page as a string."""
     q, t = report.get("quantize", {}), report.get("tflite", {})
@@ -101,6 +119,8 @@ def render_html(report: dict[str, Any]) -> str:
         out.append(_section(f"Firmware: {fw.get('device')}", _figure(plots.budget_svg(b), "memory budget"),
                             _table(rows, ["memory", "needed", "available", "headroom"]),
                             _fields((k, fw.get(k)) for k in ("arena", "parity", "harness"))))
+        if fw.get("patches"):
+            out.append(_patches_section(fw["patches"], fw.get("memory_plan") or {}))
     profiles = report.get("profiles") or []
     if profiles:
         rows = [{"device": p["device"]["id"], **{k: p["latency"].get(k) for k in ("median_us", "p95_us", "source")}}

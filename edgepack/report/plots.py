@@ -122,3 +122,25 @@ def profiles_svg(profiles: list[dict]) -> Optional[str]:
         ax.set_xlabel("latency per inference (us): min-max line, median dot, median-p95 bar")
 
     return _svg(draw, (7.0, max(1.4, 0.4 * len(rows) + 0.8)))
+
+
+def memory_svg(patches: dict) -> Optional[str]:
+    """Live activation bytes per op before and after patch-based inference (memory over time), with the
+    arena TFLM needs each way (persistent part included) as dashed lines."""
+    before, after = patches.get("live_bytes_before"), patches.get("live_bytes_after")
+    if not before:
+        return None
+
+    def draw(fig):
+        ax = fig.add_subplot(1, 1, 1)
+        ax.step(range(len(before)), [b / 1024 for b in before], where="mid", color=_GREY, label="live, before")
+        if after:
+            ax.step(range(len(after)), [b / 1024 for b in after], where="mid", color=_BLUE, label="live, with patches")
+        for key, color, label in (("baseline_arena", _GREY, "arena before"), ("patched_arena", _ORANGE, "arena with patches")):
+            if patches.get(key):
+                ax.axhline(patches[key] / 1024, color=color, linestyle="--", linewidth=1, label=label)
+        ax.set_xlabel("op (execution order)")
+        ax.set_ylabel("KiB")
+        ax.legend(loc="upper right", fontsize=7, frameon=False)
+
+    return _svg(draw, (7.0, 2.4))

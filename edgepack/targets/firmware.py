@@ -77,6 +77,10 @@ def advice_for(build: Build) -> list[str]:
     if not comp.get("decode_op") and flash.get("available") and left < 0.1 * flash["available"]:
         out.append(f"flash is short ({left} B left): clustered or pruned weights (recipe steps cluster, "
                    "prune_magnitude) stay compressed in flash for TFLM's DECODE op (recipe tflm.compress)")
+    pat = build.report.get("patches") or {}
+    if pat.get("kept"):
+        out.append(f"fits with {pat['tiling']} at +{pat['extra_macs_pct']}% MACs: arena {pat['baseline_arena']} -> "
+                   f"{pat['patched_arena']} B (--patches auto)")
     return out
 
 
@@ -97,6 +101,25 @@ def plan_memory(build: Build) -> bytes:
         build.checks["arena"] = res.arena
         build.checks["budget"] = check_budget(len(res.model), load_profile(str(build.options["device"])),
                                               res.arena.recommended_bytes, build.model_name, raise_over=False)
+    return res.model
+
+
+def patch_memory(build: Build, unplanned: bytes) -> bytes:
+    """The model run patch by patch (:func:`edgepack.tflm.patches.apply_patches` on ``unplanned``) when TFLM then
+    needs a smaller arena than the plan alone gives; arena, budget and ops follow. Report: ``firmware.patches``."""
+    from ..convert.flatbuffer import read_tflite
+    from ..tflm.ops import registrations
+    from ..tflm.patches import apply_patches
+    from ..verify.budget import check_budget
+
+    res = apply_patches(unplanned, build.checks["arena"], build.calibration)
+    build.report["patches"] = res.report()
+    if not res.kept:
+        return build.tflite
+    build.info = read_tflite(res.model)
+    build.checks.update(arena=res.arena, tflm_ops=registrations(build.info),
+                        budget=check_budget(len(res.model), load_profile(str(build.options["device"])),
+                                            res.arena.recommended_bytes, build.model_name, raise_over=False))
     return res.model
 
 
@@ -126,7 +149,7 @@ class FirmwareTarget(Target):
     """TFLite-Micro firmware sources for a device profile."""
 
     name = "tflm"
-    option_names = frozenset({"device", "array_name"})
+    option_names = frozenset({"device", "array_name", "patches"})
     dense_per_channel = False
     tflm = True
     kernels = "cmsis_nn"  # what Arduino_TensorFlowLite, STM32 and most Cortex-M builds of TFLM use
@@ -174,7 +197,10 @@ class FirmwareTarget(Target):
         build.checks["compression"] = fc.report()
         if fc.arena is not None:
             apply_compression(build, fc)
+        unplanned = build.tflite
         build.tflite = plan_memory(build)  # last: the plan places the final graph's tensors (decoded weights too)
+        if (build.options.get("patches") or build.recipe.tflm.patches) == "auto":
+            build.tflite = patch_memory(build, unplanned)
         if "over" in build.checks["budget"]:  # neither compression nor the memory plan made it fit
             raise BudgetError(build.checks["budget"]["over"])
         return build.tflite
@@ -186,4 +212,6 @@ class FirmwareTarget(Target):
         files = write_firmware(build, plan, Path(out))
         build.report["firmware"] = {**plan.report(), "example": build.report.pop("firmware_example", None),
                                     "memory_plan": build.report.pop("memory_plan", None), "files": files}
+        if "patches" in build.report:
+            build.report["firmware"]["patches"] = build.report.pop("patches")
         return files

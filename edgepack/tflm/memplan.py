@@ -290,9 +290,6 @@ def with_offline_plan(model_bytes: bytes, words: list[int]) -> bytes:
 
     s, aligned = _aligned_buffer_class()
     model = fu.convert_bytearray_to_object(bytearray(model_bytes))
-    for i, b in enumerate(model.buffers):
-        model.buffers[i] = aligned()
-        model.buffers[i].data, model.buffers[i].offset, model.buffers[i].size = b.data, b.offset, b.size
     buf = aligned()
     buf.data = np.asarray(words, dtype="<i4").view(np.uint8)
     model.metadata = model.metadata or []
@@ -304,6 +301,24 @@ def with_offline_plan(model_bytes: bytes, words: list[int]) -> bytes:
         model.metadata.append(entry)
     else:
         model.buffers[entry.buffer] = buf
+    return pack_model(model)
+
+
+def pack_model(model) -> bytes:
+    """Serialize a flatbuffer object-API ``ModelT`` with every weight buffer 16-byte aligned (as the
+    converter writes them; TFLM's 4-bit and SIMD paths read aligned words).
+
+    Example::
+
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data)); ...; data = pack_model(model)
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    _, aligned = _aligned_buffer_class()
+    for i, b in enumerate(model.buffers):
+        if not isinstance(b, aligned):
+            model.buffers[i] = aligned()
+            model.buffers[i].data, model.buffers[i].offset, model.buffers[i].size = b.data, b.offset, b.size
     return bytes(fu.convert_object_to_bytearray(model))
 
 
