@@ -253,3 +253,26 @@ def test_tests_import_test_modules_of_their_own_folder_only():
                 if not (p.parent / f"{node.module}.py").is_file():
                     wrong.append(f"{p.relative_to(tests)} imports {node.module}")
     assert not wrong, f"imports of another folder's test module: {wrong}"
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the modules it imports (lazy and TYPE_CHECKING imports included). A package's ``__init__``
+    re-exports its modules, so an edge into a package's ``__init__`` counts only from outside the package."""
+    paths = {_module_name(p): p for p in PKG.rglob("*.py")}
+    packages = {m for m, p in paths.items() if p.name == "__init__.py"}
+    graph: dict[str, set[str]] = {m: set() for m in paths}
+    for m, p in paths.items():
+        for dst in _imports(p):
+            if dst not in paths or dst == m:
+                continue
+            if dst in packages and (m + ".").startswith(dst + "."):
+                continue  # a module importing its own package's __init__ (re-exports)
+            if m in packages:
+                continue  # an __init__ re-exporting its modules
+            graph[m].add(dst)
+    return graph
+
+
+def test_modules_import_one_way():
+    cycle = _cycle(module_graph())
+    assert not cycle, "import cycle between modules: " + " -> ".join(cycle)

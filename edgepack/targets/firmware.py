@@ -18,45 +18,22 @@ Example (Python; the CLI passes --device/--array-name as options)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from ..profiles import DeviceProfile, list_profiles, load_profile
+from ..profiles import list_profiles, load_profile
 from ..build import Build
 from ..errors import BudgetError, UsageError
 from ..tflm.c_array import c_identifier, check_identifier
 from ..verify import TargetSpec
 from .base import Target
 from .firmware_files import model_config_header, write_firmware  # noqa: F401 (re-exported)
+from .firmware_plan import FirmwarePlan
 
 CHECKS = ("tflm_ops", "int8_only", "arena", "budget", "tflm_parity")
 # Steps after which the recipe's unset ``compress`` means auto (few distinct values, zeros);
 # without them, or for a .tflite input, the weights stay plain unless the recipe sets ``compress``.
 WEIGHT_SHARING_STEPS = ("cluster", "prune_magnitude")
-
-
-@dataclass
-class FirmwarePlan:
-    """What the firmware files are rendered from: the checks' results and the names to use."""
-
-    profile: DeviceProfile
-    ident: str
-    calls: list[str]
-    arena: Any  # tflm.ArenaSize
-    parity: dict
-    budget: dict
-    harness: dict
-    advice: list[str]
-    compression: Optional[dict] = None  # TFLM DECODE weight compression (finalize_model), per tensor
-
-    def report(self) -> dict:
-        out = {"device": self.profile.name, "board": self.profile.board, "array_name": self.ident,
-               "op_registrations": self.calls, "arena": self.arena.as_dict(), "parity": self.parity,
-               "budget": self.budget, "harness": self.harness, "advice": self.advice}
-        if self.compression is not None:
-            out["compression"] = self.compression
-        return out
 
 
 def advice_for(build: Build) -> list[str]:

@@ -29,7 +29,7 @@ import shutil
 import unicodedata
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -41,9 +41,8 @@ from ..fsutil import sha256_bytes
 from ..paths import data_dir
 from ..build import Build
 from .firmware_inputs import inputs_block, several_inputs_notes, several_sample
+from .firmware_plan import FirmwarePlan
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .firmware import FirmwarePlan
 
 HARNESS_FILES = ("ep_harness.cc", "ep_harness.h", "ep_protocol.c", "ep_protocol.h", "board.h", "main.cc",
                  "board_mps2.c", "mps2_an386.ld", "board_zephyr.c", "board_esp_idf.c",
@@ -171,7 +170,7 @@ def _labels_block(labels: Optional[Sequence[str]]) -> list[str]:
             "static const char* const ep_labels[EP_LABEL_COUNT] = {", *body, "};", ""]
 
 
-def model_config_header(build: Build, plan: "FirmwarePlan") -> str:
+def model_config_header(build: Build, plan: FirmwarePlan) -> str:
     """``model_config.h``: names, arena, I/O tensors (dtype, shape, scale, zero point, inline
     quantize/dequantize), preprocessing constants and labels. C99 and C++."""
     a, info = plan.arena, build.info
@@ -241,7 +240,7 @@ def _seeded(t, shape: list[int], rng: np.random.Generator) -> tuple[np.ndarray, 
     return rng.standard_normal(shape).astype(np.float32), "a seeded random sample"
 
 
-def example_expectation(build: Build, plan: "FirmwarePlan", x: np.ndarray) -> dict:
+def example_expectation(build: Build, plan: FirmwarePlan, x: np.ndarray) -> dict:
     """Run the example's sample through the host TFLM as the device will: quantize with
     TFLite's rule, invoke, take the top class of output 0."""
     from ..tflm import Tflm
@@ -264,7 +263,7 @@ def example_expectation(build: Build, plan: "FirmwarePlan", x: np.ndarray) -> di
             "label": build.labels[top] if build.labels and top < len(build.labels) else None}
 
 
-def example_input_header(build: Build, plan: "FirmwarePlan") -> tuple[str, dict]:
+def example_input_header(build: Build, plan: FirmwarePlan) -> tuple[str, dict]:
     x, source = example_sample(build)
     exp = example_expectation(build, plan, x)
     flat = x.reshape(-1)
@@ -301,7 +300,7 @@ def _at(name: str, **values: str) -> str:
     return text
 
 
-def zephyr_files(plan: "FirmwarePlan") -> dict[str, str]:
+def zephyr_files(plan: FirmwarePlan) -> dict[str, str]:
     sym = f"EDGEPACK_{plan.ident.upper()}"
     module = yaml.safe_dump({"name": library_name(plan.ident),
                              "build": {"cmake": "zephyr", "kconfig": "zephyr/Kconfig"}}, sort_keys=False)
@@ -311,12 +310,12 @@ def zephyr_files(plan: "FirmwarePlan") -> dict[str, str]:
                                   DECODE_DEFAULT="y" if _decodes(plan) else "n")}
 
 
-def _decodes(plan: "FirmwarePlan") -> bool:
+def _decodes(plan: FirmwarePlan) -> bool:
     """Whether the model has TFLM's DECODE op (weights kept compressed in flash)."""
     return "AddDecode" in plan.calls
 
 
-def compression_section(plan: "FirmwarePlan") -> str:
+def compression_section(plan: FirmwarePlan) -> str:
     """The README's section on weights kept compressed in flash ('' when none are)."""
     c = plan.compression or {}
     if not _decodes(plan):
@@ -344,7 +343,7 @@ build that has them, or package with the recipe's `tflm: {{compress: {{encoding:
 """
 
 
-def idf_manifest(build: Build, plan: "FirmwarePlan") -> str:
+def idf_manifest(build: Build, plan: FirmwarePlan) -> str:
     name, rng = ESP_TFLITE_MICRO
     manifest = {"version": __version__.split("+")[0],
                 "description": one_line(f"The {build.model_name} model as TFLite-Micro C arrays with its op "
@@ -355,7 +354,7 @@ def idf_manifest(build: Build, plan: "FirmwarePlan") -> str:
         manifest, sort_keys=False, allow_unicode=False, width=1000)
 
 
-def library_properties(build: Build, plan: "FirmwarePlan", library: str) -> str:
+def library_properties(build: Build, plan: FirmwarePlan, library: str) -> str:
     """``library.properties`` per the Arduino library specification 1.5 (one line per key)."""
     sha = sha256_bytes(build.tflite)[:12]
     rows = {"name": library, "version": __version__.split("+")[0], "author": "edgepack",
@@ -370,7 +369,7 @@ def library_properties(build: Build, plan: "FirmwarePlan", library: str) -> str:
     return "".join(f"{k}={one_line(v, 400)}\n" for k, v in rows.items())
 
 
-def library_json(build: Build, plan: "FirmwarePlan", library: str) -> str:
+def library_json(build: Build, plan: FirmwarePlan, library: str) -> str:
     """PlatformIO's ``library.json`` for the same Arduino library."""
     doc = {"name": library, "version": __version__.split("+")[0],
            "description": one_line(f"The {build.model_name} model for TensorFlow Lite Micro (edgepack)", 250),
@@ -380,7 +379,7 @@ def library_json(build: Build, plan: "FirmwarePlan", library: str) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
 
 
-def _readme(build: Build, plan: "FirmwarePlan", library: str, example: dict) -> str:
+def _readme(build: Build, plan: FirmwarePlan, library: str, example: dict) -> str:
     p, b, a, par = plan.profile, plan.budget, plan.arena, plan.parity
     if par.get("skipped"):
         parity = "not checked: " + one_line(par["skipped"], 300)
@@ -404,7 +403,7 @@ def _readme(build: Build, plan: "FirmwarePlan", library: str, example: dict) -> 
                    **several_inputs_notes(len(build.info.inputs)))
 
 
-def _arduino(build: Build, plan: "FirmwarePlan", out: Path, generated: dict[str, str], example_h: str) -> list[str]:
+def _arduino(build: Build, plan: FirmwarePlan, out: Path, generated: dict[str, str], example_h: str) -> list[str]:
     library = library_name(plan.ident)
     root = out / "arduino" / library
     tmpl = data_dir("templates") / "tflm"
@@ -429,7 +428,7 @@ def _arduino(build: Build, plan: "FirmwarePlan", out: Path, generated: dict[str,
     return sorted(str(p.relative_to(out)) for p in root.rglob("*") if p.is_file())
 
 
-def _provenance_rows(build: Build, plan: "FirmwarePlan") -> dict:
+def _provenance_rows(build: Build, plan: FirmwarePlan) -> dict:
     q = build.recipe.quantize
     steps = ", ".join(s.type for s in build.recipe.steps) or "none"
     return {"model": build.model_name, "recipe": f"steps=[{steps}] quantize={q.mode} io={q.io}",
@@ -437,7 +436,7 @@ def _provenance_rows(build: Build, plan: "FirmwarePlan") -> dict:
             "tensor_arena_bytes": plan.arena.recommended_bytes, "generator": f"edgepack {__version__}"}
 
 
-def write_firmware(build: Build, plan: "FirmwarePlan", out: Path) -> list[str]:
+def write_firmware(build: Build, plan: FirmwarePlan, out: Path) -> list[str]:
     """Write all firmware files under ``out``; return their paths relative to it."""
     out = Path(out)
     header, source = model_array_files(build.tflite, plan.ident, _provenance_rows(build, plan))
