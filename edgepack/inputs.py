@@ -49,14 +49,70 @@ def _signature_inputs(tflite: bytes) -> list[tuple[str, list[int]]]:
 
 def float_tflite(src) -> Optional[bytes]:
     """The float conversion of a SavedModel source (cached on the source), else None."""
-    if src.kind != "saved_model":
+    if not hasattr(src, "float_tflite"):
         return None
     if src.float_tflite is None:
         from .convert.tflite import convert
         from .quantize.config import QuantizeConfig
 
-        src.float_tflite = convert(src.saved_model, QuantizeConfig(mode="none"))
+        src.float_tflite = convert(src.convertible(), QuantizeConfig(mode="none"))
     return src.float_tflite
+
+
+class _KerasKind:
+    """What the job reads of a Keras model: its own input/output shapes, its own predictions."""
+
+    @staticmethod
+    def inputs(src) -> list[tuple[str, list[int]]]:
+        m = src.model
+        shapes = m.input_shape if isinstance(m.input_shape, list) else [m.input_shape]
+        names = list(getattr(m, "input_names", None) or [t.name.split(":")[0] for t in m.inputs])
+        return [(str(n), [int(d) for d in s[1:]]) for n, s in zip(names, shapes)]
+
+    @staticmethod
+    def output_size(src) -> int:
+        shape = src.model.output_shape
+        if isinstance(shape, list) and len(shape) > 1:
+            raise RecipeError(f"the model has {len(shape)} outputs; edgepack packages Keras models with one output "
+                              "(the one labels and the accuracy gate apply to): save a model that returns only it")
+        return int(np.prod((shape[0] if isinstance(shape, list) else shape)[1:]))
+
+    @staticmethod
+    def float_reference(src, x) -> Optional[np.ndarray]:
+        from .verify.accuracy import keras_predict
+
+        return keras_predict(src.model, x)
+
+
+class _FlatbufferKind:
+    """What the job reads of a .tflite (as given) or a SavedModel (its float conversion): the signature."""
+
+    @staticmethod
+    def tflite(src) -> bytes:
+        return src.given_tflite if src.given_tflite is not None else float_tflite(src)
+
+    @classmethod
+    def inputs(cls, src) -> list[tuple[str, list[int]]]:
+        return _signature_inputs(cls.tflite(src))
+
+    @classmethod
+    def output_size(cls, src) -> int:
+        from .convert.flatbuffer import read_tflite
+
+        info = read_tflite(cls.tflite(src))
+        return int(np.prod(info.tensors[info.outputs[0]].shape[1:]))
+
+    @staticmethod
+    def float_reference(src, x) -> Optional[np.ndarray]:
+        if src.given_tflite is not None:
+            return None  # a .tflite: nothing to compare with
+        from .runtime import LiteRT
+
+        return LiteRT(float_tflite(src)).predict(x)
+
+
+# SourceModel kind -> how the job reads it (edgepack.load's KerasSource, SavedModelSource, TfliteSource)
+KINDS = {"keras": _KerasKind, "saved_model": _FlatbufferKind, "tflite": _FlatbufferKind}
 
 
 def model_inputs(src) -> list[tuple[str, list[int]]]:
@@ -65,12 +121,7 @@ def model_inputs(src) -> list[tuple[str, list[int]]]:
     Names are the Keras input layer names (a SavedModel's or .tflite's signature names); data
     files of a several-input model hold one array per name (or ``x0``, ``x1``, ... in this order).
     """
-    if src.kind == "keras":
-        m = src.model
-        shapes = m.input_shape if isinstance(m.input_shape, list) else [m.input_shape]
-        names = list(getattr(m, "input_names", None) or [t.name.split(":")[0] for t in m.inputs])
-        return [(str(n), [int(d) for d in s[1:]]) for n, s in zip(names, shapes)]
-    return _signature_inputs(src.tflite if src.kind == "tflite" else float_tflite(src))
+    return KINDS[src.kind].inputs(src)
 
 
 def input_shape(src) -> list[int]:
@@ -84,29 +135,12 @@ def output_size(src) -> int:
     A .tflite or SavedModel with several outputs is verified on its (converted) output 0. A Keras
     model with several outputs is refused: the converter orders outputs by name, not in the Keras
     order, so which one the labels and the accuracy gate apply to would be a guess."""
-    if src.kind == "keras":
-        shape = src.model.output_shape
-        if isinstance(shape, list) and len(shape) > 1:
-            raise RecipeError(f"the model has {len(shape)} outputs; edgepack packages Keras models with one output "
-                              "(the one labels and the accuracy gate apply to): save a model that returns only it")
-        return int(np.prod((shape[0] if isinstance(shape, list) else shape)[1:]))
-    from .convert.flatbuffer import read_tflite
-
-    info = read_tflite(src.tflite if src.kind == "tflite" else float_tflite(src))
-    return int(np.prod(info.tensors[info.outputs[0]].shape[1:]))
+    return KINDS[src.kind].output_size(src)
 
 
 def float_reference(src, x) -> Optional[np.ndarray]:
     """Float outputs the build is verified against; None for a .tflite (nothing to compare with)."""
-    if src.kind == "keras":
-        from .verify.accuracy import keras_predict
-
-        return keras_predict(src.model, x)
-    if src.kind == "saved_model":
-        from .runtime import LiteRT
-
-        return LiteRT(float_tflite(src)).predict(x)
-    return None
+    return KINDS[src.kind].float_reference(src, x)
 
 
 def check_steps(src, steps, quantize_given: bool) -> None:
@@ -121,7 +155,7 @@ def check_steps(src, steps, quantize_given: bool) -> None:
         names = ", ".join(p.name for p in steps)
         raise RecipeError(f"recipe steps ({names}) change a Keras model, but {src.reason}; give the Keras "
                           "model file (.keras/.h5/SavedModel with Keras metadata), or drop the steps")
-    if src.kind == "tflite" and quantize_given:
+    if src.given_tflite is not None and quantize_given:
         raise RecipeError("a .tflite input is packaged as given: --quantize/--io (and recipe quantize rules) "
                           "need the Keras model or SavedModel it was converted from")
 

@@ -182,12 +182,12 @@ def _convert(src, model, quant, target, ctx: Context, plan: Optional[dict],
     """The quantize/convert stage: (TFLite bytes, the converter's bytes before --compact).
 
     A .tflite source is packaged as given; a SavedModel converts from its serving signature."""
-    if src.kind == "tflite":
-        tflite = bytes(src.tflite)
+    if src.given_tflite is not None:
+        tflite = bytes(src.given_tflite)
     else:
         from .quantize.apply import quantize_model
 
-        tflite = quantize_model(model if src.kind == "keras" else src.saved_model, quant, ctx.calibration,
+        tflite = quantize_model(src.convertible(model), quant, ctx.calibration,
                                 plan=plan, dense_per_channel=target.dense_per_channel)
     converted = tflite
     if compact:
@@ -237,7 +237,7 @@ def _convert_verified(src, model, recipe: Recipe, target, ctx: Context, plan: Op
     if verify_set is None:
         return tflite, converted, None, plan, None
     data = "eval" if ctx.eval is not None else "calibration"
-    auto = recipe.quantize.mode == "auto" and not plan and src.kind == "keras"
+    auto = recipe.quantize.mode == "auto" and not plan and src.compressible
     try:
         ver = _verify_accuracy(tflite, verify_set, float_pred, data, recipe, ctx.records, target.name)
     except VerificationError as e:
@@ -267,10 +267,10 @@ def _layers(src, model, converted: bytes, recipe: Recipe, target, ctx: Context,
     errors, why = None, None
     if plan:
         why = "per-op error figures are not measured for a mixed-precision plan"
-    elif src.kind == "tflite":
+    elif src.given_tflite is not None:
         why = "per-op error figures need the float model: the input is a .tflite"
     else:
-        errors, why = layer_errors(model if src.kind == "keras" else src.saved_model, recipe.quantize,
+        errors, why = layer_errors(src.convertible(model), recipe.quantize,
                                    ctx.calibration, target.dense_per_channel)
     return layer_table(read_tflite(converted), errors), why
 
@@ -334,14 +334,14 @@ def package(req: PackageRequest) -> dict:
                   latency_ms=keras_latency_ms(spec.profile))
     n_out = output_size(src)
     check_labels(n_out, [(req.calibration, calib), (req.train, ctx.train), (req.eval, ctx.eval)])
-    _check_needs(steps, recipe, ctx, converts=src.kind != "tflite")
+    _check_needs(steps, recipe, ctx, converts=src.given_tflite is None)
     for p in steps:
         p.preflight(model)
     labels = _read_labels(req.labels, n_out)
     verify_set = ctx.eval or calib
     float_pred = float_reference(src, verify_set.x) if verify_set is not None else None
     compressed, plan = compress(model, steps, ctx, recipe.quantize, measure=recipe.verify.step_metrics)
-    if target.tflm and src.kind == "keras":
+    if target.tflm and src.compressible:
         from .tflm.prepare import for_tflm
 
         compressed = for_tflm(compressed, ctx.warn)  # batch 1, GELU's tanh form: only when TFLM lacks an op
@@ -351,7 +351,7 @@ def package(req: PackageRequest) -> dict:
     req.progress("convert and verify", 1, 1)
     info = read_tflite(tflite)
     name, stem = source_name(req.model, src)
-    quant = recipe.quantize.model_dump() if src.kind != "tflite" else {"mode": "as given (.tflite input)"}
+    quant = recipe.quantize.model_dump() if src.given_tflite is None else {"mode": "as given (.tflite input)"}
     if auto is not None:
         quant["auto"] = auto
     report: dict[str, Any] = {"model": name, "source": src.report(), "target": req.target, "quantize": quant,

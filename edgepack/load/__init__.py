@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from ..errors import ModelLoadError
 from .formats import RawModel, model_format, read_h5, read_keras_zip
@@ -32,25 +32,25 @@ MAX_TFLITE_BYTES = 2 << 30
 
 @dataclass
 class SourceModel:
-    """What was loaded. ``kind``: "keras" (a tf_keras model; every step works), "saved_model" (a
-    SavedModel folder the TFLite converter reads; not compressible) or "tflite" (bytes)."""
+    """What was loaded: one of the three kinds below, each a class. ``kind`` names it in report.json."""
 
-    kind: str
+    kind: ClassVar[str]
+    compressible: ClassVar[bool] = False  # whether compression steps can change it (a tf_keras model)
+
     format: str  # keras_zip | h5 | savedmodel | tflite | live
     framework: str  # tf_keras | keras3 | tensorflow | tflite
     path: Optional[Path] = None
-    model: Any = None
-    saved_model: Optional[Path] = None
-    tflite: Optional[bytes] = None
     translation: Optional[dict] = None
-    reason: Optional[str] = None  # why a non-"keras" kind cannot be compressed
+    reason: Optional[str] = None  # why a non-Keras kind cannot be compressed
     _keep: Any = field(default=None, repr=False)  # the temporary folder of an export, alive with this object
-    # a SavedModel's float .tflite, converted once on first use (edgepack.inputs.float_tflite)
-    float_tflite: Optional[bytes] = field(default=None, repr=False)
 
-    @property
-    def compressible(self) -> bool:
-        return self.kind == "keras"
+    model: ClassVar[Any] = None  # the tf_keras model (KerasSource only)
+    given_tflite: ClassVar[Optional[bytes]] = None  # bytes packaged as given (TfliteSource only)
+
+    def convertible(self, model: Any = None) -> Any:
+        """What the TFLite converter converts: ``model`` (the compressed Keras model) or this source's own
+        model or SavedModel folder; None for a .tflite (packaged as given)."""
+        return None
 
     def report(self) -> dict:
         """The ``report["source"]`` section."""
@@ -60,6 +60,43 @@ class SourceModel:
         if self.reason:
             out["reason"] = self.reason
         return out
+
+
+@dataclass
+class KerasSource(SourceModel):
+    """A tf_keras model (from a tf_keras file, a translated Keras 3 file or a live model): every step works."""
+
+    kind: ClassVar[str] = "keras"
+    compressible: ClassVar[bool] = True
+    model: Any = None
+
+    def convertible(self, model: Any = None) -> Any:
+        return self.model if model is None else model
+
+
+@dataclass
+class SavedModelSource(SourceModel):
+    """A SavedModel folder the TFLite converter reads from its serving signature; not compressible."""
+
+    kind: ClassVar[str] = "saved_model"
+    saved_model: Optional[Path] = None
+    # its float .tflite, converted once on first use (edgepack.inputs)
+    float_tflite: Optional[bytes] = field(default=None, repr=False)
+
+    def convertible(self, model: Any = None) -> Any:
+        return self.saved_model
+
+
+@dataclass
+class TfliteSource(SourceModel):
+    """A .tflite file: packaged as given (no steps, no quantize mode)."""
+
+    kind: ClassVar[str] = "tflite"
+    tflite: bytes = b""
+
+    @property
+    def given_tflite(self) -> bytes:  # type: ignore[override]
+        return self.tflite
 
 
 def _framework(raw: RawModel) -> str:
@@ -104,7 +141,7 @@ def _savedmodel_source(path: Path, unsafe: bool) -> SourceModel:
     if savedmodel.is_keras_savedmodel(records):
         try:
             model = load_tf_keras(path, unsafe, None, scanned=True)
-            return SourceModel("keras", "savedmodel", "tf_keras", path, model=model)
+            return KerasSource("savedmodel", "tf_keras", path, model=model)
         except ModelLoadError as e:
             if "subclassed" not in str(e):
                 raise
@@ -112,7 +149,7 @@ def _savedmodel_source(path: Path, unsafe: bool) -> SourceModel:
     else:
         reason = "a SavedModel without a Keras config (e.g. Keras 3 export() or tf.saved_model.save)"
     savedmodel.check_servable(path)
-    return SourceModel("saved_model", "savedmodel", "tensorflow", path, saved_model=path,
+    return SavedModelSource("savedmodel", "tensorflow", path, saved_model=path,
                        reason=reason + "; compression steps need a Keras .keras/.h5 file")
 
 
@@ -126,12 +163,12 @@ def _keras3_file(raw: RawModel, unsafe: bool, allow_export: bool) -> SourceModel
         if not allow_export:
             raise
         saved, keep, translation = export_conversion_only(raw, unsafe)
-        return SourceModel("saved_model", raw.format, "keras3", raw.path, saved_model=saved,
+        return SavedModelSource(raw.format, "keras3", raw.path, saved_model=saved,
                            translation=translation,
                            reason=f"layer '{e.layer}' is a Keras 3 {e.cls}{' with ' + e.detail if e.detail else ''} with no "
                                   "tf_keras twin: packaged from "
                                   "Keras 3's SavedModel export; compression steps need tf_keras layers", _keep=keep)
-    return SourceModel("keras", raw.format, "keras3", raw.path, model=model, translation=translation)
+    return KerasSource(raw.format, "keras3", raw.path, model=model, translation=translation)
 
 
 def _live(obj: Any, unsafe: bool) -> SourceModel:
@@ -139,12 +176,12 @@ def _live(obj: Any, unsafe: bool) -> SourceModel:
     if mod.startswith("tf_keras"):
         from .tf_keras import check_graph_network
 
-        return SourceModel("keras", "live", "tf_keras", model=check_graph_network(obj, "the given model"))
+        return KerasSource("live", "tf_keras", model=check_graph_network(obj, "the given model"))
     if mod.startswith("keras"):
         from .keras3_build import build_from_live
 
         model, translation = build_from_live(obj, unsafe)
-        return SourceModel("keras", "live", "keras3", model=model, translation=translation)
+        return KerasSource("live", "keras3", model=model, translation=translation)
     raise ModelLoadError(f"cannot load a {type(obj).__name__}: give a model path, a tf_keras or Keras 3 Model")
 
 
@@ -156,7 +193,7 @@ def _load(source: Any, unsafe: bool, allow_export: bool) -> SourceModel:
         raise ModelLoadError(f"{path}: no such model file or folder")
     fmt = model_format(path)
     if fmt == "tflite":
-        return SourceModel("tflite", "tflite", "tflite", path, tflite=_read_tflite(path),
+        return TfliteSource("tflite", "tflite", path, tflite=_read_tflite(path),
                            reason="already converted: steps and quantize modes that need a Keras model do not apply")
     if fmt == "savedmodel":
         return _savedmodel_source(path, unsafe)
@@ -165,7 +202,7 @@ def _load(source: Any, unsafe: bool, allow_export: bool) -> SourceModel:
         return _keras3_file(raw, unsafe, allow_export)
     from .tf_keras import load_tf_keras
 
-    return SourceModel("keras", fmt, "tf_keras", path, model=load_tf_keras(path, unsafe, raw))
+    return KerasSource(fmt, "tf_keras", path, model=load_tf_keras(path, unsafe, raw))
 
 
 def load_source(source: Any, unsafe: bool = False) -> SourceModel:
@@ -174,10 +211,10 @@ def load_source(source: Any, unsafe: bool = False) -> SourceModel:
     Example::
 
         src = load_source(Path("model.keras"))
-        if src.kind == "keras":
-            model = src.model             # tf_keras; compressible
-        elif src.kind == "saved_model":
-            print(src.reason)             # convert with TFLiteConverter.from_saved_model(src.saved_model)
+        if src.compressible:              # a KerasSource
+            model = src.model             # tf_keras
+        else:                             # a SavedModelSource or TfliteSource
+            print(src.reason)             # src.convertible(): the SavedModel folder the converter reads
     """
     return _load(source, unsafe, allow_export=True)
 
@@ -190,7 +227,7 @@ def load_model(source: Any, unsafe: bool = False):
         model = load_model("examples/mnist/model.h5")
     """
     src = _load(source, unsafe, allow_export=False)
-    if src.kind != "keras":
+    if not src.compressible:
         raise ModelLoadError(f"{src.path or 'the model'}: {src.reason}")
     return src.model
 
@@ -198,11 +235,11 @@ def load_model(source: Any, unsafe: bool = False):
 def load_any(path: str | Path, unsafe: bool = False):
     """Return ("tflite", bytes) for a .tflite file, else ("keras", tf_keras model)."""
     src = load_source(path, unsafe)
-    if src.kind == "tflite":
-        return "tflite", src.tflite
-    if src.kind != "keras":
+    if src.given_tflite is not None:
+        return "tflite", src.given_tflite
+    if not src.compressible:
         raise ModelLoadError(f"{src.path}: {src.reason}")
     return "keras", src.model
 
 
-__all__ = ["SourceModel", "load_source", "load_model", "load_any", "read_config"]
+__all__ = ["SourceModel", "KerasSource", "SavedModelSource", "TfliteSource", "load_source", "load_model", "load_any", "read_config"]

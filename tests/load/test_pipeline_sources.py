@@ -84,3 +84,30 @@ def test_live_model_and_arrays_through_the_python_api(tmp_path):
     assert rep["provenance"]["inputs"]["eval"]["path"] == "(x, y) arrays"
     assert (tmp_path / "o" / "model.tflite").is_file()
 
+
+
+def test_source_kinds_are_classes_the_job_reads_through_one_table(mnist, tmp_path):
+    """Each kind of source is a class (what the converter converts, what is packaged as given), and the
+    job's reading of each (inputs, outputs, float reference) is one entry of edgepack.inputs.KINDS."""
+    from edgepack import load
+    from edgepack.inputs import KINDS, float_reference, model_inputs, output_size
+
+    kinds = {c.kind for c in (load.KerasSource, load.SavedModelSource, load.TfliteSource)}
+    assert kinds == set(KINDS)
+    keras_src = load.load_source(mnist.model)
+    assert isinstance(keras_src, load.KerasSource) and keras_src.compressible
+    assert keras_src.convertible() is keras_src.model and keras_src.given_tflite is None
+    other = object()
+    assert keras_src.convertible(other) is other  # the compressed model, when steps changed it
+    tfl = tmp_path / "m.tflite"
+    from edgepack.convert.tflite import convert
+    from edgepack.quantize.config import QuantizeConfig
+
+    tfl.write_bytes(convert(keras_src.model, QuantizeConfig(mode="none")))
+    tfl_src = load.load_source(tfl)
+    assert isinstance(tfl_src, load.TfliteSource) and not tfl_src.compressible
+    assert tfl_src.convertible() is None and tfl_src.given_tflite == tfl.read_bytes()
+    assert model_inputs(tfl_src)[0][1] == model_inputs(keras_src)[0][1]
+    assert output_size(tfl_src) == output_size(keras_src) == 10
+    assert float_reference(tfl_src, np.zeros([1] + model_inputs(keras_src)[0][1], np.float32)) is None
+    assert tfl_src.report()["kind"] == "tflite" and keras_src.report()["kind"] == "keras"
