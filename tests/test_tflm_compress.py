@@ -12,7 +12,7 @@ import pytest
 from edgepack.convert.flatbuffer import read_tflite
 from edgepack.errors import RecipeError
 from edgepack.recipe import Recipe
-from edgepack.tflm.compress import CompressOptions, check_bit_exact, compress_model, read_model
+from edgepack.tflm.compress import DECODE_CODE_BYTES, CompressOptions, check_bit_exact, compress_model, read_model
 
 X = np.random.default_rng(3).random((16, 12, 12, 1), dtype=np.float32)
 
@@ -361,6 +361,11 @@ def test_finalize_keeps_plain_bytes_unless_clustered_or_asked(clustered):
     plain = _firmware_build(clustered, off)  # no steps, compress unset (a .tflite input): bytes as before
     assert t.finalize_model(plain) == clustered and plain.checks["compression"]["tensors"] == []
     after_cluster = _firmware_build(clustered, {"steps": [{"type": "cluster", "clusters": 16}], **off})
+    saved = len(clustered) - len(t.finalize_model(after_cluster))  # unset after cluster: auto
+    assert saved > DECODE_CODE_BYTES and "AddDecode" in after_cluster.checks["tflm_ops"]
+    after_cluster = _firmware_build(clustered, {"steps": [{"type": "cluster", "clusters": 16}],
+                                                "tflm": {"offline_plan": False,
+                                                         "compress": {"decode_code_bytes": saved + 1}}})
     assert t.finalize_model(after_cluster) == clustered  # auto: saves less than the DECODE kernel's code
     assert "DECODE kernel" in after_cluster.checks["compression"]["dropped"]
     from edgepack.targets.firmware import advice_for
