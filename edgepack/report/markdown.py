@@ -131,7 +131,28 @@ def _firmware(fw: dict) -> list[str]:
                    if mp else None),
                   ("op registrations", ", ".join(fw.get("op_registrations", [])))])
     lines += [f"- {adv}" for adv in fw.get("advice", [])]
-    return lines + ([""] if fw.get("advice") else [])
+    return lines + ([""] if fw.get("advice") else []) + _compression(fw.get("compression") or {})
+
+
+COMPRESSION_COLUMNS = ("tensor", "name", "op", "encoding", "bits", "per_channel", "bytes_before", "bytes_after",
+                       "reason")
+
+
+def _compression(c: dict) -> list[str]:
+    """Weights kept compressed in flash for TFLM's DECODE op: the model before/after and one row per tensor."""
+    if not c.get("tensors"):
+        return []
+    arena = c.get("arena_bytes") or {}
+    exact = (c.get("bit_exact") or {}).get("bit_exact")
+    lines = ["### Weights in flash (TFLM DECODE)", ""]
+    lines += _kv([("model", f"{cell(c.get('plain_bytes'))} B plain int8 -> {cell(c.get('compressed_bytes'))} B "
+                            f"({'DECODE op' if c.get('decode_op') else 'plain int8 kept'})"),
+                  ("DECODE kernel code weighed", c.get("decode_code_bytes")),
+                  ("arena (host)", f"{cell(arena.get('plain'))} -> {cell(arena.get('compressed'))} B"
+                   if arena else None),
+                  ("outputs vs plain", "bit-exact" if exact else None), ("why plain", c.get("dropped"))])
+    rows = [{**t, "bits": t.get("bits"), "reason": t.get("reason") or ""} for t in c["tensors"]]
+    return lines + table(rows, COMPRESSION_COLUMNS)
 
 
 def _entropy(e: dict) -> list[str]:

@@ -41,6 +41,7 @@ from ..fsutil import sha256_bytes
 from ..paths import data_dir
 from ..build import Build
 from .firmware_inputs import inputs_block, several_inputs_notes, several_sample
+from .firmware_decode import CMAKE_DECODE_OS, IDF_DECODE, ZEPHYR_DECODE_OS, arduino_decode_check
 from .firmware_plan import FirmwarePlan
 
 
@@ -305,7 +306,8 @@ def zephyr_files(plan: FirmwarePlan) -> dict[str, str]:
     module = yaml.safe_dump({"name": library_name(plan.ident),
                              "build": {"cmake": "zephyr", "kconfig": "zephyr/Kconfig"}}, sort_keys=False)
     return {"zephyr/module.yml": module,
-            "zephyr/CMakeLists.txt": _at("zephyr/CMakeLists.txt.tmpl", SYM=sym, IDENT=plan.ident),
+            "zephyr/CMakeLists.txt": _at("zephyr/CMakeLists.txt.tmpl", SYM=sym, IDENT=plan.ident,
+                                         DECODE_OS=ZEPHYR_DECODE_OS if _decodes(plan) else ""),
             "zephyr/Kconfig": _at("zephyr/Kconfig.tmpl", SYM=sym, IDENT=plan.ident,
                                   DECODE_DEFAULT="y" if _decodes(plan) else "n")}
 
@@ -336,9 +338,11 @@ on the host, included above).
 {rows}
 
 The TFLM library must include `tensorflow/lite/micro/kernels/` {', '.join(f'`{n}`' for n in DECODE_SOURCES)}
-(no build flag): `-DEDGEPACK_TFLM_ROOT` builds them (kernels/*.cc); the Zephyr module compiles them from
-the tflite-micro module (`CONFIG_EDGEPACK_{plan.ident.upper()}_TFLM_DECODE`); for ESP-IDF and Arduino, use a TFLM
-build that has them, or package with the recipe's `tflm: {{compress: {{encoding: off}}}}`.
+(no build flag), compiled for size (-Os) in every layout: `-DEDGEPACK_TFLM_ROOT` builds them (kernels/*.cc);
+the Zephyr module compiles them from the tflite-micro module (`CONFIG_EDGEPACK_{plan.ident.upper()}_TFLM_DECODE`);
+the ESP-IDF component sets -Os on esp-tflite-micro's copies and stops the build if it has none; the Arduino
+library's `ep_decode_check.cc` stops the build if {ARDUINO_TFLM_LIBRARY} has none (Arduino cores compile
+with -Os). Without them, package with the recipe's `tflm: {{compress: {{encoding: off}}}}`.
 
 """
 
@@ -425,6 +429,8 @@ def _arduino(build: Build, plan: FirmwarePlan, out: Path, generated: dict[str, s
     (root / "examples/Profile/Profile.ino").write_text(_render("arduino/Profile.ino.tmpl", library=library))
     (root / "examples/Inference/Inference.ino").write_text(_render("arduino/Inference.ino.tmpl", library=library))
     (root / "examples/Inference/example_input.h").write_text(example_h)
+    if _decodes(plan):
+        (root / "src" / "ep_decode_check.cc").write_text(arduino_decode_check(ARDUINO_TFLM_LIBRARY))
     return sorted(str(p.relative_to(out)) for p in root.rglob("*") if p.is_file())
 
 
@@ -446,7 +452,9 @@ def write_firmware(build: Build, plan: FirmwarePlan, out: Path) -> list[str]:
     example_h, example = example_input_header(build, plan)
     tmpl = data_dir("templates") / "tflm"
     texts = {**generated, **zephyr_files(plan), "idf_component.yml": idf_manifest(build, plan),
-             "CMakeLists.txt": _at("CMakeLists.txt.tmpl", IDENT=plan.ident, DECODE="ON" if _decodes(plan) else "OFF"),
+             "CMakeLists.txt": _at("CMakeLists.txt.tmpl", IDENT=plan.ident, DECODE="ON" if _decodes(plan) else "OFF",
+                                   DECODE_OS=CMAKE_DECODE_OS if _decodes(plan) else "",
+                                   DECODE_IDF=IDF_DECODE if _decodes(plan) else ""),
              "examples/inference/main.cc": (tmpl / "inference_main.cc").read_text(),
              "examples/inference/example_input.h": example_h,
              "README.md": _readme(build, plan, library_name(plan.ident), example)}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import DeviceError, UsageError
+from .ops import DECODE_SOURCES
 
 # (core, fpu) of a device profile -> the arm-none-eabi-gcc CPU flags (each picks a newlib multilib).
 CORE_FLAGS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -195,12 +196,19 @@ def _cache_root() -> Path:
     return Path(base) / "tflm"
 
 
+def _decode_source(src: Path) -> bool:
+    """TFLM's DECODE kernel (kernels/decode*.cc): compiled -Os like edgepack's layouts compile it."""
+    return src.name in DECODE_SOURCES and src.parent.name == "kernels"
+
+
 def object_key(src: Path, extra: tuple[str, ...], includes, compiler: str, cpu: tuple[str, ...] = CPU_FLAGS) -> str:
     """Cache key of one object: source identity, every flag, include folders, compiler."""
     st = src.stat()
     h = hashlib.sha256()
     h.update("\0".join((str(src), str(st.st_size), str(st.st_mtime_ns), compiler, *cpu, *COMMON_FLAGS,
                         *CXX_FLAGS, *extra, *map(str, includes))).encode())
+    if _decode_source(src):  # compiled -Os since the DECODE kernel was added (other keys unchanged: cache kept)
+        h.update(b"\0-Os")
     return h.hexdigest()[:20]
 
 
@@ -208,6 +216,8 @@ def compile_one(tc: Toolchain, src: Path, obj: Path, includes, extra=(), cpu: tu
     """Compile one C/C++ file for the core ``cpu`` names (DeviceError with the compiler's first error)."""
     cxx = src.suffix in (".cc", ".cpp")
     opt = "-O2" if ("/kernels/" in src.as_posix() or "/cmsis_nn/" in src.as_posix()) else "-Os"
+    if _decode_source(src):  # the weight decoder: -Os, about 1/3 of its -O2 text
+        opt = "-Os"
     cmd = [tc.gxx if cxx else tc.gcc, *cpu, *COMMON_FLAGS, *(CXX_FLAGS if cxx else ("-std=c11",)),
            opt, *extra, *(f"-I{i}" for i in includes), "-c", str(src), "-o", str(obj)]
     out = subprocess.run(cmd, capture_output=True, text=True)

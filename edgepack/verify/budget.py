@@ -13,6 +13,14 @@ from ..profiles import DeviceProfile
 from ..errors import BudgetError
 
 
+# What shrinks each memory: compressed weights cost flash less but RAM more (decoded into the arena).
+SHRINK = {"flash": ("Shrink the model: int8, and recipe steps cluster (2^k shared values) / prune_magnitude, whose "
+                    "weights --target tflm keeps compressed in flash and TFLM's DECODE op decodes (recipe "
+                    "tflm.compress; LUT 4-bit indices halve int8 weights)"),
+          "RAM": ("Shrink the activations (smaller input, fewer channels: prune_structured), or keep the weights "
+                  "plain int8 (recipe tflm: {compress: {encoding: off}}: decoded weights live in the arena)")}
+
+
 def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
@@ -35,8 +43,7 @@ def check_budget(model_bytes: int, profile: DeviceProfile, arena_bytes: int, mod
             over = b["needed"] - b["available"]
             message = (f"{model_name} does not fit {profile.name} {kind}: needs {_kib(b['needed'])} ({parts}) "
                        f"but the board has {_kib(b['available'])}; over by {_kib(over)} "
-                       f"({100 * over / b['available']:.0f}%). Shrink the model (int8, prune/cluster steps) or pick "
-                       "a bigger device profile")
+                       f"({100 * over / b['available']:.0f}%). {SHRINK[kind]} or pick a bigger device profile")
             if raise_over:
                 raise BudgetError(message)
             budget.setdefault("over", message)

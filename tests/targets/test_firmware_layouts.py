@@ -397,3 +397,150 @@ def test_hostile_names_and_labels_inject_nothing(tmp_path):
     assert "\n" not in desc and "evil name=pwned" in desc
     readme = (out / "README.md").read_text()
     assert "from `evil name=pwned * / #define" in readme or "from `evil name=pwned */ #define" in readme
+
+
+# ----------------------------------------------------------------------------------------------- compressed weights
+
+needs_tree = pytest.mark.skipif(not (TFLM_TREE / "tensorflow/lite/micro/kernels/decode.cc").is_file(),
+                                reason=f"no TFLM tree with the DECODE kernel at {TFLM_TREE}")
+DECODE_SOURCES = ("decode.cc", "decode_state.cc", "decode_state_lut.cc", "decode_state_prune.cc",
+                  "decode_state_huffman.cc")
+
+
+@pytest.fixture(scope="module")
+def decode_pkg(tmp_path_factory) -> Path:
+    """A package whose weights stay compressed in flash (TFLM_DECODE): a small CNN sharing 16 values."""
+    from edgepack.build import Build
+    from edgepack.convert.flatbuffer import read_tflite
+    from edgepack.recipe import Recipe
+    from test_tflm_compress import X, _cnn
+
+    data = _cnn(16)
+    recipe = Recipe.from_dict({"quantize": {"mode": "int8", "io": "int8"},
+                               "tflm": {"compress": {"decode_code_bytes": 0}, "offline_plan": False}})
+    build = Build(tflite=data, info=read_tflite(data), recipe=recipe, model_name="packed", calibration=X,
+                  options={"device": "nucleo-l4r5zi", "array_name": "g_packed"})
+    t = FirmwareTarget()
+    t.check(build)
+    t.finalize_model(build)
+    assert "AddDecode" in build.checks["tflm_ops"]
+    out = tmp_path_factory.mktemp("fw_decode")
+    t.write(build, out)
+    return out
+
+
+def _compile_commands(b: Path) -> dict[str, str]:
+    return {Path(c["file"]).name: c.get("command") or " ".join(c["arguments"])
+            for c in json.loads((b / "compile_commands.json").read_text())}
+
+
+def _last_opt(command: str) -> str:
+    return [f for f in command.split() if re.fullmatch(r"-O[0-3sz]?", f)][-1]
+
+
+def test_uncompressed_layouts_carry_no_decode_build_lines(pkg):
+    out, _ = pkg
+    for name in ("CMakeLists.txt", "zephyr/CMakeLists.txt"):
+        text = (out / name).read_text()
+        assert "set_source_files_properties" not in text and "@DECODE" not in text, name
+    assert "idf_component_get_property" not in (out / "CMakeLists.txt").read_text()
+    assert not list(out.rglob("ep_decode_check.cc"))
+
+
+@needs_cmake
+@needs_cc
+@needs_tree
+def test_plain_cmake_compiles_the_decode_kernel_for_size(decode_pkg, tmp_path):
+    b = tmp_path / "b"
+    _run("cmake", "-S", decode_pkg, "-B", b, f"-DEDGEPACK_TFLM_ROOT={TFLM_TREE}", "-DCMAKE_BUILD_TYPE=Release",
+         "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON")
+    cmds = _compile_commands(b)
+    assert all(_last_opt(cmds[n]) == "-Os" for n in DECODE_SOURCES)
+    assert _last_opt(cmds["conv.cc"]) == "-O3"  # the rest of TFLM keeps the build type's flags
+    # the real compile of the LUT decoder with those flags (the -Os object is smaller than -O3's)
+    lut = cmds["decode_state_lut.cc"]
+    r = subprocess.run(lut, shell=True, cwd=b, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+@needs_cmake
+@needs_cc
+@needs_tree
+def test_zephyr_module_compiles_the_decode_kernel_for_size(decode_pkg, tmp_path):
+    shim = tmp_path / "app"
+    shim.mkdir()
+    (shim / "CMakeLists.txt").write_text(
+        ZEPHYR_CMAKE_SHIM + "set(CMAKE_EXPORT_COMPILE_COMMANDS ON)\n"
+        f'set(ZEPHYR_TFLITE_MICRO_MODULE_DIR "{TFLM_TREE}")\n'
+        "set(CONFIG_EDGEPACK_G_PACKED y)\nset(CONFIG_EDGEPACK_G_PACKED_TFLM_DECODE y)\n"
+        f'add_subdirectory("{decode_pkg}/zephyr" module)\n'
+        'file(READ ${CMAKE_BINARY_DIR}/zephyr_libs.txt _libs)\nstring(STRIP "${_libs}" _libs)\n'
+        'get_target_property(_srcs ${_libs} SOURCES)\nfile(WRITE ${CMAKE_BINARY_DIR}/sources.txt "${_srcs}")\n')
+    b = tmp_path / "b"
+    _run("cmake", "-S", shim, "-B", b)
+    names = sorted(Path(s).name for s in (b / "sources.txt").read_text().split(";"))
+    assert names == sorted(["model_data.cc", *DECODE_SOURCES])
+    cmds = _compile_commands(b)
+    assert all(_last_opt(cmds[n]) == "-Os" for n in DECODE_SOURCES) and "-Os" not in cmds["model_data.cc"]
+
+
+def _idf_shim(tmp_path: Path, component: Path, tflm_dir: Path) -> subprocess.CompletedProcess:
+    """ESP-IDF's component functions as they act here: the build's component list, a component's folder
+    and library target (esp-tflite-micro's, defined in its own directory as IDF does)."""
+    shim = tmp_path / "idf"
+    (shim / "tflm").mkdir(parents=True)
+    (shim / "tflm" / "stub.cc").write_text("int ep_stub;\n")
+    (shim / "tflm" / "CMakeLists.txt").write_text(
+        f'file(GLOB _k "{tflm_dir}/tensorflow/lite/micro/kernels/*.cc")\n'
+        "add_library(__idf_espressif__esp-tflite-micro STATIC stub.cc ${_k})\n")
+    (shim / "CMakeLists.txt").write_text(f"""
+cmake_minimum_required(VERSION 3.18)
+project(idf_shim CXX)
+add_subdirectory(tflm)
+function(idf_component_register)
+endfunction()
+function(idf_build_get_property var prop)
+  set(${{var}} "main;espressif__esp-tflite-micro;esp_timer" PARENT_SCOPE)
+endfunction()
+function(idf_component_get_property var component prop)
+  if(NOT component STREQUAL "espressif__esp-tflite-micro")
+    message(FATAL_ERROR "unknown component ${{component}}")
+  endif()
+  if(prop STREQUAL "COMPONENT_DIR")
+    set(${{var}} "{tflm_dir}" PARENT_SCOPE)
+  elseif(prop STREQUAL "COMPONENT_LIB")
+    set(${{var}} __idf_espressif__esp-tflite-micro PARENT_SCOPE)
+  endif()
+endfunction()
+set(ESP_PLATFORM 1)
+add_subdirectory("{component}" component)
+get_source_file_property(_o "{tflm_dir}/tensorflow/lite/micro/kernels/decode_state_lut.cc"
+                         TARGET_DIRECTORY __idf_espressif__esp-tflite-micro COMPILE_OPTIONS)
+file(WRITE ${{CMAKE_BINARY_DIR}}/decode_opts.txt "${{_o}}")
+""")
+    return subprocess.run(["cmake", "-S", str(shim), "-B", str(tmp_path / "b")], capture_output=True, text=True)
+
+
+@needs_cmake
+@needs_cc
+@needs_tree
+def test_esp_idf_component_compiles_esp_tflite_micros_decode_kernel_for_size(decode_pkg, pkg, tmp_path):
+    r = _idf_shim(tmp_path / "ok", decode_pkg, TFLM_TREE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "ok/b/decode_opts.txt").read_text() == "-Os"
+    r = _idf_shim(tmp_path / "old", decode_pkg, tmp_path)  # an esp-tflite-micro without the DECODE kernel
+    assert r.returncode != 0 and "has no tensorflow/lite/micro/kernels/decode.cc" in " ".join(r.stderr.split())
+    r = _idf_shim(tmp_path / "plain", pkg[0], tmp_path)  # an uncompressed model asks nothing of it
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+@needs_cc
+@needs_tree
+def test_arduino_library_stops_the_build_without_the_decode_kernel(decode_pkg, tmp_path):
+    lib = decode_pkg / "arduino" / "edgepack_g_packed"
+    check_arduino_library(lib)
+    check = lib / "src" / "ep_decode_check.cc"
+    _run("g++", "-std=c++11", "-Os", f"-I{TFLM_TREE}", "-c", check, "-o", tmp_path / "ok.o")
+    r = subprocess.run(["g++", "-std=c++11", f"-I{tmp_path}", "-c", str(check), "-o", str(tmp_path / "no.o")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "Arduino_TensorFlowLite lacks TFLM's DECODE kernel" in r.stderr

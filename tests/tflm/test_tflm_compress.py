@@ -12,7 +12,7 @@ import pytest
 from edgepack.convert.flatbuffer import read_tflite
 from edgepack.errors import RecipeError
 from edgepack.recipe import Recipe
-from edgepack.tflm.compress import CompressOptions, check_bit_exact, compress_model, read_model
+from edgepack.tflm.compress import DECODE_CODE_BYTES, CompressOptions, check_bit_exact, compress_model, read_model
 from locations import TESTS
 
 X = np.random.default_rng(3).random((16, 12, 12, 1), dtype=np.float32)
@@ -362,6 +362,11 @@ def test_finalize_keeps_plain_bytes_unless_clustered_or_asked(clustered):
     plain = _firmware_build(clustered, off)  # no steps, compress unset (a .tflite input): bytes as before
     assert t.finalize_model(plain) == clustered and plain.checks["compression"]["tensors"] == []
     after_cluster = _firmware_build(clustered, {"steps": [{"type": "cluster", "clusters": 16}], **off})
+    saved = len(clustered) - len(t.finalize_model(after_cluster))  # unset after cluster: auto
+    assert saved > DECODE_CODE_BYTES and "AddDecode" in after_cluster.checks["tflm_ops"]
+    after_cluster = _firmware_build(clustered, {"steps": [{"type": "cluster", "clusters": 16}],
+                                                "tflm": {"offline_plan": False,
+                                                         "compress": {"decode_code_bytes": saved + 1}}})
     assert t.finalize_model(after_cluster) == clustered  # auto: saves less than the DECODE kernel's code
     assert "DECODE kernel" in after_cluster.checks["compression"]["dropped"]
     from edgepack.targets.firmware import advice_for
@@ -372,3 +377,35 @@ def test_finalize_keeps_plain_bytes_unless_clustered_or_asked(clustered):
     assert len(out) < len(clustered) and asked.tflite == out and asked.info.ops != plain.info.ops
     assert "AddDecode" in asked.checks["tflm_ops"] and asked.checks["budget"]["flash"]["model"] == len(out)
     assert asked.checks["tflm_parity"]["compressed_vs_plain"]["bit_exact"]
+
+
+def test_report_markdown_lists_each_compressed_tensor(clustered):
+    from edgepack.report.markdown import render_markdown
+    from edgepack.targets.firmware import FirmwareTarget
+
+    t = FirmwareTarget()
+    build = _firmware_build(clustered, {"tflm": {"compress": {"decode_code_bytes": 0}, "offline_plan": False}})
+    t.finalize_model(build)
+    fw = t.plan(build).report()
+    md = render_markdown({"model": "c", "target": "tflm", "firmware": fw})
+    comp = fw["compression"]
+    assert "### Weights in flash (TFLM DECODE)" in md
+    assert f"{comp['plain_bytes']:,} B plain int8 -> {comp['compressed_bytes']:,} B (DECODE op)" in md
+    rows = [ln for ln in md.splitlines() if re.search(r"\| (lut|prune|huffman|plain) \|", ln)]
+    assert len(rows) == len(comp["tensors"])
+    lut = next(r for r in comp["tensors"] if r["encoding"] == "lut")
+    assert any(f"| lut | {lut['bits']} |" in r and f"| {lut['bytes_before']:,} | {lut['bytes_after']:,} |" in r
+               for r in rows)
+    plain = render_markdown({"model": "c", "target": "tflm", "firmware": {**fw, "compression": None}})
+    assert "TFLM DECODE" not in plain
+
+
+def test_budget_names_compression_when_flash_is_short():
+    from edgepack.profiles import load_profile
+    from edgepack.verify.budget import check_budget
+
+    p = load_profile("nucleo-l4r5zi")
+    flash = check_budget(p.flash_bytes, p, 1024, "m", raise_over=False)["over"]
+    assert "does not fit" in flash and "flash" in flash and "tflm.compress" in flash and "cluster" in flash
+    ram = check_budget(1024, p, p.ram_bytes, "m", raise_over=False)["over"]
+    assert "RAM" in ram and "encoding: off" in ram and "tflm.compress" not in ram
