@@ -55,6 +55,11 @@ def advice_for(build: Build) -> list[str]:
         out.append(f"flash is short ({left} B left): clustered or pruned weights (recipe steps cluster, "
                    "prune_magnitude) stay compressed in flash for TFLM's DECODE op (recipe tflm.compress)")
     pat = build.report.get("patches") or {}
+    ram = (build.checks.get("budget") or {}).get("ram") or {}
+    ram_left = ram.get("headroom", ram.get("available", 0) - ram.get("needed", 0))
+    if not pat and ram.get("available") and ram_left < 0.1 * ram["available"]:
+        out.append(f"RAM is short ({ram_left} B left): --patches auto (recipe tflm.patches: auto) runs the first "
+                   "high-resolution stage tile by tile when that gives a smaller arena, outputs bit-exact")
     if pat.get("kept"):
         out.append(f"fits with {pat['tiling']} at +{pat['extra_macs_pct']}% MACs: arena {pat['baseline_arena']} -> "
                    f"{pat['patched_arena']} B (--patches auto)")

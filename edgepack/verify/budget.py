@@ -17,7 +17,8 @@ from ..errors import BudgetError
 SHRINK = {"flash": ("Shrink the model: int8, and recipe steps cluster (2^k shared values) / prune_magnitude, whose "
                     "weights --target tflm keeps compressed in flash and TFLM's DECODE op decodes (recipe "
                     "tflm.compress; LUT 4-bit indices halve int8 weights)"),
-          "RAM": ("Shrink the activations (smaller input, fewer channels: prune_structured), or keep the weights "
+          "RAM": ("Shrink the activations (smaller input, fewer channels: prune_structured), run the first "
+                  "high-resolution stage tile by tile (--patches auto, recipe tflm.patches: auto), or keep the weights "
                   "plain int8 (recipe tflm: {compress: {encoding: off}}: decoded weights live in the arena)")}
 
 

@@ -197,3 +197,16 @@ def test_advice_flags_per_channel_dense_layers(mlperf_dir, tiny_out):
     # MLPerf's own conversion of the autoencoder uses per-tensor dense weights: nothing to advise
     data = (mlperf_dir / "ad01_int8.tflite").read_bytes()
     assert advice_for(build_for(data)) == []
+
+
+def test_advice_names_patches_when_ram_is_short_and_patches_did_not_run(mlperf_dir):
+    from edgepack.targets.firmware import advice_for
+
+    build = build_for((mlperf_dir / "ad01_int8.tflite").read_bytes())
+    build.checks["budget"] = {"ram": {"needed": 95_000, "available": 100_000, "headroom": 5_000}}
+    assert any(a.startswith("RAM is short (5000 B left): --patches auto") for a in advice_for(build))
+    build.checks["budget"]["ram"].update(needed=50_000, headroom=50_000)
+    assert advice_for(build) == []  # room to spare: nothing to advise
+    build.checks["budget"]["ram"].update(needed=95_000, headroom=5_000)
+    build.report["patches"] = {"kept": False, "reason": "no tiling gives a smaller arena"}
+    assert advice_for(build) == []  # patches ran and could not help: not advised again
