@@ -1,4 +1,4 @@
-"""The model corpus, one row per model: loaded / translated max diff / int8 agreement / TFLM op support.
+"""The model corpus, one row per model: loaded / translated max diff / int8 drop / auto plan / TFLM parity.
 
 Builds the Keras 3 corpus (tests/model_corpus.py, in a Keras 3 child process: keras.ops graphs,
 MobileNetV3, EfficientNetB0, transformers, ...), loads each ``.keras`` file with
@@ -6,7 +6,9 @@ MobileNetV3, EfficientNetB0, transformers, ...), loads each ``.keras`` file with
 translation to int8 with edgepack's converter (calibrated on the corpus inputs) and runs it in LiteRT on
 the same inputs. No labels exist offline, so the int8 figure is top-1 agreement with Keras 3's own float
 outputs (the "drop" is 100 - agreement) and the max abs output error. TFLM op support is
-``edgepack.verify.ops.check_tflm_ops`` on the int8 flatbuffer (the op TFLM lacks is named).
+``edgepack.verify.ops.check_tflm_ops`` on the int8 flatbuffer converted as ``--target tflm`` does (the op TFLM
+lacks is named); TFLM parity is host TFLM vs LiteRT on the same inputs, in output quantization steps. The auto
+plan is ``--quantize auto``'s per-op plan (edgepack.quantize.auto) when plain int8 drops more than 1 pt.
 Writes bench/results/corpus_bench.json.
 
 Example::
@@ -79,14 +81,57 @@ def measure(path: Path, xs: list[np.ndarray], ys: list[np.ndarray]) -> dict:
     if ref.ndim == 2 and ref.shape[-1] > 1:
         agree = float(np.mean(pred.argmax(-1) == ref.argmax(-1)) * 100)
         row.update(int8_agreement_pct=agree, int8_drop_pt=round(100 - agree, 2))
+    if "int8_drop_pt" in row:  # a classifier: agreement means something
+        row["auto_plan"] = "int8" if row["int8_drop_pt"] <= 1.0 else auto_plan(src.model, xs[0])
+    row.update(tflm(src.model, xs[0]))
+    return row
+
+
+def auto_plan(model, x: np.ndarray) -> str:
+    """``--quantize auto``'s per-op plan when plain int8 misses 1 pt (agreement with float, no labels):
+    how many ops it keeps int16x8 / float, and the drop it reaches."""
+    from edgepack.errors import EdgepackError
+    from edgepack.passes.base import Context
+    from edgepack.quantize.auto import wider_plan
+    from edgepack.recipe import QuantizeConfig
+
     try:
-        check_tflm_ops(read_tflite(data))
-        row["tflm_ops"] = "yes"
+        _, sec = wider_plan(model, Context(calibration=x), QuantizeConfig(mode="int8"), 1.0, "int8 > 1 pt")
+    except EdgepackError as e:
+        return "failed: " + _first_line(e)
+    counts = sec.get("counts") or {}
+    wide = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "int8" and v)
+    return f"{wide or 'int8'}: drop {sec.get('drop_pt')}" + ("" if sec.get("met") else " (limit missed)")
+
+
+def tflm(model, x: np.ndarray) -> dict:
+    """The model as --target tflm converts it (edgepack.tflm.prepare.for_tflm: batch 1, GELU's tanh form; dense
+    per tensor), int8: TFLM op support, then host TFLM vs LiteRT on the corpus inputs (max output steps)."""
+    from edgepack.convert.flatbuffer import read_tflite
+    from edgepack.convert.tflite import convert
+    from edgepack.errors import EdgepackError
+    from edgepack.recipe import QuantizeConfig
+    from edgepack.tflm.parity import parity
+    from edgepack.tflm.prepare import for_tflm
+    from edgepack.verify.ops import check_tflm_ops
+    from edgepack.verify.parity import output_step
+
+    try:
+        data = convert(for_tflm(model), QuantizeConfig(mode="int8"), calibration=x, dense_per_channel=False)
+        info = read_tflite(data)
+        check_tflm_ops(info)
     except EdgepackError as e:
         msg = str(e)
-        row["tflm_ops"] = "no: " + msg.split("kernel for ", 1)[-1].split(" at ")[0] if "kernel for" in msg else \
-            "no: " + _first_line(e)
-    return row
+        return {"tflm_ops": "no: " + msg.split("kernel for ", 1)[-1].split(" at ")[0] if "kernel for" in msg
+                else "no: " + _first_line(e)}
+    try:
+        p = parity(data, x)
+    except EdgepackError as e:
+        return {"tflm_ops": "yes", "tflm_parity": "failed: " + _first_line(e)}
+    step = output_step(info) or 1.0
+    steps = p.max_abs_diff / step
+    return {"tflm_ops": "yes", "tflm_parity_steps": round(steps, 2),
+            "tflm_parity": "bit-exact" if p.bit_exact else f"{steps:.0f} steps"}
 
 
 def _fmt(v, spec: str = "") -> str:
@@ -108,7 +153,7 @@ def main() -> None:
         manifest = build_corpus(out, args.all, args.models)
         print(f"built {len(manifest)} Keras 3 models in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         head = (f"{'model':22} {'loaded':12} {'max|diff|':>10} {'int8 agree%':>11} {'drop pt':>8} "
-                f"{'int8 max err':>12}  {'TFLM ops':18} note")
+                f"{'int8 max err':>12}  {'auto plan':22} {'TFLM ops':18} {'TFLM parity':12} note")
         print(head)
         print("-" * len(head))
         for name, entry in manifest.items():
@@ -119,7 +164,8 @@ def main() -> None:
             rows[name] = row
             print(f"{name:22} {row['loaded']:12} {_fmt(row.get('max_abs_diff'), '.1e'):>10} "
                   f"{_fmt(row.get('int8_agreement_pct'), '.1f'):>11} {_fmt(row.get('int8_drop_pt'), '.1f'):>8} "
-                  f"{_fmt(row.get('int8_max_abs_err'), '.3f'):>12}  {row.get('tflm_ops', '-'):18} "
+                  f"{_fmt(row.get('int8_max_abs_err'), '.3f'):>12}  {row.get('auto_plan', '-'):22} "
+                  f"{row.get('tflm_ops', '-'):18} {row.get('tflm_parity', '-'):12} "
                   f"{row.get('why', '')}", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"samples_per_model": 16, "reference": "Keras 3 float outputs (no labels)",
