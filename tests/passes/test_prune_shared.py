@@ -70,9 +70,9 @@ def shared_conv(shape=(12, 12, 3), same_size: bool = True):
 
 def const_first(shape=(12, 12, 3)):
     """``tf.math.add(3.0, x)``: a TFOpLambda whose tensor is not its first argument."""
+    k = keras()  # selects Keras 2 before TensorFlow is imported
     import tensorflow as tf
 
-    k = keras()
     L = k.layers
     i = k.Input(shape)
     x = L.Conv2D(8, 3, padding="same", name="c1")(i)
@@ -184,8 +184,8 @@ def _package(run_cli, tmp_path, model):
 
 
 @pytest.mark.parametrize("build,skipped", [(shared_dense, "'shared'"), (shared_conv, "'shared_conv'"),
-                                           pytest.param(None, None, marks=pytest.mark.slow)],
-                         ids=["dense", "conv", "keras3_const_first"])  # slow: Keras 3 starts in a child process
+                                           (const_first, None), pytest.param(None, None, marks=pytest.mark.slow)],
+                         ids=["dense", "conv", "h5_const_first", "keras3_const_first"])  # slow: Keras 3 starts in a child process
 def test_cli_packages_the_rest_of_the_model(build, skipped, run_cli, tmp_path):
     model = keras3_const_first(tmp_path / "k3.keras") if build is None else build((28, 28, 1))
     res, out = _package(run_cli, tmp_path, model)
