@@ -2,7 +2,8 @@
 
 A layer called more than once (the same Dense on two tensors, the same Conv2D on two branches) keeps
 its channels: every group feeding any of its calls is blocked, with the reason, and the rest of the
-model is pruned. A TFOpLambda ``3.0 + x`` (constant first) passes channels through. Both end either
+model is pruned. A TFOpLambda with the constant first (tf_keras ``tf.math.add(3.0, x)``, Keras 3
+``3.0 - x`` translated) passes channels through. Both end either
 packaged or refused in one line through the real ``edgepack package``, never in a traceback.
 """
 
@@ -138,10 +139,15 @@ def test_constant_first_operation_passes_channels_through():
     w[0][..., [1, 3, 5, 7]] = 0.0
     w[1][[1, 3, 5, 7]] = -3.0  # c1's output + 3.0 is exactly 0 on these channels
     m.get_layer("c1").set_weights(w)
+    w = m.get_layer("c2").get_weights()
+    w[0][..., [0, 2, 4]] = 0.0
+    w[1][[0, 2, 4]] = 0.0  # c2 loses 3 of 6 channels too: zero ones
+    m.get_layer("c2").set_weights(w)
     pruned, rec = _prune(m)
     assert pruned.get_layer("c1").filters == 4
     assert rec["macs_after"] < rec["macs_before"]
     assert pruned.get_layer("c2").get_weights()[0].shape[-2] == 4
+    _close(m, pruned, np.random.default_rng(1).normal(size=(4, 12, 12, 3)).astype(np.float32))
 
 
 # -- through the CLI ------------------------------------------------------------------------------------------
