@@ -65,10 +65,11 @@ def layer_cost(layer, cin: int, cout: int) -> tuple[int, int]:
 
 
 def full_channels(layer) -> tuple[int, int]:
-    """(input channels, output channels) of a layer as built (0 where not a single tensor)."""
+    """(input channels, output channels) of a layer as built (0 where not a single tensor, or a scalar:
+    ``3.0 + x`` has the constant's shape ``()`` as its input shape)."""
     ins, outs = layer.input_shape, layer.output_shape
-    cin = int(ins[-1]) if isinstance(ins, tuple) and ins[-1] is not None else 0
-    cout = int(outs[-1]) if isinstance(outs, tuple) and outs[-1] is not None else 0
+    cin = int(ins[-1]) if isinstance(ins, tuple) and ins and ins[-1] is not None else 0
+    cout = int(outs[-1]) if isinstance(outs, tuple) and outs and outs[-1] is not None else 0
     return cin, cout
 
 

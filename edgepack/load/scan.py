@@ -140,7 +140,11 @@ def _check_object(d: dict, source: str, layer: str, known: Callable[[str], bool]
 
 def _refs(node: Any) -> Iterator[tuple[str, int]]:
     """(layer, node index) references of one tf_keras inbound node ([[name, node, tensor, kwargs], ...])."""
-    if isinstance(node, list) and len(node) >= 3 and isinstance(node[0], str) and isinstance(node[1], int):
+    if isinstance(node, list) and len(node) >= 3 and node[0] == "_CONSTANT_VALUE" and node[1] == -1:
+        # tf_keras' mark of a constant first argument (``3.0 - x``): the tensors are in the keyword arguments
+        yield from _refs([v for v in node[3].values() if isinstance(v, list)] if len(node) > 3 and isinstance(
+            node[3], dict) else [])
+    elif isinstance(node, list) and len(node) >= 3 and isinstance(node[0], str) and isinstance(node[1], int):
         yield node[0], node[1]
     elif isinstance(node, list):
         for item in node:

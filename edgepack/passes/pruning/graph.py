@@ -28,6 +28,20 @@ from .rules import LayerRule, rule_for, unsupported
 __all__ = ["Graph", "Group", "Layout", "Node", "build_graph"]
 
 
+def _call(cls: str, refs) -> tuple[list[str], Optional[dict], bool]:
+    """One call of a layer (an inbound node): its input layer names, a TFOpLambda's call arguments, and
+    whether it reads a tensor other than a layer's first call's only output."""
+    call = None
+    if cls == "TFOpLambda" and refs and isinstance(refs[0], str):  # one entry, tensors in kwargs
+        call = dict(refs[3]) if len(refs) > 3 else {}
+        if refs[0] == "_CONSTANT_VALUE":
+            call["_first"] = refs[2]
+        refs = ([refs] if refs[0] != "_CONSTANT_VALUE" else []) + [v for v in call.values() if is_ref(v)]
+    names = [r[0] for r in refs] if isinstance(refs, list) else []
+    bad_ref = any(isinstance(r, list) and (r[1] != 0 or r[2] != 0) for r in refs)
+    return names, call, bad_ref
+
+
 def _nodes(model) -> tuple[list[Node], list[str]]:
     """Layer calls in topological order and the names of the output layers."""
     cfg = model.get_config()
@@ -44,17 +58,10 @@ def _nodes(model) -> tuple[list[Node], list[str]]:
         return nodes, [prev]
     for e in entries:
         inbound = e.get("inbound_nodes") or []
-        refs = inbound[0] if inbound else []
-        call = None
-        if e["class_name"] == "TFOpLambda" and refs and isinstance(refs[0], str):  # one entry, tensors in kwargs
-            call = dict(refs[3]) if len(refs) > 3 else {}
-            if refs[0] == "_CONSTANT_VALUE":
-                call["_first"] = refs[2]
-            refs = ([refs] if refs[0] != "_CONSTANT_VALUE" else []) + [v for v in call.values() if is_ref(v)]
-        names = [r[0] for r in refs] if isinstance(refs, list) else []
-        bad_ref = any(isinstance(r, list) and (r[1] != 0 or r[2] != 0) for r in refs)
+        calls = [_call(e["class_name"], node) for node in inbound]
+        names, call, bad_ref = calls[0] if calls else ([], None, False)
         nodes.append(Node(e["name"], e["class_name"], e["config"], names, shared=len(inbound) > 1 or bad_ref,
-                          call=call))
+                          call=call, other_inputs=[i for c in calls[1:] for i in c[0]]))
     return nodes, [o[0] for o in cfg["output_layers"]]
 
 
@@ -75,6 +82,9 @@ def build_graph(model, rules: Optional[dict[str, LayerRule]] = None) -> Graph:
         else:
             out = rule.trace(g, n, layer, ins)
         g.out_layout[n.name] = out
+    for n in nodes:  # a shared layer's later calls: their inputs (traced by now) keep their channels too
+        for name in n.other_inputs:
+            g.block(g.out_layout[name], f"feeds layer '{n.name}' ({n.cls}): layer is shared or has several outputs")
     for name in outputs:
         g.block(g.out_layout[name], f"reaches the model output '{name}' (output layers are never pruned)")
     return g

@@ -61,6 +61,7 @@ class Node:
     inputs: list[str]
     shared: bool = False
     call: Optional[dict] = None  # a TFOpLambda's call keyword arguments
+    other_inputs: list[str] = field(default_factory=list)  # a shared layer's later calls' inputs
 
     @property
     def is_input(self) -> bool:

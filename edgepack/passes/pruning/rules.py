@@ -37,7 +37,13 @@ def unsupported(g: Graph, n: Node, layer, ins: list[Layout], why: str) -> Layout
     """Block the groups feeding ``n`` (``why`` kept for the report); its output is a new blocked group."""
     for lay in ins:
         g.block(lay, f"feeds layer '{n.name}' ({n.cls}): {why}")
-    size = int(layer.output_shape[-1]) if layer is not None and isinstance(layer.output_shape, tuple) else 0
+    size = 0
+    if layer is not None:
+        try:
+            shape = layer.output_shape
+        except AttributeError:  # a shared layer called on different shapes: its first call's (same channels)
+            shape = layer.get_output_shape_at(0)
+        size = int(shape[-1] or 0) if isinstance(shape, tuple) and shape else 0
     return Layout([(g.new_group(size, f"output of unsupported layer '{n.name}' ({n.cls})"), size)])
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import RecipeError
-from ...keras_stats import full_channels, layer_cost
+from .cost import channels, cost_of
 from .groups import Graph
 from .rules import UNSUPPORTED
 
@@ -32,7 +32,7 @@ def layer_channels(model, graph: Graph, keep: dict[int, np.ndarray]) -> dict[str
         if n.is_input:
             continue
         layer = model.get_layer(n.name)
-        cin, cout = full_channels(layer)
+        cin, cout = channels(layer)
         cin2 = len(graph.keep_index(graph.in_layout[n.name], keep)) if n.name in graph.in_layout else cin
         if n.name in graph.produces:
             k = keep.get(graph.find(graph.produces[n.name]))
@@ -49,7 +49,7 @@ def plan_cost(model, graph: Graph, keep: dict[int, np.ndarray]) -> tuple[int, in
     """(params, MACs) of the whole model after applying ``keep``, without rebuilding it."""
     params = macs = 0
     for name, (_, cin2, _, cout2) in layer_channels(model, graph, keep).items():
-        p, m = layer_cost(model.get_layer(name), cin2, cout2)
+        p, m = cost_of(model.get_layer(name), cin2, cout2)
         params, macs = params + p, macs + m
     return params, macs
 
