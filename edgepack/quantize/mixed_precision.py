@@ -43,7 +43,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from ..errors import RecipeError
+from ..errors import LiteRTLoadError, RecipeError
 from ..passes.base import Context, Pass, PassConfig
 from .config import QuantizeConfig, per_op_io_problem
 from .plan import PlanQuantizer, check_rules_match, op_units
@@ -123,7 +123,8 @@ class MixedPrecision(Pass):
             u["drop_pt"], u["rel_error"] = scorer.run(pq.quantize({u["node"]: "int8"}, default="float"))
         ctx.progress("sensitivity", len(units), len(units))
         plan, trail = self.search(units, pq, scorer, budget)
-        final_drop, final_err = trail[-1]["drop_pt"], trail[-1]["rel_error"]
+        final = [t for t in trail if "drop_pt" in t][-1]  # the plan's own trial (refused candidates were undone)
+        final_drop, final_err = final["drop_pt"], final["rel_error"]
         for u in units:
             u["choice"] = plan[u["node"]]
         ctx.record(metric=scorer.metric, float_score_pct=round(scorer.float_score, 4), budget_pt=budget,
@@ -137,9 +138,15 @@ class MixedPrecision(Pass):
         order = [u["node"] for u in sorted(units, key=lambda u: (-u["drop_pt"], -u["rel_error"], u["node"]))]
         trail: list[dict] = []
 
-        def meets(change: str) -> bool:
+        def meets(change: str) -> Optional[bool]:
+            """Whether the plan meets the budget; None when LiteRT cannot load its model (e.g. an int16x8 ADD
+            whose input scales its kernel cannot rescale): that plan is no candidate."""
             data = pq.quantize(plan)
-            drop, err = scorer.run(data)
+            try:
+                drop, err = scorer.run(data)
+            except LiteRTLoadError as e:
+                trail.append({"change": change, "refused": str(e), "size_bytes": len(data)})
+                return None
             trail.append({"change": change, "drop_pt": drop, "rel_error": err, "size_bytes": len(data)})
             return drop <= budget
 
@@ -148,8 +155,11 @@ class MixedPrecision(Pass):
         met = False
         for level in self.config.allow:  # promote, most sensitive first
             for node in order:
-                plan[node] = level
-                if meets(f"{node} -> {level}"):
+                was, plan[node] = plan[node], level
+                ok = meets(f"{node} -> {level}")
+                if ok is None:
+                    plan[node] = was  # this op cannot run at this level: keep it where it was
+                elif ok:
                     met = True
                     break
             if met:
@@ -163,7 +173,7 @@ class MixedPrecision(Pass):
                 if meets(f"{node} -> {lower} (clean-up)"):
                     break
                 plan[node] = was
-        best = [t for t in trail if t["drop_pt"] <= budget][-1]
+        best = [t for t in trail if "drop_pt" in t and t["drop_pt"] <= budget][-1]
         trail.append({**best, "change": "chosen"})
         return plan, trail
 

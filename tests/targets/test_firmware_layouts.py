@@ -413,7 +413,7 @@ def decode_pkg(tmp_path_factory) -> Path:
     from edgepack.build import Build
     from edgepack.convert.flatbuffer import read_tflite
     from edgepack.recipe import Recipe
-    from test_tflm_compress import X, _cnn
+    from shared_values import X, cnn as _cnn
 
     data = _cnn(16)
     recipe = Recipe.from_dict({"quantize": {"mode": "int8", "io": "int8"},
