@@ -38,6 +38,29 @@ def tflite_schema():
     return _schema()
 
 
+def inline_buffers(data: bytes) -> bytes:
+    """``data`` with every buffer's bytes inside the flatbuffer: buffers stored after it at an ``offset``
+    (the large-model layout ai-edge-quantizer writes for big models) are moved in. Tools that rebuild the
+    flatbuffer through the object API (metadata writing, ``--compact``, TFLM rewrites) drop such data.
+
+    Example::
+
+        data = inline_buffers(quantized)   # the same model; unchanged when nothing sits outside
+    """
+    model = tflite_schema().Model.GetRootAs(data, 0)
+    if not any(model.Buffers(i).Offset() > 1 for i in range(model.BuffersLength())):
+        return data
+    import numpy as np
+    from tensorflow.lite.tools import flatbuffer_utils as fu  # tflite_schema() imported TensorFlow already
+
+    obj = fu.convert_bytearray_to_object(bytearray(data))
+    for buf in obj.buffers:
+        if buf.offset > 1:
+            buf.data = np.frombuffer(data[buf.offset : buf.offset + buf.size], dtype=np.uint8)
+            buf.offset, buf.size = 0, 0
+    return bytes(fu.convert_object_to_bytearray(obj))
+
+
 @lru_cache(maxsize=1)
 def _enum_names(enum_name: str) -> dict[int, str]:
     enum = getattr(_schema(), enum_name)

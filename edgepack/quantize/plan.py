@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..convert.flatbuffer import read_tflite
+from ..convert.flatbuffer import inline_buffers, read_tflite
 from ..errors import ConversionError, RecipeError
 from ..samples import Inputs
 from .config import QuantRule
@@ -116,9 +116,10 @@ class PlanQuantizer:
         qt = quantizer.Quantizer(self.float_tflite, plan_recipe(plan, default, self.per_channel, self.rules, self.io))
         try:
             with _quiet():
-                return bytes(qt.quantize(copy.deepcopy(self.qsv)).quantized_model)
+                data = bytes(qt.quantize(copy.deepcopy(self.qsv)).quantized_model)
         except (ValueError, RuntimeError, KeyError) as e:
             raise ConversionError(f"ai-edge-quantizer could not apply the precision plan ({str(e).splitlines()[0]})") from e
+        return inline_buffers(data)  # big models come with their weights after the flatbuffer
 
 
 def quantize_plan(float_tflite: bytes, plan: dict[str, str], calibration: np.ndarray, per_channel: bool = True,

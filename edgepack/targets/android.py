@@ -93,7 +93,9 @@ class AndroidTarget(Target):
 
         if read_metadata(build.tflite) is not None:  # already finalized
             return build.tflite
-        return embed(build.tflite, model_doc(build))
+        out = embed(build.tflite, model_doc(build))
+        _check_same_model(build.tflite, out, build.calibration)
+        return out
 
     def write(self, build: Build, out: Path) -> list[str]:
         from .android_metadata import mediapipe_support
@@ -118,3 +120,23 @@ class AndroidTarget(Target):
         (out / "manifest.json").write_text(json.dumps(manifest(build, model), indent=2, sort_keys=True) + "\n")
         (out / "README.md").write_text(readme(build, model, mediapipe_support(build)))
         return files
+
+
+def _check_same_model(before: bytes, after: bytes, calibration) -> None:
+    """The model with metadata loads in LiteRT and computes what the verified model computed (one sample):
+    the bundle's model.tflite is the model every check ran on, never a broken rewrite of it."""
+    import numpy as np
+
+    from ..errors import ConversionError, LiteRTLoadError
+    from ..runtime import LiteRT
+
+    try:
+        rt = LiteRT(after)
+        if calibration is not None and len(calibration):
+            x = calibration[:1]
+            if not np.array_equal(LiteRT(before).predict(x), rt.predict(x)):
+                raise ConversionError("writing TFLite Metadata changed the model's outputs; nothing written: "
+                                      "report this model to edgepack")
+    except LiteRTLoadError as e:
+        raise ConversionError(f"the model with TFLite Metadata does not load ({e}); nothing written: "
+                              "report this model to edgepack") from e

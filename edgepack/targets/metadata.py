@@ -224,8 +224,10 @@ def embed(tflite: bytes, doc: ModelDoc) -> bytes:
 
     An existing TFLITE_METADATA entry is replaced; the graph, weights and tensors are unchanged.
     """
+    from ..convert.flatbuffer import inline_buffers
+
     fu = _flatbuffer_utils()
-    model = fu.convert_bytearray_to_object(bytearray(tflite))
+    model = fu.convert_bytearray_to_object(bytearray(inline_buffers(tflite)))
     _check(model, doc)
     from tensorflow.lite.python import schema_py_generated as tfl
 

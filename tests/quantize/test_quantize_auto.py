@@ -61,3 +61,31 @@ def test_auto_is_plain_int8_when_int8_meets_the_limit(run_cli, files, tmp_path):
 def test_auto_with_uint8_io_is_refused_before_any_work(run_cli, files, tmp_path):
     res = _package(run_cli, files, "plain.h5", tmp_path / "out", "--io", "uint8")
     assert res.exit_code == 1 and "io" in res.err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # ~3 min: Keras 3 builds MobileNetV3Small in a child, then the per-op search
+def test_auto_skips_plans_litert_cannot_load_on_mobilenet_v3(run_cli, tmp_path):
+    """On MobileNetV3Small some int16x8 promotions give an ADD LiteRT cannot rescale (``input1_shift <= 0``):
+    those candidates are refused, the search goes on and the build packages with a plan that loads."""
+    import os
+    import subprocess
+    import sys
+
+    from locations import TESTS
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    r = subprocess.run([sys.executable, str(TESTS / "model_corpus.py"), str(tmp_path), "mobilenet_v3_small"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    with np.load(tmp_path / "mobilenet_v3_small.npz") as z:  # corpus-like pixels, enough to score agreement
+        shape = z["x0"].shape[1:]
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).uniform(0, 255, (64, *shape)).astype(np.float32))
+    res = run_cli("package", str(tmp_path / manifest["mobilenet_v3_small"]["files"]["keras"]), "--quantize", "auto",
+                  "--calibration", str(tmp_path / "calib.npz"), "--out", str(tmp_path / "out"))
+    assert res.exit_code == 0, res.err
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["quantize"]["auto"]["chosen"] in ("int8", "per-op plan")
+    from edgepack.runtime import LiteRT
+
+    LiteRT((tmp_path / "out" / "model.tflite").read_bytes())  # the packaged plan loads
