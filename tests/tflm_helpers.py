@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
+import pytest
 
 from edgepack.recipe import QuantizeConfig, Recipe
 
@@ -42,3 +46,12 @@ def build_for(data: bytes, name: str = "tiny", options: dict | None = None, cali
     recipe = Recipe.from_dict({"quantize": {"mode": mode, "io": "int8" if mode == "int8" else "float"}})
     return Build(tflite=data, info=read_tflite(data), recipe=recipe, model_name=name,
                  calibration=calibration, options=dict(options or {}))
+
+
+# The QEMU (Cortex-M4) tests: a TFLM tree (EDGEPACK_TFLM_ROOT, e.g. ../shared/third_party/tflite-micro), the Arm
+# GNU toolchain and qemu-system-arm; skipped, saying what to install, otherwise.
+TFLM_ROOT = os.environ.get("EDGEPACK_TFLM_ROOT")
+needs_tree = pytest.mark.skipif(
+    not (TFLM_ROOT and shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+    reason="set EDGEPACK_TFLM_ROOT to a TFLM tree and install gcc-arm-none-eabi, libnewlib-arm-none-eabi, "
+           "libstdc++-arm-none-eabi-newlib and qemu-system-arm")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -228,10 +227,7 @@ def test_vww_plan_reaches_the_live_set_bound_bit_identical(mlperf_dir):
         np.testing.assert_array_equal(a, b)
 
 
-TFLM_ROOT = os.environ.get("EDGEPACK_TFLM_ROOT")
-needs_tree = pytest.mark.skipif(
-    not (TFLM_ROOT and shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
-    reason="set EDGEPACK_TFLM_ROOT to a TFLM tree and install gcc-arm-none-eabi and qemu-system-arm")
+from tflm_helpers import TFLM_ROOT, needs_tree
 
 
 @pytest.mark.slow

@@ -5,8 +5,6 @@ interpreter for every op kind and tile grid, it is kept only when TFLM then need
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -181,10 +179,7 @@ def test_package_tflm_patches_auto_ships_the_tiled_model(run_cli, expansion_mode
     assert "patches" not in off["firmware"] and off["firmware"]["arena"]["min_bytes"] > p["patched_arena"]
 
 
-TFLM_ROOT = os.environ.get("EDGEPACK_TFLM_ROOT")
-needs_tree = pytest.mark.skipif(
-    not (TFLM_ROOT and shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
-    reason="set EDGEPACK_TFLM_ROOT to a TFLM tree and install gcc-arm-none-eabi and qemu-system-arm")
+from tflm_helpers import TFLM_ROOT, needs_tree
 
 
 @pytest.mark.slow

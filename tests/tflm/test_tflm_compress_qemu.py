@@ -4,20 +4,13 @@ arm-none-eabi-gcc and qemu; slow)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from edgepack.devices.registry import open_device
 from edgepack.devices.result import Settings
 from test_tflm_compress import package_clustered
 
-TFLM_ROOT = os.environ.get("EDGEPACK_TFLM_ROOT")
-needs_tree = pytest.mark.skipif(
-    not (TFLM_ROOT and shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
-    reason="set EDGEPACK_TFLM_ROOT to a TFLM tree and install gcc-arm-none-eabi, libnewlib-arm-none-eabi, "
-           "libstdc++-arm-none-eabi-newlib and qemu-system-arm")
+from tflm_helpers import TFLM_ROOT, needs_tree
 
 
 def _profile(folder):
