@@ -93,12 +93,9 @@ class LiteRT:
     def predict(self, x: "np.ndarray | Inputs", output: int = 0) -> np.ndarray:
         """Float outputs for a float batch (an :class:`~edgepack.samples.Inputs` for several inputs),
         one sample at a time."""
-        if isinstance(x, Inputs):
-            names, shapes = [d["name"] for d in self.inputs], [list(d["shape"]) for d in self.inputs]
-            one = lambda i: for_tensors(x[i : i + 1], names, shapes)  # noqa: E731
-        else:
-            one = lambda i: x[i : i + 1]  # noqa: E731
-        outs = [dequantize_output(self.invoke_one(one(i))[output], self.outputs[output]) for i in range(len(x))]
+        names, shapes = [d["name"] for d in self.inputs], [list(d["shape"]) for d in self.inputs]
+        outs = [dequantize_output(self.invoke_one(for_tensors(x[i : i + 1], names, shapes))[output],
+                                  self.outputs[output]) for i in range(len(x))]
         return np.concatenate(outs, axis=0)
 
     def median_latency_us(self, runs: int = 20, warmup: int = 3) -> float:

@@ -19,7 +19,7 @@ Example (Python; the CLI passes --device/--array-name as options)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..profiles import list_profiles, load_profile
 from ..build import Build
@@ -49,21 +49,27 @@ def advice_for(build: Build) -> list[str]:
     comp = build.checks.get("compression") or {}
     if comp.get("dropped"):
         out.append(f"weights kept plain int8 in flash: {comp['dropped']}")
-    flash = (build.checks.get("budget") or {}).get("flash") or {}
-    left = flash.get("headroom", flash.get("available", 0) - flash.get("needed", 0))
-    if not comp.get("decode_op") and flash.get("available") and left < 0.1 * flash["available"]:
+    budget = build.checks.get("budget") or {}
+    left = _short(budget.get("flash"))
+    if not comp.get("decode_op") and left is not None:
         out.append(f"flash is short ({left} B left): clustered or pruned weights (recipe steps cluster, "
                    "prune_magnitude) stay compressed in flash for TFLM's DECODE op (recipe tflm.compress)")
     pat = build.report.get("patches") or {}
-    ram = (build.checks.get("budget") or {}).get("ram") or {}
-    ram_left = ram.get("headroom", ram.get("available", 0) - ram.get("needed", 0))
-    if not pat and ram.get("available") and ram_left < 0.1 * ram["available"]:
-        out.append(f"RAM is short ({ram_left} B left): --patches auto (recipe tflm.patches: auto) runs the first "
+    left = _short(budget.get("ram"))
+    if not pat and left is not None:
+        out.append(f"RAM is short ({left} B left): --patches auto (recipe tflm.patches: auto) runs the first "
                    "high-resolution stage tile by tile when that gives a smaller arena, outputs bit-exact")
     if pat.get("kept"):
         out.append(f"fits with {pat['tiling']} at +{pat['extra_macs_pct']}% MACs: arena {pat['baseline_arena']} -> "
                    f"{pat['patched_arena']} B (--patches auto)")
     return out
+
+
+def _short(memory: Optional[dict]) -> Optional[int]:
+    """Bytes left of a budget section's memory when under 10% of what the board has (negative: over), else None."""
+    memory = memory or {}
+    left = memory.get("headroom", memory.get("available", 0) - memory.get("needed", 0))
+    return left if memory.get("available") and left < 0.1 * memory["available"] else None
 
 
 def plan_memory(build: Build) -> bytes:

@@ -87,7 +87,7 @@ def parity(model: bytes, x: Samples, arena_size: Optional[int] = None) -> Parity
     raw_diff, diff, exact, mismatched, total = 0.0, 0.0, True, 0, 0
     for sample in input_sets(model, x):
         xs = [quantize_input(xk, d) for xk, d in zip(sample, d_ins)]
-        a = micro.invoke_raw(xs if len(xs) > 1 else xs[0])
+        a = micro.invoke_raw(xs)
         for xk, d in zip(xs, d_ins):
             lite.set_tensor(d["index"], xk.reshape(d["shape"]))
         lite.reset_all_variables()  # each sample from a reset state, as Tflm.invoke_raw does
@@ -112,6 +112,6 @@ def harness_expectation(model: bytes, arena_size: Optional[int] = None) -> dict:
     """
     interp = Tflm(model, arena_size=arena_size)
     xs = [input_pattern_array(d["shape"], d["dtype"]) for d in interp.inputs]
-    y = interp.invoke_raw(xs if len(xs) > 1 else xs[0])
+    y = interp.invoke_raw(xs)
     return {"crc32": crc32_hex(y), "in_bytes": int(sum(x.nbytes for x in xs)), "out_bytes": int(y.nbytes),
             "output": y}

@@ -57,7 +57,6 @@ def _call_arg(x):
     return list(x.arrays) if isinstance(x, Inputs) else x
 
 
-
 def _top1(p: np.ndarray) -> np.ndarray:
     return np.argmax(p.reshape(p.shape[0], -1), axis=-1)
 
@@ -163,11 +162,6 @@ def tflm_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     from ..tflm.parity import input_sets
 
     micro = Tflm(tflite)
-    pred = np.stack([dequantize_output(micro.invoke_raw(_one([quantize_input(xk, d)
-                                                              for xk, d in zip(sample, micro.inputs)])),
+    pred = np.stack([dequantize_output(micro.invoke_raw([quantize_input(xk, d) for xk, d in zip(sample, micro.inputs)]),
                                        micro.output).reshape(-1) for sample in input_sets(tflite, x)])
     return float(100.0 * np.mean(_top1(pred) == y))
-
-
-def _one(xs: list[np.ndarray]):
-    return xs[0] if len(xs) == 1 else xs
