@@ -7,18 +7,26 @@ decode_code_bytes: 0``: per tensor the smallest of LUT / prune / Huffman / plain
 - ``int8``: the model as converted (no weight sharing);
 - ``c16`` / ``c8``: 16 / 8 shared values per output channel (conv, depthwise; one set per tensor
   for dense weights, which TFLM quantizes per tensor);
-- ``c8+pN`` (MLPerf) / ``deep`` (LeNet): pruned to N% zeros, then the non-zeros shared.
+- ``c8+pN`` (MLPerf) / ``deep`` (LeNet): pruned to N% zeros, then the non-zeros shared;
+- ``sdeep`` (LeNet): structured + Deep Compression, half of fc1's hidden units removed first (TFLM's
+  decoders cost at least 1 bit per weight: fc1's 235,200 weights alone would need 29.4 KB, more than
+  1/40 of the float .tflite), then ``deep``.
 
 Columns: model bytes (the C array), its ratio to the plain int8 model, the encodings chosen, the host
-TFLM arena, and with a TFLM tree (EDGEPACK_TFLM_ROOT) + arm-none-eabi-gcc + qemu: the linked Cortex-M4
+TFLM arena (decoded weights in it) and, for compressed models, the arena and region TFLM's alternate
+decompression memory (``MicroInterpreter::SetDecompressionMemory``) would take instead (host TFLM,
+bisected; DECODE's Prepare reuses the region from its start, so it needs the largest decoded
+tensor), and with a TFLM tree (EDGEPACK_TFLM_ROOT) + arm-none-eabi-gcc + qemu: the linked Cortex-M4
 ELF's flash (``arm-none-eabi-size`` text + data of the QEMU firmware: model + TFLM runtime, with the
 DECODE kernel compiled -Os only when used), QEMU instructions per inference and the output CRC; and
 accuracy on each model's eval proxy, run in the host TFLM on the very bytes shipped:
 
 - LeNet-300-100: accuracy on the bundled MNIST eval set (calibration_data/mnist, 1000 digits), trained
   here on its train set (3,744 digits); ``c16``/``c8`` cluster with 2 epochs of fine-tune and ``deep`` is
-  examples/deep_compression/recipe.yaml (prune 94% -> 16 shared values -> distill), all through edgepack's
-  recipe steps. Its float .tflite is the reference of the 40x goal.
+  examples/deep_compression/recipe.yaml (prune 94% -> 16 shared values -> distill) and ``sdeep``
+  examples/deep_compression/structured.yaml (prune_structured fc1 300 -> 152 units, then the same), all
+  through edgepack's recipe steps. Its float .tflite is the reference of the 40x goal, and its float
+  accuracy that of the "within 1 pt" (``deep``/``sdeep`` in the goals line: bytes, x float, drop vs float).
 - MLPerf Tiny ResNet-8, DS-CNN KWS, FC autoencoder AD (../shared/models/mlperf_tiny): no CIFAR-10, Speech
   Commands or ToyADMOS offline, so no labels and no fine-tune. ResNet-8: top-1 agreement with the float
   Keras model on 32x32 crops of scikit-learn's two sample photographs; KWS: top-1 agreement with the float
@@ -30,7 +38,8 @@ accuracy on each model's eval proxy, run in the host TFLM on the very bytes ship
   channel: Huffman per tensor sees k symbols), dense weights are clustered after folding the next
   BatchNormalization (what the converter folds), so the int8 tensor has k values.
 
-Run:  PYTHONPATH=. python bench/flash_bench.py [--models lenet,resnet8,ad,kws] [--no-qemu]
+Run:  PYTHONPATH=. python bench/flash_bench.py [--models lenet,resnet8,ad,kws] [--variants int8,sdeep] [--no-qemu]
+(``--variants``: only these weight variants; ``int8``, the reference of every ratio, always runs.)
 Writes bench/results/flash_bench.json.
 """
 
@@ -43,6 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -50,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MLPERF = ROOT.parent / "shared" / "models" / "mlperf_tiny"
 MNIST = ROOT / "calibration_data" / "mnist"
 DEEP_RECIPE = ROOT / "examples" / "deep_compression" / "recipe.yaml"
+STRUCTURED_RECIPE = ROOT / "examples" / "deep_compression" / "structured.yaml"
 MLPERF_MODELS = {"resnet8": ("pretrainedResnet.h5", "pretrainedResnet_quant.tflite"),
                  "ad": ("ad01.h5", "ad01_int8.tflite"), "kws": ("kws_ref_model", "kws_ref_model.tflite")}
 # (name, shared values, sparsity) per MLPerf model; KWS also tries a heavier prune towards its floor.
@@ -200,6 +211,42 @@ def package_pair(model, calib: np.ndarray, work: Path, per_channel: bool) -> dic
     return out
 
 
+def _runs_with_region(data: bytes, arena: int, region: int) -> bool:
+    """Whether host TFLM allocates and runs ``data`` in ``arena`` bytes plus an alternate decompression
+    region of ``region`` bytes (probed in a forked child: a crash is a no)."""
+    from edgepack.errors import EdgepackError
+    from edgepack.tflm.interpreter import _in_child
+    from tflite_micro.python.tflite_micro import runtime as rt
+
+    def run():  # the child reports failure through an EdgepackError only
+        try:
+            it = rt.Interpreter.from_bytes(data, arena_size=arena, alt_decompression_memory_size=region)
+            d = it.get_input_details(0)
+            it.set_input(np.zeros(d["shape"], d["dtype"]), 0)
+            it.invoke()
+        except (RuntimeError, ValueError) as e:
+            raise EdgepackError(str(e)) from None
+
+    return arena >= 1024 and _in_child(run)[0] == "ok"
+
+
+def _bisect(fits, lo: int, hi: int) -> int:
+    """Smallest multiple of 16 in (lo, hi] for which ``fits`` holds (``fits(hi)`` must)."""
+    while hi - lo > 16:
+        mid = (lo + hi) // 2 // 16 * 16
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return hi
+
+
+def decompression_region(data: bytes, arena_with_decoded: int) -> dict:
+    """TFLM's alternate decompression memory instead of decoded weights in the arena: the smallest
+    arena with an ample region, then the smallest region that keeps that arena (host TFLM)."""
+    arena = _bisect(lambda a: _runs_with_region(data, a, arena_with_decoded), 1008, arena_with_decoded)
+    region = _bisect(lambda r: _runs_with_region(data, arena, r), 0, arena_with_decoded)
+    return {"arena": arena, "region": region, "total": arena + region,
+            "vs_arena_with_decoded": arena + region - arena_with_decoded}
+
+
 def qemu(folder: Path) -> dict:
     from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
@@ -228,6 +275,8 @@ def measure(model_name: str, variant: str, keras_model, calib, ev, ref_out, labe
                "bit_exact": (comp.get("bit_exact") or {}).get("bit_exact") if enc == "auto" else None,
                "proxy_pct": round(proxy(model_name, ref_out, y := tflm_predict(data, ev), ev, labels), 2),
                "output_mae": None if ref_out is None else float(np.mean(np.abs(y - ref_out.reshape(y.shape))))}
+        if enc == "auto" and comp.get("decode_op"):
+            row["alt_region"] = decompression_region(data, row["arena_min"])
         if use_qemu:
             row.update(qemu(folder))
         rows.append(row)
@@ -236,8 +285,12 @@ def measure(model_name: str, variant: str, keras_model, calib, ev, ref_out, labe
 
 # --------------------------------------------------------------------------- models
 
-def lenet_variants(work: Path) -> tuple[dict, dict]:
-    """LeNet-300-100 trained on MNIST-5k and its compressed variants through edgepack's recipe steps."""
+LENET_VARIANTS = ("int8", "c16", "c8", "deep", "sdeep")
+
+
+def lenet_variants(work: Path, wanted: tuple[str, ...] = LENET_VARIANTS) -> tuple[dict, dict]:
+    """LeNet-300-100 trained on MNIST-5k and its compressed ``wanted`` variants through edgepack's recipe
+    steps (``int8`` always)."""
     from edgepack.convert.tflite import convert
     from edgepack.keras_compat import keras, set_seed
     from edgepack.passes.base import Context, Labeled
@@ -255,29 +308,37 @@ def lenet_variants(work: Path) -> tuple[dict, dict]:
     fit(model, train, Context(seed=0), FitConfig(epochs=20, learning_rate=1e-3, validation_split=0.1, patience=4))
     variants = {"int8": model}
     for name, clusters in (("c16", 16), ("c8", 8)):
+        if name not in wanted:
+            continue
         r = Recipe.from_dict({"steps": [{"type": "cluster", "clusters": clusters,
                                          "fine_tune": {"epochs": 2, "learning_rate": 2e-4, "patience": 2}}]})
         ctx = Context(seed=0, calibration=cal, train=train, eval=ev)
         variants[name] = compress(model, r.build_passes("bench"), ctx, r.quantize)[0]
-    deep = Recipe.from_yaml(DEEP_RECIPE)
-    ctx = Context(seed=0, calibration=cal, train=train, eval=ev)
-    ctx.teacher = model
-    variants["deep"] = compress(model, deep.build_passes(str(DEEP_RECIPE)), ctx, deep.quantize)[0]
+    for name, path in (("deep", DEEP_RECIPE), ("sdeep", STRUCTURED_RECIPE)):
+        if name not in wanted:
+            continue
+        r = Recipe.from_yaml(path)
+        ctx = Context(seed=0, calibration=cal, train=train, eval=ev)
+        ctx.teacher = model
+        variants[name] = compress(model, r.build_passes(str(path)), ctx, r.quantize)[0]
     float_tflite = convert(model, QuantizeConfig(mode="none"))
+    float_acc = proxy("lenet", None, tflm_predict(float_tflite, ev.x), ev.x, ev.y)
     return variants, {"calib": cal, "eval": ev.x, "labels": ev.y, "float_tflite_bytes": len(float_tflite),
+                      "float_accuracy_pct": round(float_acc, 2),
                       "proxy": "accuracy on MNIST eval (1000 digits, labels)"}
 
 
-def run_lenet(work: Path, use_qemu: bool) -> tuple[list[dict], dict]:
-    variants, d = lenet_variants(work)
+def run_lenet(work: Path, use_qemu: bool, wanted: tuple[str, ...] = LENET_VARIANTS) -> tuple[list[dict], dict]:
+    variants, d = lenet_variants(work, wanted)
     rows = []
     for name, m in variants.items():
         rows += measure("lenet", name, m, d["calib"], d["eval"], None, d["labels"], work / name, use_qemu,
                         per_channel=False)
-    return rows, {"float_tflite_bytes": d["float_tflite_bytes"], "proxy": d["proxy"]}
+    return rows, {k: d[k] for k in ("float_tflite_bytes", "float_accuracy_pct", "proxy")}
 
 
-def run_mlperf(name: str, work: Path, use_qemu: bool) -> tuple[list[dict], dict]:
+def run_mlperf(name: str, work: Path, use_qemu: bool, wanted: Optional[tuple[str, ...]] = None
+               ) -> tuple[list[dict], dict]:
     from edgepack.keras_compat import keras
     from edgepack.load import load_source
 
@@ -288,6 +349,8 @@ def run_mlperf(name: str, work: Path, use_qemu: bool) -> tuple[list[dict], dict]
     ref_out = np.asarray(base.predict(ev, verbose=0))
     rows = []
     for variant, k, sparsity in MLPERF_VARIANTS + EXTRA.get(name, []):
+        if wanted is not None and variant not in wanted and variant != "int8":
+            continue
         m = base
         if k:
             m = keras().models.clone_model(base)
@@ -306,7 +369,7 @@ def floor_bytes(rows: list[dict]) -> int:
 
 
 def print_table(rows: list[dict], meta: dict, use_qemu: bool) -> dict:
-    head = (f"{'model':<8} {'variant':<8} {'tensors':<6} {'model B':>8} {'x int8':>6} {'arena':>7}"
+    head = (f"{'model':<8} {'variant':<8} {'tensors':<6} {'model B':>8} {'x int8':>6} {'arena':>7} {'alt a+region':>14}"
             + (f" {'ELF flash':>9} {'instructions':>12}" if use_qemu else "") + f" {'proxy %':>7} {'drop':>5}  encodings")
     print(head)
     goals = {}
@@ -316,8 +379,10 @@ def print_table(rows: list[dict], meta: dict, use_qemu: bool) -> dict:
         for r in rs:
             r["ratio"] = round(plain["model_bytes"] / r["model_bytes"], 3)
             r["drop_pt"] = round(plain["proxy_pct"] - r["proxy_pct"], 2)
+            alt = r.get("alt_region")
+            alt = f"{alt['arena']}+{alt['region']}" if alt else "-"
             line = (f"{model:<8} {r['variant']:<8} {r['tensors']:<6} {r['model_bytes']:>8} {r['ratio']:>6.2f} "
-                    f"{r['arena_min']:>7}")
+                    f"{r['arena_min']:>7} {alt:>14}")
             if use_qemu:
                 line += f" {r['elf_flash']:>9} {r['instructions']:>12}"
             enc = " ".join(f"{k}:{v}" for k, v in sorted(r["encodings"].items()))
@@ -335,10 +400,16 @@ def print_table(rows: list[dict], meta: dict, use_qemu: bool) -> dict:
                                         "over_floor": round(smallest["model_bytes"] / fl, 3),
                                         "drop_pt": smallest["drop_pt"]}
         if model == "lenet":
-            deep = next(r for r in rs if r["variant"] == "deep" and r["tensors"] == "tflm")
-            g["float_tflite_bytes"] = meta[model]["float_tflite_bytes"]
-            g["deep_vs_float"] = round(meta[model]["float_tflite_bytes"] / deep["model_bytes"], 2)
-            g["deep_accuracy_pct"] = deep["proxy_pct"]
+            fl, acc = meta[model]["float_tflite_bytes"], meta[model].get("float_accuracy_pct")
+            g["float_tflite_bytes"], g["float_accuracy_pct"] = fl, acc
+            for r in rs:
+                if r["variant"] in ("deep", "sdeep") and r["tensors"] == "tflm":
+                    drop = None if acc is None else round(acc - r["proxy_pct"], 2)
+                    g[r["variant"]] = {"model_bytes": r["model_bytes"], "x_float": round(fl / r["model_bytes"], 2),
+                                       "accuracy_pct": r["proxy_pct"], "drop_vs_float_pt": drop,
+                                       "bit_exact": r["bit_exact"], "elf_flash": r.get("elf_flash"),
+                                       "goal_40x_within_1pt": r["model_bytes"] * 40 <= fl and drop is not None
+                                       and drop <= 1.0}
         goals[model] = g
     for model, g in goals.items():
         rs = [r for r in rows if r["model"] == model and r["variant"] == "int8"]
@@ -355,6 +426,8 @@ def print_table(rows: list[dict], meta: dict, use_qemu: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="lenet,resnet8,ad,kws")
+    ap.add_argument("--variants", default=None, help="only these weight variants, comma-separated (e.g. "
+                    "sdeep; int8 always runs: every ratio is to it)")
     ap.add_argument("--no-qemu", action="store_true")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "flash_bench.json")
     ap.add_argument("--merge", type=Path, nargs="*", help="print the table of earlier --json files (one run split "
@@ -369,6 +442,10 @@ def main() -> None:
                                          "seconds": max(d.get("seconds", 0) for d in docs)}, indent=1) + "\n")
         return
     use_qemu = not args.no_qemu and bool(os.environ.get("EDGEPACK_TFLM_ROOT"))
+    wanted = tuple(["int8"] + [v for v in args.variants.split(",") if v != "int8"]) if args.variants else None
+    known = set(LENET_VARIANTS) | {v for v, _, _ in MLPERF_VARIANTS} | {v for e in EXTRA.values() for v, _, _ in e}
+    if wanted and set(wanted) - known:
+        sys.exit(f"flash_bench: unknown variant(s) {sorted(set(wanted) - known)}; known: {sorted(known)}")
     rows, meta, t0 = [], {}, time.time()
     res = ROOT / "bench" / "results"
     res.mkdir(exist_ok=True)
@@ -377,8 +454,8 @@ def main() -> None:
             if name != "lenet" and not (MLPERF / MLPERF_MODELS[name][0]).exists():
                 print(f"skip {name}: {MLPERF} not found", file=sys.stderr)
                 continue
-            r, meta[name] = (run_lenet(Path(tmp) / name, use_qemu) if name == "lenet"
-                             else run_mlperf(name, Path(tmp) / name, use_qemu))
+            r, meta[name] = (run_lenet(Path(tmp) / name, use_qemu, wanted or LENET_VARIANTS) if name == "lenet"
+                             else run_mlperf(name, Path(tmp) / name, use_qemu, wanted))
             rows += r
             print(f"[{name} done, {time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
             args.json.write_text(json.dumps({"rows": rows, "meta": meta}, indent=1) + "\n")
