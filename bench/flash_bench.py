@@ -57,7 +57,7 @@ from typing import Optional
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-MLPERF = ROOT.parent / "shared" / "models" / "mlperf_tiny"
+MLPERF = Path(os.environ.get("EDGEPACK_MLPERF", ROOT.parent / "shared" / "models" / "mlperf_tiny"))  # or a worktree's
 MNIST = ROOT / "calibration_data" / "mnist"
 DEEP_RECIPE = ROOT / "examples" / "deep_compression" / "recipe.yaml"
 STRUCTURED_RECIPE = ROOT / "examples" / "deep_compression" / "structured.yaml"
