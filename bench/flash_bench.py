@@ -370,7 +370,7 @@ def floor_bytes(rows: list[dict]) -> int:
 
 def print_table(rows: list[dict], meta: dict, use_qemu: bool) -> dict:
     head = (f"{'model':<8} {'variant':<8} {'tensors':<6} {'model B':>8} {'x int8':>6} {'arena':>7} {'alt a+region':>14}"
-            + (f" {'ELF flash':>9} {'instructions':>12}" if use_qemu else "") + f" {'proxy %':>7} {'drop':>5}  encodings")
+            + (f" {'ELF flash':>9} {'instructions':>12} {'crc=plain':>9}" if use_qemu else "") + f" {'proxy %':>7} {'drop':>5}  encodings")
     print(head)
     goals = {}
     for model in dict.fromkeys(r["model"] for r in rows):
@@ -383,8 +383,10 @@ def print_table(rows: list[dict], meta: dict, use_qemu: bool) -> dict:
             alt = f"{alt['arena']}+{alt['region']}" if alt else "-"
             line = (f"{model:<8} {r['variant']:<8} {r['tensors']:<6} {r['model_bytes']:>8} {r['ratio']:>6.2f} "
                     f"{r['arena_min']:>7} {alt:>14}")
-            if use_qemu:
-                line += f" {r['elf_flash']:>9} {r['instructions']:>12}"
+            if use_qemu:  # the compressed firmware's output CRC equals the plain one's (same variant)
+                twin = next(p for p in rs if p["variant"] == r["variant"] and p["tensors"] == "plain")
+                r["crc_equal"] = None if r is twin else r["crc"] == twin["crc"]
+                line += f" {r['elf_flash']:>9} {r['instructions']:>12} {str(r['crc_equal'] or '-'):>9}"
             enc = " ".join(f"{k}:{v}" for k, v in sorted(r["encodings"].items()))
             print(line + f" {r['proxy_pct']:>7.2f} {r['drop_pt']:>5.2f}  {enc}")
         ok = [r for r in rs if r["tensors"] == "tflm" and r["drop_pt"] <= 1.0]
@@ -408,6 +410,7 @@ def print_table(rows: list[dict], meta: dict, use_qemu: bool) -> dict:
                     g[r["variant"]] = {"model_bytes": r["model_bytes"], "x_float": round(fl / r["model_bytes"], 2),
                                        "accuracy_pct": r["proxy_pct"], "drop_vs_float_pt": drop,
                                        "bit_exact": r["bit_exact"], "elf_flash": r.get("elf_flash"),
+                                       "qemu_crc_equal": r.get("crc_equal"),
                                        "goal_40x_within_1pt": r["model_bytes"] * 40 <= fl and drop is not None
                                        and drop <= 1.0}
         goals[model] = g
