@@ -189,6 +189,10 @@ def _convert(src, model, quant, target, ctx: Context, plan: Optional[dict],
 
         tflite = quantize_model(src.convertible(model), quant, ctx.calibration,
                                 plan=plan, dense_per_channel=target.dense_per_channel)
+        if target.tflm:
+            from .tflm.prepare import select_v2
+
+            tflite = select_v2(tflite)  # SELECT (tf.where on one shape) as the SELECT_V2 TFLM has
     converted = tflite
     if compact:
         from .convert.compact import compact as compact_model
