@@ -349,6 +349,10 @@ def package(req: PackageRequest) -> dict:
         from .tflm.prepare import for_tflm
 
         compressed = for_tflm(compressed, ctx.warn)  # batch 1, GELU's tanh form: only when TFLM lacks an op
+    elif target.tflm and src.kind == "saved_model":
+        from .tflm.prepare import saved_model_for_tflm
+
+        src = saved_model_for_tflm(src, ctx.warn)  # batch 1: only when TFLM lacks an op
     req.progress("convert and verify", 0, 1)
     tflite, converted, verification, plan, auto = _convert_verified(src, compressed, recipe, target, ctx, plan,
                                                                     req.compact, verify_set, float_pred)

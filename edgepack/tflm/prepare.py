@@ -161,3 +161,30 @@ def _one_shape(sub, tensors: list[int]) -> bool:
     sigs = [sub.tensors[t].shapeSignature for t in tensors]
     static = all(sig is None or all(d >= 0 for d in sig) for sig in sigs)
     return len(tensors) == 4 and static and len(set(shapes)) == 1
+
+
+def saved_model_for_tflm(src, warn: Optional[Callable[[str], None]] = None):
+    """``src`` (a SavedModel source) itself when its float conversion has only ops TFLM has; else a copy reading
+    a batch-1 re-export of its serving signature (:func:`edgepack.load.savedmodel.export_batch_one`, kept in a
+    temporary folder alive with the copy), as :func:`for_tflm` does for Keras models."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from ..convert.flatbuffer import read_tflite
+    from ..inputs import float_tflite
+    from ..load.savedmodel import export_batch_one
+    from .ops import add_method
+
+    lacking = {op.custom_code or op.op for op in read_tflite(float_tflite(src)).ops if add_method(op) is None}
+    if not lacking:
+        return src
+    keep = tempfile.TemporaryDirectory(prefix="edgepack-batch1-")
+    dest = Path(keep.name) / "saved_model"
+    if not export_batch_one(src.saved_model, dest):
+        keep.cleanup()
+        return src
+    if warn is not None:
+        warn(f"--target tflm: the SavedModel's serving signature is converted with a batch of 1 (with its open "
+             f"batch it needs {', '.join(sorted(lacking))}, which TFLM lacks)")
+    return dataclasses.replace(src, saved_model=dest, _keep=(src._keep, keep))  # noqa: SLF001 - its own field
