@@ -106,7 +106,8 @@ def auto_plan(model, x: np.ndarray) -> str:
 
 def tflm(model, x: np.ndarray) -> dict:
     """The model as --target tflm converts it (edgepack.tflm.prepare.for_tflm: batch 1, GELU's tanh form; dense
-    per tensor; SELECT as SELECT_V2), int8: TFLM op support, then host TFLM vs LiteRT on the corpus inputs (max output steps)."""
+    per tensor; SELECT as SELECT_V2), int8: TFLM op support, then host TFLM vs LiteRT on the corpus inputs (max
+    output steps)."""
     from edgepack.convert.flatbuffer import read_tflite
     from edgepack.convert.tflite import convert
     from edgepack.errors import EdgepackError

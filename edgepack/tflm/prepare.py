@@ -172,11 +172,16 @@ def saved_model_for_tflm(src, warn: Optional[Callable[[str], None]] = None):
     from pathlib import Path
 
     from ..convert.flatbuffer import read_tflite
-    from ..inputs import float_tflite
+    from ..fdcapture import capture_fd2
+    from ..keras_compat import tf
     from ..load.savedmodel import export_batch_one
     from .ops import add_method
 
-    lacking = {op.custom_code or op.op for op in read_tflite(float_tflite(src)).ops if add_method(op) is None}
+    data = src.float_tflite  # the float conversion the job already made for its reference, if any
+    if data is None:
+        with capture_fd2():
+            data = bytes(tf().lite.TFLiteConverter.from_saved_model(str(src.saved_model)).convert())
+    lacking = {op.custom_code or op.op for op in read_tflite(data).ops if add_method(op) is None}
     if not lacking:
         return src
     keep = tempfile.TemporaryDirectory(prefix="edgepack-batch1-")
