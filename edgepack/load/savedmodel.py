@@ -120,8 +120,9 @@ def export_batch_one(path: Path, dest: Path) -> bool:
     if sig is None:
         return False
     args, kwargs = sig.structured_input_signature
-    if args or not kwargs or all(s.shape.rank and s.shape[0] == 1 for s in kwargs.values()):
-        return False
+    if args or not kwargs or any(not s.shape.rank for s in kwargs.values()) or \
+            all(s.shape[0] == 1 for s in kwargs.values()):
+        return False  # positional or scalar / unknown-rank inputs, or the batch is fixed already
     names = sorted(kwargs)
     specs = [t.TensorSpec([1, *kwargs[n].shape[1:]], kwargs[n].dtype, name=n) for n in names]
 

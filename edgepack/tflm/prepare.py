@@ -186,7 +186,11 @@ def saved_model_for_tflm(src, warn: Optional[Callable[[str], None]] = None):
         return src
     keep = tempfile.TemporaryDirectory(prefix="edgepack-batch1-")
     dest = Path(keep.name) / "saved_model"
-    if not export_batch_one(src.saved_model, dest):
+    try:
+        exported = export_batch_one(src.saved_model, dest)
+    except Exception:  # noqa: BLE001 - TF raises many types; then the ops check names what TFLM lacks
+        exported = False
+    if not exported:
         keep.cleanup()
         return src
     if warn is not None:
