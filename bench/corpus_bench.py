@@ -106,18 +106,19 @@ def auto_plan(model, x: np.ndarray) -> str:
 
 def tflm(model, x: np.ndarray) -> dict:
     """The model as --target tflm converts it (edgepack.tflm.prepare.for_tflm: batch 1, GELU's tanh form; dense
-    per tensor), int8: TFLM op support, then host TFLM vs LiteRT on the corpus inputs (max output steps)."""
+    per tensor; SELECT as SELECT_V2), int8: TFLM op support, then host TFLM vs LiteRT on the corpus inputs (max
+    output steps)."""
     from edgepack.convert.flatbuffer import read_tflite
     from edgepack.convert.tflite import convert
     from edgepack.errors import EdgepackError
     from edgepack.recipe import QuantizeConfig
     from edgepack.tflm.parity import parity
-    from edgepack.tflm.prepare import for_tflm
+    from edgepack.tflm.prepare import for_tflm, select_v2
     from edgepack.verify.ops import check_tflm_ops
     from edgepack.verify.parity import output_step
 
     try:
-        data = convert(for_tflm(model), QuantizeConfig(mode="int8"), calibration=x, dense_per_channel=False)
+        data = select_v2(convert(for_tflm(model), QuantizeConfig(mode="int8"), calibration=x, dense_per_channel=False))
         info = read_tflite(data)
         check_tflm_ops(info)
     except EdgepackError as e:

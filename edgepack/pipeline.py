@@ -189,6 +189,10 @@ def _convert(src, model, quant, target, ctx: Context, plan: Optional[dict],
 
         tflite = quantize_model(src.convertible(model), quant, ctx.calibration,
                                 plan=plan, dense_per_channel=target.dense_per_channel)
+        if target.tflm:
+            from .tflm.prepare import select_v2
+
+            tflite = select_v2(tflite)  # SELECT (tf.where on one shape) as the SELECT_V2 TFLM has
     converted = tflite
     if compact:
         from .convert.compact import compact as compact_model
@@ -345,6 +349,10 @@ def package(req: PackageRequest) -> dict:
         from .tflm.prepare import for_tflm
 
         compressed = for_tflm(compressed, ctx.warn)  # batch 1, GELU's tanh form: only when TFLM lacks an op
+    elif target.tflm and src.kind == "saved_model":
+        from .tflm.prepare import saved_model_for_tflm
+
+        src = saved_model_for_tflm(src, ctx.warn)  # batch 1: only when TFLM lacks an op
     req.progress("convert and verify", 0, 1)
     tflite, converted, verification, plan, auto = _convert_verified(src, compressed, recipe, target, ctx, plan,
                                                                     req.compact, verify_set, float_pred)

@@ -102,3 +102,35 @@ def check_servable(path: Path) -> list[str]:
         raise ModelLoadError(f"{path}: a SavedModel with no serving signature; save it with "
                              "tf.saved_model.save(module, dir, signatures=module.__call__.get_concrete_function(...))")
     return sigs
+
+
+def export_batch_one(path: Path, dest: Path) -> bool:
+    """Write to ``dest`` a SavedModel whose serving signature is ``path``'s with a batch of 1 (same input and
+    output names, same variables); False (nothing written) when ``path`` has no ``serving_default`` signature
+    (the one the TFLite converter reads) or its batch is already fixed.
+
+    The serving function is called from a new function traced on ``[1, ...]`` inputs: the converter inlines it
+    and the shape arithmetic an open batch needs (``SHAPE``, ``GATHER``, ``REDUCE_PROD``, ``PACK``) folds away.
+    """
+    from ..keras_compat import tf
+
+    t = tf()
+    loaded = t.saved_model.load(str(path))
+    sig = loaded.signatures.get("serving_default")
+    if sig is None:
+        return False
+    args, kwargs = sig.structured_input_signature
+    if args or not kwargs or any(not s.shape.rank for s in kwargs.values()) or \
+            all(s.shape[0] == 1 for s in kwargs.values()):
+        return False  # positional or scalar / unknown-rank inputs, or the batch is fixed already
+    names = sorted(kwargs)
+    specs = [t.TensorSpec([1, *kwargs[n].shape[1:]], kwargs[n].dtype, name=n) for n in names]
+
+    def serve(*xs):
+        return sig(**dict(zip(names, xs)))
+
+    holder = t.Module()
+    holder.loaded = loaded  # its variables are saved with the new signature
+    holder.serve = t.function(serve, input_signature=specs)
+    t.saved_model.save(holder, str(dest), signatures={"serving_default": holder.serve.get_concrete_function()})
+    return True

@@ -4,8 +4,10 @@ the cheapest per-op plan that does.
 The pipeline converts plain int8 first and verifies it; only when the accuracy gate refuses that build
 does :func:`wider_plan` run the mixed-precision search (:mod:`edgepack.quantize.mixed_precision`: per-op
 sensitivity, the most sensitive ops moved to int16x8 activations, then float, the unneeded promotions
-undone), with the gate's limit as its budget. The report lists the ops kept wide, what each alone lost in
-int8, and what the plan costs in bytes.
+undone), with the gate's limit as its budget: each candidate is judged by the accuracy gate's own figures and
+test (:mod:`edgepack.verify.accuracy`; the relative RMS output error when top-1 agreement cannot mean anything,
+e.g. fewer than 30 samples), so a plan the search accepts is one the gate accepts. The report lists the ops
+kept wide, what each alone lost in int8, and what the plan costs in bytes.
 
 Example::
 
@@ -42,6 +44,10 @@ def wider_plan(model, ctx: Context, quant: QuantizeConfig, limit: Optional[float
                "budget_pt": rec.get("budget_pt"), "met": rec.get("met"), "drop_pt": rec.get("drop_pt"),
                "counts": rec.get("counts"), "kept_wide": wide,
                "size_bytes": {"all_int8": first.get("size_bytes"), "plan": (chosen or {}).get("size_bytes")}}
+    if rec.get("metric") == "rel_rms_error":  # the gate's figure when top-1 agreement cannot mean anything
+        from ..verify.accuracy import DEFAULT_MAX_REL_ERROR
+
+        section.update(rel_rms_error=rec.get("rel_error"), limit_rel_rms_error=DEFAULT_MAX_REL_ERROR)
     return plan, section
 
 

@@ -4,7 +4,10 @@
 2. Sensitivity: for every op, the model is quantized with *only that op* in int8
    (everything else float) and run in LiteRT; the accuracy drop on ``--eval``
    data (or, without labels, the drop in top-1 agreement with the float model on
-   calibration data) and the relative output error are recorded.
+   calibration data) and the relative output error are recorded. Plans are judged by
+   the accuracy gate itself (:func:`edgepack.verify.accuracy.compare` and ``gate``):
+   when top-1 agreement cannot mean anything (e.g. fewer than 30 samples) that is the
+   relative RMS output error, and ops are ordered by it.
 3. Plan: start with every op int8; while the whole model loses more than the
    budget, move the most sensitive int8 op to int16x8 activations (int8
    weights: no size cost), then, if still needed, ops to float in the same
@@ -52,30 +55,49 @@ Precision = Literal["int8", "int16x8", "float"]
 
 
 class _Scorer:
-    """Accuracy (labels) or top-1 agreement with the float model (no labels), in percent."""
+    """Scores a candidate with the accuracy gate's own figures and test (:func:`edgepack.verify.accuracy.compare`
+    and :func:`~edgepack.verify.accuracy.gate`): accuracy drop on labelled eval data; without labels, top-1
+    disagreement with the float model, or the relative RMS output error when agreement cannot mean anything
+    (too few samples, no class probabilities, one dominant class). A plan the search accepts is one the gate
+    accepts on the same samples."""
 
     def __init__(self, ctx: Context, float_tflite: bytes, samples: int):
         from ..runtime import LiteRT
+        from ..verify.accuracy import compare
 
-        if ctx.eval is not None and ctx.eval.y is not None:
-            self.x, self.y, self.metric = ctx.eval.x[:samples], ctx.eval.y[:samples], "accuracy"
-        else:
-            self.x, self.y, self.metric = ctx.calibration[:samples], None, "agreement"
+        labels = ctx.eval is not None and ctx.eval.y is not None
+        self.data = "eval" if labels else "calibration"
+        self.x = (ctx.eval.x if labels else ctx.calibration)[:samples]
+        self.y = ctx.eval.y[:samples] if labels else None
         self.ref = LiteRT(float_tflite).predict(self.x)
-        if self.y is None:
-            self.y = np.argmax(self.ref.reshape(len(self.x), -1), -1)
-        self.float_score = self.score(self.ref)
+        probe = compare(None, float_tflite, self.x, self.y, float_pred=self.ref)
+        self.on_error = probe.get("agreement_meaningful") is False  # the gate judges the relative RMS error
+        self.metric = "rel_rms_error" if self.on_error else ("accuracy" if labels else "agreement")
+        self.float_score = probe.get("float_accuracy_pct", 100.0)
 
-    def score(self, pred: np.ndarray) -> float:
-        return float(100.0 * np.mean(np.argmax(pred.reshape(len(self.x), -1), -1) == self.y))
-
-    def run(self, tflite: bytes) -> tuple[float, float]:
-        """(drop in pt vs float, relative RMS output error)."""
+    def run(self, tflite: bytes) -> tuple[float, float, dict]:
+        """(drop in pt vs float, relative RMS output error, the gate's figures for ``tflite``)."""
         from ..runtime import LiteRT
+        from ..verify.accuracy import compare
 
-        pred = LiteRT(tflite).predict(self.x)
+        ver = compare(None, tflite, self.x, self.y, float_pred=self.ref) | {"data": self.data}
+        if "rel_rms_error" in ver:
+            return round(ver["drop_pt"], 4), ver["rel_rms_error"], ver
+        pred = LiteRT(tflite).predict(self.x)  # the error is only a tie-break and a report figure here
         err = float(np.sqrt(np.mean((pred - self.ref) ** 2)) / (np.sqrt(np.mean(self.ref**2)) + 1e-12))
-        return round(self.float_score - self.score(pred), 4), round(err, 6)
+        return round(ver["drop_pt"], 4), round(err, 6), ver
+
+    @staticmethod
+    def passes(ver: dict, budget: float) -> bool:
+        """Whether the accuracy gate with limit ``budget`` accepts a candidate with figures ``ver``."""
+        from ..errors import VerificationError
+        from ..verify.accuracy import gate
+
+        try:
+            gate(ver, budget)
+        except VerificationError:
+            return False
+        return True
 
 
 class MixedPrecision(Pass):
@@ -120,35 +142,38 @@ class MixedPrecision(Pass):
         units = op_units(float_tfl, [lyr.name for lyr in model.layers])
         for i, u in enumerate(units):  # only this op quantized, all others float
             ctx.progress("sensitivity", i, len(units))
-            u["drop_pt"], u["rel_error"] = scorer.run(pq.quantize({u["node"]: "int8"}, default="float"))
+            u["drop_pt"], u["rel_error"], _ = scorer.run(pq.quantize({u["node"]: "int8"}, default="float"))
         ctx.progress("sensitivity", len(units), len(units))
         plan, trail = self.search(units, pq, scorer, budget)
         final = [t for t in trail if "drop_pt" in t][-1]  # the plan's own trial (refused candidates were undone)
-        final_drop, final_err = final["drop_pt"], final["rel_error"]
+        final_drop, final_err, met = final["drop_pt"], final["rel_error"], final["meets"]
         for u in units:
             u["choice"] = plan[u["node"]]
         ctx.record(metric=scorer.metric, float_score_pct=round(scorer.float_score, 4), budget_pt=budget,
-                   met=final_drop <= budget, drop_pt=final_drop, rel_error=final_err, ops=units, search=trail,
+                   met=met, drop_pt=final_drop, rel_error=final_err, ops=units, search=trail,
                    counts={p: sum(v == p for v in plan.values()) for p in ("int8", "int16x8", "float")})
         return plan
 
     def search(self, units: list[dict], pq: PlanQuantizer, scorer: _Scorer, budget: float):
         """Greedy by sensitivity, then a clean-up pass; returns the plan and the trail of trials."""
         plan = {u["node"]: "int8" for u in units}
-        order = [u["node"] for u in sorted(units, key=lambda u: (-u["drop_pt"], -u["rel_error"], u["node"]))]
+        key = (lambda u: (-u["rel_error"], -u["drop_pt"], u["node"])) if scorer.on_error else \
+            (lambda u: (-u["drop_pt"], -u["rel_error"], u["node"]))  # the gate's own figure first
+        order = [u["node"] for u in sorted(units, key=key)]
         trail: list[dict] = []
 
         def meets(change: str) -> Optional[bool]:
-            """Whether the plan meets the budget; None when LiteRT cannot load its model (e.g. an int16x8 ADD
-            whose input scales its kernel cannot rescale): that plan is no candidate."""
+            """Whether the accuracy gate accepts the plan with limit ``budget``; None when LiteRT cannot load its
+            model (e.g. an int16x8 ADD whose input scales its kernel cannot rescale): that plan is no candidate."""
             data = pq.quantize(plan)
             try:
-                drop, err = scorer.run(data)
+                drop, err, ver = scorer.run(data)
             except LiteRTLoadError as e:
                 trail.append({"change": change, "refused": str(e), "size_bytes": len(data)})
                 return None
-            trail.append({"change": change, "drop_pt": drop, "rel_error": err, "size_bytes": len(data)})
-            return drop <= budget
+            ok = scorer.passes(ver, budget)
+            trail.append({"change": change, "drop_pt": drop, "rel_error": err, "meets": ok, "size_bytes": len(data)})
+            return ok
 
         if meets("all int8"):
             return plan, trail
@@ -173,7 +198,7 @@ class MixedPrecision(Pass):
                 if meets(f"{node} -> {lower} (clean-up)"):
                     break
                 plan[node] = was
-        best = [t for t in trail if "drop_pt" in t and t["drop_pt"] <= budget][-1]
+        best = [t for t in trail if t.get("meets")][-1]
         trail.append({**best, "change": "chosen"})
         return plan, trail
 
