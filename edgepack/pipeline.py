@@ -345,14 +345,10 @@ def package(req: PackageRequest) -> dict:
     verify_set = ctx.eval or calib
     float_pred = float_reference(src, verify_set.x) if verify_set is not None else None
     compressed, plan = compress(model, steps, ctx, recipe.quantize, measure=recipe.verify.step_metrics)
-    if target.tflm and src.compressible:
-        from .tflm.prepare import for_tflm
+    if target.tflm:
+        from .tflm.prepare import prepare_source
 
-        compressed = for_tflm(compressed, ctx.warn)  # batch 1, GELU's tanh form: only when TFLM lacks an op
-    elif target.tflm and src.kind == "saved_model":
-        from .tflm.prepare import saved_model_for_tflm
-
-        src = saved_model_for_tflm(src, ctx.warn)  # batch 1: only when TFLM lacks an op
+        src, compressed = prepare_source(src, compressed, ctx.warn)  # batch 1, GELU's tanh form: when TFLM lacks an op
     req.progress("convert and verify", 0, 1)
     tflite, converted, verification, plan, auto = _convert_verified(src, compressed, recipe, target, ctx, plan,
                                                                     req.compact, verify_set, float_pred)

@@ -163,6 +163,18 @@ def _one_shape(sub, tensors: list[int]) -> bool:
     return len(tensors) == 4 and static and len(set(shapes)) == 1
 
 
+def prepare_source(src, model, warn: Optional[Callable[[str], None]] = None):
+    """(source, compressed model) as ``--target tflm`` converts them: a Keras model through :func:`for_tflm`,
+    a SavedModel through :func:`saved_model_for_tflm`, a .tflite as given."""
+    from ..load import SavedModelSource
+
+    if src.compressible:
+        return src, for_tflm(model, warn)
+    if isinstance(src, SavedModelSource):
+        return saved_model_for_tflm(src, warn), model
+    return src, model
+
+
 def saved_model_for_tflm(src, warn: Optional[Callable[[str], None]] = None):
     """``src`` (a SavedModel source) itself when its float conversion has only ops TFLM has; else a copy reading
     a batch-1 re-export of its serving signature (:func:`edgepack.load.savedmodel.export_batch_one`, kept in a
