@@ -45,9 +45,18 @@ def check_tflm_ops(info: TfliteInfo) -> list[str]:
     return sorted(calls)
 
 
+# Ops whose kernel in the pinned TFLM tree takes float32 input only (their Prepare: TF_LITE_ENSURE_TYPES_EQ
+# (input->type, kTfLiteFloat32)), though the TFLite converter quantizes some of them (EXP) to int8.
+TFLM_FLOAT_ONLY = ("CEIL", "EXP", "FLOOR", "L2_POOL_2D", "ROUND")
+
+
 def _check_dtypes(info: TfliteInfo, op: OpInfo) -> None:
     """Type combinations TFLM's kernels reject at Prepare, named before the interpreter is built."""
     ins = [info.tensors[i].dtype for i in op.inputs if i >= 0]
+    if op.op in TFLM_FLOAT_ONLY and ins and ins[0] != "float32":
+        raise UnsupportedOpError(
+            f"TFLite-Micro runs {op.op} in float32 only, but {op.op} at {_where(info, op)} is {ins[0]}; "
+            "package with --quantize none (or keep that op float) for --target tflm, or use --target android")
     if op.op == "DEQUANTIZE" and ins and ins[0] == "float16":
         raise UnsupportedOpError(
             f"TFLite-Micro cannot dequantize float16 weights ({op.op} at {_where(info, op)}); "

@@ -129,3 +129,27 @@ def test_float16_weights_are_refused_with_the_layer_named():
     info = read_tflite(convert_tiny(mode="float16"))
     with pytest.raises(UnsupportedOpError, match=r"cannot dequantize float16 weights \(DEQUANTIZE at op #\d+ \(layer"):
         check_tflm_ops(info)
+
+
+def test_int8_exp_is_refused_for_tflm_whose_exp_is_float_only():
+    """The converter quantizes EXP to int8; TFLM's exp.cc refuses it at Prepare, so the check names it first."""
+    import numpy as np
+
+    from edgepack.keras_compat import tf
+    from edgepack.tflm.interpreter import Tflm
+
+    t = tf()
+    x = t.keras.Input((8,))
+    y = t.keras.layers.Dense(4)(t.keras.layers.Lambda(lambda v: t.math.exp(v * 0.1))(x))
+    model = t.keras.Model(x, y)
+    conv = t.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [t.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    conv.representative_dataset = lambda: ([rng.normal(size=(1, 8)).astype(np.float32)] for _ in range(8))
+    data = bytes(conv.convert())
+    info = read_tflite(data)
+    assert any(op.op == "EXP" and info.tensors[op.inputs[0]].dtype == "int8" for op in info.ops)
+    with pytest.raises(UnsupportedOpError, match=r"runs EXP in float32 only, but EXP at op #\d+ .* is int8"):
+        check_tflm_ops(info)
+    with pytest.raises(Exception):  # TFLM itself refuses it: the check is not stricter than the runtime
+        Tflm(data).invoke_raw([np.zeros((1, 8), np.int8)])
