@@ -105,7 +105,8 @@ def test_fit_and_batchnorm_recalibration_take_one_array_per_input():
 # --------------------------------------------------------------------------- through the CLI
 
 STEPS: dict[str, list[dict]] = {
-    "prune_structured": [{"type": "prune_structured", "ratio": 0.5, "round_to": 2}],
+    "prune_structured": [{"type": "prune_structured", "ratio": 0.5, "round_to": 2, "importance": "taylor",
+                          "fine_tune": {"epochs": 3}}],
     "prune_magnitude": [{"type": "prune_magnitude", "sparsity": 0.5}],
     "prune_2of4": [{"type": "prune_magnitude", "m_by_n": [2, 4]}],
     "cluster": [{"type": "cluster"}],
@@ -131,6 +132,7 @@ def two_input(tmp_path_factory) -> dict[str, Path]:
 
 def _package(run_cli, d: dict, tmp_path: Path, steps: list[dict], target: str = "android", train: bool = True):
     recipe = yaml.safe_load(d["recipe"].read_text()) | {"steps": steps}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     out = tmp_path / "out"
     args = ["package", d["model"], "--target", target, "--recipe", tmp_path / "recipe.yaml", "--quantize", "int8",
