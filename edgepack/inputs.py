@@ -144,13 +144,10 @@ def float_reference(src, x) -> Optional[np.ndarray]:
 
 
 def check_steps(src, steps, quantize_given: bool) -> None:
-    """Compression steps need a Keras model; a .tflite also takes no quantize mode."""
-    compressing = [p for p in steps if getattr(p, "stage", None) != "quantize"]
-    if compressing and len(model_inputs(src)) > 1:
-        names = ", ".join(p.name for p in compressing)
-        raise RecipeError(f"recipe steps ({names}) take single-input models, and this one has "
-                          f"{len(model_inputs(src))} inputs; package it without them (post-training quantization "
-                          "and mixed_precision work)")
+    """Compression steps need a Keras model; a .tflite also takes no quantize mode.
+
+    A model with several inputs takes every step (its data is one array per input); what a step cannot
+    do on a given model it refuses in its own ``preflight``."""
     if steps and not src.compressible:
         names = ", ".join(p.name for p in steps)
         raise RecipeError(f"recipe steps ({names}) change a Keras model, but {src.reason}; give the Keras "

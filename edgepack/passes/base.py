@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import RecipeError
+from ..samples import Samples
 
 
 class PassConfig(BaseModel):
@@ -34,9 +35,10 @@ class PassConfig(BaseModel):
 
 @dataclass
 class Labeled:
-    """Preprocessed float inputs with optional integer labels."""
+    """Preprocessed float inputs with optional integer labels; ``x`` is an
+    :class:`~edgepack.samples.Inputs` (one array per input, model order) for a several-input model."""
 
-    x: np.ndarray
+    x: Samples
     y: Optional[np.ndarray] = None
 
 
@@ -45,7 +47,7 @@ class Context:
     """What a pass may read (data, seed) and write (its report record)."""
 
     seed: int = 0
-    calibration: Optional[np.ndarray] = None
+    calibration: Optional[Samples] = None
     train: Optional[Labeled] = None
     eval: Optional[Labeled] = None
     progress: Callable[[str, int, int], None] = lambda label, done, total: None

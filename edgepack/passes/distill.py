@@ -28,7 +28,7 @@ from pydantic import Field
 
 from ..errors import RecipeError
 from .base import Context, Pass, PassConfig
-from .training import FitConfig, evaluate_accuracy, fit, step_fine_tune, uses_softmax
+from .training import FitConfig, evaluate_accuracy, fit, model_arg, step_fine_tune, uses_softmax
 
 
 def logits_of(pred: np.ndarray, softmax: bool) -> np.ndarray:
@@ -150,10 +150,14 @@ class Distill(Pass):
 
     @staticmethod
     def _check_pair(teacher, model) -> None:
-        if tuple(teacher.input_shape[1:]) != tuple(model.input_shape[1:]) or \
-                tuple(teacher.output_shape[1:]) != tuple(model.output_shape[1:]):
-            raise RecipeError(f"step 'distill': teacher maps {teacher.input_shape[1:]} -> {teacher.output_shape[1:]}"
-                              f" but the student maps {model.input_shape[1:]} -> {model.output_shape[1:]}; "
+        def io(m) -> tuple[str, str]:
+            ins = m.input_shape if isinstance(m.input_shape, list) else [m.input_shape]
+            outs = m.output_shape if isinstance(m.output_shape, list) else [m.output_shape]
+            return ", ".join(str(tuple(s[1:])) for s in ins), ", ".join(str(tuple(s[1:])) for s in outs)
+
+        if io(teacher) != io(model):
+            (ti, to), (si, so) = io(teacher), io(model)
+            raise RecipeError(f"step 'distill': teacher maps {ti} -> {to} but the student maps {si} -> {so}; "
                               "give a teacher for the same task")
 
     def teacher(self, ctx: Optional[Context]):
@@ -173,7 +177,7 @@ class Distill(Pass):
         teacher = self.teacher(ctx)
         self._check_pair(teacher, model)
         cfg = self.config
-        t_logits = logits_of(teacher.predict(ctx.train.x.astype(np.float32), batch_size=256, verbose=0),
+        t_logits = logits_of(teacher.predict(model_arg(ctx.train.x.astype(np.float32)), batch_size=256, verbose=0),
                              uses_softmax(teacher))
         packed = np.concatenate([ctx.train.y.reshape(-1, 1).astype(np.float32), t_logits], axis=1)
         before = evaluate_accuracy(model, ctx.eval) if ctx.eval is not None and ctx.eval.y is not None else None

@@ -36,7 +36,7 @@ from .base import Context, Pass, PassConfig
 from .order import after_quantization
 from .pruning.cost import layer_table
 from .select import LayerSelector
-from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm
+from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm, shape_problem
 
 # tfmot prunes these (DepthwiseConv2D deliberately not: few, sensitive weights).
 PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "SeparableConv1D", "SeparableConv2D", "LSTM", "GRU", "SimpleRNN")
@@ -182,7 +182,7 @@ class MagnitudePrune(Pass):
                    fine_tuned=ctx.train is not None)
         if ctx.train is None:
             ctx.record(warning=ONE_SHOT_WARNING)
-        if ctx.eval is not None and ctx.eval.y is not None and tuple(ctx.eval.x.shape[1:]) == tuple(model.input_shape[1:]):
+        if ctx.eval is not None and ctx.eval.y is not None and shape_problem(model, ctx.eval.x) is None:
             before, after = evaluate_accuracy(model, ctx.eval), evaluate_accuracy(pruned, ctx.eval)
             ctx.record(accuracy_before=round(before, 3), accuracy_after=round(after, 3),
                        accuracy_drop=round(before - after, 3))

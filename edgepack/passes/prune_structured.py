@@ -47,7 +47,8 @@ from .pruning.importance import group_scores
 from .pruning.surgery import counts_keep, latency_cost, plan_cost, prune_model
 from .select import LayerSelector
 from .pruning.channels import channel_multiple
-from .training import FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm, step_fine_tune
+from .training import (FitConfig, bn_data, check_labels, evaluate_accuracy, fit, recalibrate_batchnorm, shape_problem,
+                       step_fine_tune)
 
 ONE_SHOT_WARNING = ("structured pruning without training data (--train) is one-shot: expect an accuracy "
                     "drop that fine-tuning would recover; pass --train DATA to fine-tune")
@@ -195,9 +196,9 @@ class StructuredPrune(Pass):
             data, what = src, "labelled"
         else:
             return None
-        want = tuple(model.input_shape[1:])
-        if tuple(data.x.shape[1:]) != want:
-            raise DataError(f"{what} data has sample shape {tuple(data.x.shape[1:])}, the model expects {want}")
+        problem = shape_problem(model, data.x)
+        if problem:
+            raise DataError(f"{what} data {problem}")
         return Labeled(data.x[:512], None if data.y is None else data.y[:512])
 
     def _scores(self, model, graph: Graph, data: Optional[Labeled]):
@@ -330,7 +331,7 @@ class StructuredPrune(Pass):
             ctx.record(latency_ms_estimated={"before": round(ctx.latency_ms(model), 4),
                                              "after": round(ctx.latency_ms(pruned), 4),
                                              "limit": self.config.target.max_latency_ms})
-        if ctx.eval is not None and ctx.eval.y is not None and tuple(ctx.eval.x.shape[1:]) == tuple(model.input_shape[1:]):
+        if ctx.eval is not None and ctx.eval.y is not None and shape_problem(model, ctx.eval.x) is None:
             before = evaluate_accuracy(model, ctx.eval)
             after = evaluate_accuracy(pruned, ctx.eval)
             ctx.record(accuracy_before=round(before, 3), accuracy_after=round(after, 3),

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field
 
 from ..errors import DataError
+from ..samples import Inputs, Samples, parts
 from .base import Context, Labeled, PassConfig
 
 BN_SAMPLES = 1024  # samples used to re-estimate BatchNormalization statistics
@@ -66,11 +67,31 @@ def held_out_fraction(cfg: FitConfig, n: int) -> float:
     return AUTO_SPLIT if n * AUTO_SPLIT >= MIN_HELD_OUT else 0.0
 
 
+def model_arg(x: Samples):
+    """What a Keras call, ``fit`` or ``predict`` takes for ``x``: the array, or a several-input model's
+    arrays as a list in the model's input order (an :class:`~edgepack.samples.Inputs` keeps that order)."""
+    return list(x.arrays) if isinstance(x, Inputs) else x
+
+
+def shape_problem(model, x: Samples) -> Optional[str]:
+    """Why ``x``'s samples do not fit ``model``'s inputs (count or per-sample shape), or None when they do."""
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    want = [tuple(s[1:]) for s in shapes]
+    have = [tuple(a.shape[1:]) for a in parts(x)]
+    if len(have) != len(want):
+        return f"has {len(have)} input array(s), the model takes {len(want)}"
+    if len(want) == 1:
+        return None if have[0] == want[0] else f"has sample shape {have[0]}, the model expects {want[0]}"
+    names = list(getattr(model, "input_names", None) or range(len(want)))
+    bad = [f"input '{n}' {h} (the model expects {w})" for n, h, w in zip(names, have, want) if h != w]
+    return f"has sample shapes {', '.join(bad)}" if bad else None
+
+
 def check_labels(model, data: Labeled, what: str = "training") -> None:
     """Fail clearly when inputs or labels do not fit the model."""
-    want = tuple(model.input_shape[1:])
-    if tuple(data.x.shape[1:]) != want:
-        raise DataError(f"{what} data has sample shape {tuple(data.x.shape[1:])}, the model expects {want}")
+    problem = shape_problem(model, data.x)
+    if problem:
+        raise DataError(f"{what} data {problem}")
     if data.y is None:
         raise DataError(f"{what} data has no labels; give an .npz with integer labels y")
     n_out = int(model.output_shape[-1])
@@ -138,7 +159,7 @@ def _input_in(model, layer):
     return None if isinstance(t, (list, tuple)) else t
 
 
-def recalibrate_batchnorm(model, x: Optional[np.ndarray], batch_size: int = 128,
+def recalibrate_batchnorm(model, x: Optional[Samples], batch_size: int = 128,
                           max_samples: int = BN_SAMPLES) -> int:
     """Set each top-level BatchNormalization's moving mean/variance to the exact statistics of its
     input over ``x`` (first ``max_samples``), in inference mode, upstream layers first.
@@ -156,7 +177,7 @@ def recalibrate_batchnorm(model, x: Optional[np.ndarray], batch_size: int = 128,
     layers = _bn_layers(model)
     if not layers or x is None or len(x) == 0:
         return 0
-    x = np.asarray(x[:max_samples], dtype=np.float32)
+    x = x[:max_samples].astype(np.float32)
     done = 0
     for wave in _bn_waves(model, layers):
         usable = [(lyr, t) for lyr in wave if (t := _input_in(model, lyr)) is not None]
@@ -166,7 +187,7 @@ def recalibrate_batchnorm(model, x: Optional[np.ndarray], batch_size: int = 128,
         usable = [lyr for lyr, _ in usable]
         acc = [[0.0, 0.0, 0] for _ in usable]  # sum, sum of squares, count per layer
         for i in range(0, len(x), batch_size):
-            outs = probe(x[i:i + batch_size], training=False)
+            outs = probe(model_arg(x[i:i + batch_size]), training=False)
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
             for a, lyr, o in zip(acc, usable, outs):
                 o = np.asarray(o, dtype=np.float64)
@@ -181,7 +202,7 @@ def recalibrate_batchnorm(model, x: Optional[np.ndarray], batch_size: int = 128,
     return done
 
 
-def bn_data(ctx: Context) -> Optional[np.ndarray]:
+def bn_data(ctx: Context) -> Optional[Samples]:
     """Samples to re-estimate BatchNorm statistics with: --train inputs, else calibration data."""
     if ctx.train is not None:
         return ctx.train.x
@@ -189,8 +210,8 @@ def bn_data(ctx: Context) -> Optional[np.ndarray]:
 
 
 # -- the loop --------------------------------------------------------------------
-def _predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    outs = [np.asarray(model(x[i:i + batch_size], training=False), dtype=np.float64)
+def _predict(model, x: Samples, batch_size: int = 256) -> np.ndarray:
+    outs = [np.asarray(model(model_arg(x[i:i + batch_size]), training=False), dtype=np.float64)
             for i in range(0, len(x), batch_size)]
     return np.concatenate(outs).reshape(len(x), -1)
 
@@ -205,7 +226,7 @@ def _scores(model, held: Labeled) -> tuple[float, float]:
     return float(100.0 * np.mean(np.argmax(p, axis=1) == held.y)), loss
 
 
-def _best_epoch_callback(held: Labeled, bn_x: Optional[np.ndarray], patience: int, log):
+def _best_epoch_callback(held: Labeled, bn_x: Optional[Samples], patience: int, log):
     """Judge every epoch on ``held`` after a BN recalibration; stop after ``patience`` worse epochs."""
     from ..keras_compat import keras
 
@@ -284,7 +305,7 @@ def fit(model, data: Labeled, ctx: Context, cfg: FitConfig, label: str = "fine-t
     if held is not None:
         best = _best_epoch_callback(held, bn_x, cfg.patience, lambda m: ctx.log(f"{label}: {m}"))
         cbs.append(best)
-    hist = model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0, callbacks=cbs)
+    hist = model.fit(model_arg(x), y, epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0, callbacks=cbs)
     hist.best_epoch = 0
     if best is not None and restore_best_weights and best.weights is not None:
         model.set_weights(best.weights)  # judged after recalibration: its BN statistics are fresh

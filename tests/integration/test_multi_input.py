@@ -21,7 +21,7 @@ from locations import TESTS
 from multi_input_model import build_two_input, two_input_data, write_data
 
 from edgepack.data import DataSpec, load_dataset, model_inputs
-from edgepack.errors import DataError, RecipeError
+from edgepack.errors import DataError
 from edgepack.samples import Inputs, for_tensors, tensor_order
 
 NAMES = ["image", "meta"]
@@ -154,23 +154,6 @@ def test_tflm_bundle_parity_and_config_for_every_input(two_input, tmp_path):
     assert exp["in_bytes"] == sum(int(np.prod(info.tensors[i].shape)) for i in info.inputs) == 67
     example = (tmp_path / "t" / "examples" / "inference" / "example_input.h").read_text()
     assert "#define EP_EXAMPLE_INPUT_LEN 67u" in example
-
-
-def test_compression_steps_are_refused_in_one_line(tmp_path):
-    from edgepack.keras_compat import keras
-    from edgepack.pipeline import PackageRequest, package
-    from edgepack.recipe import Recipe
-
-    k = keras()
-    image, meta = k.Input((8, 8, 1), name="image"), k.Input((3,), name="meta")
-    z = k.layers.Concatenate()([k.layers.Flatten()(image), meta])
-    model = k.Model([image, meta], k.layers.Dense(4, activation="softmax")(z))
-    two_input = {"model": model, **write_data(tmp_path)}
-    recipe = Recipe.from_dict({"steps": [{"type": "prune_magnitude", "sparsity": 0.5}]}, "test")
-    with pytest.raises(RecipeError, match="take single-input models, and this one has 2 inputs"):
-        package(PackageRequest(model=two_input["model"], out=tmp_path / "o", recipe=recipe,
-                               calibration=two_input["calib"]))
-    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow

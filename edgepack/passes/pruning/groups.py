@@ -42,15 +42,27 @@ class Group:
 
 @dataclass
 class Layout:
-    """The last axis of a tensor: segments (group id, size); ``spatial`` > 1 after Flatten."""
+    """The last axis of a tensor: segments (group id, size); ``spatial`` > 1 after Flatten.
+
+    ``parts``: a concatenation of flattened tensors (e.g. an image branch's flattened feature map beside
+    a metadata branch's Dense output), the parts side by side; ``segments`` then lists every part's groups.
+    """
 
     segments: list[tuple[int, int]]
     spatial: int = 1
     flat: bool = False
+    parts: tuple["Layout", ...] = ()
 
     @property
     def channels(self) -> int:
         return sum(s for _, s in self.segments)
+
+    @property
+    def width(self) -> int:
+        """Positions along the tensor's last axis."""
+        if self.parts:
+            return sum(p.width for p in self.parts)
+        return self.channels * (self.spatial if self.flat else 1)
 
 
 @dataclass
@@ -147,6 +159,9 @@ class Graph:
 
     def keep_index(self, layout: Layout, keep: dict[int, np.ndarray]) -> np.ndarray:
         """Indices of the kept positions along a tensor's last axis under ``keep`` (root id -> indices)."""
+        if layout.parts:
+            offsets = np.cumsum([0] + [p.width for p in layout.parts])
+            return np.concatenate([self.keep_index(p, keep) + o for p, o in zip(layout.parts, offsets)])
         parts, off = [], 0
         for gid, size in layout.segments:
             k = keep.get(self.find(gid))

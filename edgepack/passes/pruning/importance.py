@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from ...errors import DataError
+from ...samples import Samples
 from .groups import Graph
 
 CRITERIA = ("l1", "l2", "activation", "taylor")
@@ -48,8 +49,9 @@ def _weight_scores(model, graph: Graph, order: int) -> dict[int, np.ndarray]:
     return out
 
 
-def _activation_scores(model, graph: Graph, data: np.ndarray, batch: int = 64) -> dict[int, np.ndarray]:
+def _activation_scores(model, graph: Graph, data: Samples, batch: int = 64) -> dict[int, np.ndarray]:
     from ...keras_compat import keras
+    from ..training import model_arg
 
     groups = graph.prunable()
     names = sorted({c for g in groups for c, _ in g.carriers})
@@ -58,7 +60,7 @@ def _activation_scores(model, graph: Graph, data: np.ndarray, batch: int = 64) -
     probe = keras().Model(model.inputs, [model.get_layer(n).output for n in names])
     sums = {n: None for n in names}
     for i in range(0, len(data), batch):
-        outs = probe(data[i:i + batch].astype(np.float32), training=False)
+        outs = probe(model_arg(data[i:i + batch].astype(np.float32)), training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for n, o in zip(names, outs):
             o = np.abs(np.asarray(o))
@@ -77,9 +79,9 @@ def _per_carrier(groups, means: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
     return out
 
 
-def _taylor_scores(model, graph: Graph, data: np.ndarray, labels: np.ndarray, batch: int = 64):
+def _taylor_scores(model, graph: Graph, data: Samples, labels: np.ndarray, batch: int = 64):
     from ...keras_compat import keras, tf
-    from ..training import uses_softmax
+    from ..training import model_arg, uses_softmax
 
     t, k = tf(), keras()
     groups = graph.prunable()
@@ -89,7 +91,7 @@ def _taylor_scores(model, graph: Graph, data: np.ndarray, labels: np.ndarray, ba
                                                      reduction=k.losses.Reduction.SUM)
     sums = {n: 0.0 for n in names}
     for i in range(0, len(data), batch):
-        xb = t.constant(data[i:i + batch].astype(np.float32))
+        xb = model_arg(data[i:i + batch].astype(np.float32))
         with t.GradientTape() as tape:
             outs = probe(xb, training=False)
             loss = loss_fn(labels[i:i + batch], outs[-1])
@@ -101,7 +103,7 @@ def _taylor_scores(model, graph: Graph, data: np.ndarray, labels: np.ndarray, ba
     return _per_carrier(groups, {n: s / float(len(data)) for n, s in sums.items()})
 
 
-def group_scores(model, graph: Graph, criterion: str, data: Optional[np.ndarray] = None,
+def group_scores(model, graph: Graph, criterion: str, data: Optional[Samples] = None,
                  labels: Optional[np.ndarray] = None) -> dict[int, np.ndarray]:
     """Per-channel importance (higher = keep) for every prunable group, keyed by group id."""
     if criterion in ("l1", "l2"):
@@ -114,8 +116,10 @@ def group_scores(model, graph: Graph, criterion: str, data: Optional[np.ndarray]
         if data is None or len(data) == 0:
             raise DataError("importance 'activation' needs calibration data; pass --calibration DATA "
                             "or use importance l1/l2")
-        want = tuple(model.input_shape[1:])
-        if tuple(data.shape[1:]) != want:
-            raise DataError(f"calibration data has sample shape {tuple(data.shape[1:])}, the model expects {want}")
+        from ..training import shape_problem
+
+        problem = shape_problem(model, data)
+        if problem:
+            raise DataError(f"calibration data {problem}")
         return _activation_scores(model, graph, data)
     raise ValueError(f"unknown importance criterion {criterion!r}; use one of {CRITERIA}")

@@ -101,11 +101,12 @@ def _join(g: Graph, n: Node, lay: Layout, members: str) -> None:
 def _consume(g: Graph, n: Node, lay: Layout) -> None:
     """``n`` reads ``lay`` through its weights: it loses the input rows of any channel pruned there."""
     _join(g, n, lay, "consumers")
-    if not lay.flat:
-        off = 0
-        for gid, size in lay.segments:
-            g.add_carrier(gid, n.inputs[0], off)
-            off += size
+    off = 0
+    for part in lay.parts or (lay,):  # a flattened feature map's carrier is the layer before its Flatten
+        if not part.flat:
+            for k, (gid, size) in enumerate(part.segments):
+                g.add_carrier(gid, n.inputs[0], off + sum(s for _, s in part.segments[:k]))
+        off += part.width
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,8 @@ class Flatten(LayerRule):
 
 def merge(g: Graph, n: Node, layer, ins: list[Layout]) -> Layout:
     """Couple the groups of same-layout inputs (an element-wise merge): they are pruned together."""
+    if any(lay.parts for lay in ins):
+        return unsupported(g, n, layer, ins, "an input concatenates flattened tensors")
     first = ins[0]
     sizes = [s for _, s in first.segments]
     for lay in ins[1:]:
@@ -284,7 +287,10 @@ class Merge(LayerRule):
 
 
 class Concatenate(LayerRule):
-    """Concatenate on the channel axis lays the inputs' groups side by side; on a spatial axis it couples them."""
+    """Concatenate on the channel axis lays the inputs' groups side by side; on a spatial axis it couples them.
+
+    Flattened feature maps concatenated with other vectors (two branches of a several-input model meeting
+    before a Dense) keep each input's layout as a part: the consumer loses each part's pruned positions."""
 
     role = "concatenate"
     one_input = False
@@ -294,10 +300,11 @@ class Concatenate(LayerRule):
         rank = len(layer.output_shape)
         if any(lay.flat for lay in ins) and rank > 2:
             return unsupported(g, n, layer, ins, "concatenates flattened tensors")
+        segments = [seg for lay in ins for seg in lay.segments]
         if axis in (-1, rank - 1):
-            if any(lay.flat and lay.spatial > 1 for lay in ins):
-                return unsupported(g, n, layer, ins, "concatenates flattened feature maps")
-            return Layout([seg for lay in ins for seg in lay.segments])
+            if any(lay.flat for lay in ins):
+                return Layout(segments, flat=True, parts=tuple(p for lay in ins for p in (lay.parts or (lay,))))
+            return Layout(segments)
         return merge(g, n, layer, ins)  # concatenation along a spatial axis couples the channels
 
 
