@@ -46,6 +46,13 @@ class OutputChoice:
         return list(converted).index(self.chosen) if self.chosen in converted else 0
 
 
+def build_output_names(build) -> list[str]:
+    """The model output each output tensor of a :class:`~edgepack.build.Build` stands for (tensor order;
+    ``build.outputs``), ``output<k>`` when unknown."""
+    n = len(build.info.outputs)
+    return list(build.outputs) if len(build.outputs) == n else [f"output{k}" for k in range(n)]
+
+
 def output_names(tflite: bytes) -> list[str]:
     """The model output each output tensor of ``tflite`` stands for, in tensor order: its name in the
     (first) signature def, else the tensor's own name (``--compact``, hand-made files)."""

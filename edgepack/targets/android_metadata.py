@@ -27,7 +27,7 @@ from ..errors import UsageError
 from ..fsutil import sha256_bytes
 from ..build import Build
 from ..samples import for_tensors, tensor_input_name
-from .android_outputs import output_names
+from ..outputs import build_output_names as output_names
 from .metadata import ModelDoc, TensorDoc
 
 INPUT_KINDS = ("image", "audio", "tensor")

@@ -18,18 +18,12 @@ import numpy as np
 
 from ..build import Build
 from ..convert.flatbuffer import TensorInfo
+from ..outputs import build_output_names as output_names
 
 _BYTES = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2, "float16": 2, "int32": 4}
 _VIEW = {"float32": ("FloatArray", "asFloatBuffer()."), "int8": ("ByteArray", ""), "uint8": ("ByteArray", ""),
          "int16": ("ShortArray", "asShortBuffer()."), "int32": ("IntArray", "asIntBuffer().")}
 _RAW = {"int8": "q[i].toInt()", "uint8": "(q[i].toInt() and 0xFF)", "int16": "q[i].toInt()", "int32": "q[i]"}
-
-
-def output_names(build: Build) -> list[str]:
-    """The model output each output tensor stands for (tensor order); ``output<k>`` when unknown."""
-    n = len(build.info.outputs)
-    names = list(build.outputs) if len(build.outputs) == n else []
-    return names or [f"output{k}" for k in range(n)]
 
 
 def output_entries(build: Build) -> list[dict]:
