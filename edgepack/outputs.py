@@ -41,9 +41,12 @@ class OutputChoice:
 
     def position(self, converted: Sequence[str]) -> int:
         """The classification output's index among a converted model's output tensors (``converted``: their
-        model output names, :func:`output_names` of the converter's bytes); 0 when it is not named there
-        (a single output)."""
-        return list(converted).index(self.chosen) if self.chosen in converted else 0
+        model output names, :func:`output_names` of the converter's bytes); when it is not named there (a
+        batch-1 concrete function names its outputs ``output_0``, ``output_1``, ... in the model's order), its
+        index in the model's order."""
+        if self.chosen in converted:
+            return list(converted).index(self.chosen)
+        return self.index if self.index < len(converted) else 0
 
 
 def build_output_names(build) -> list[str]:
