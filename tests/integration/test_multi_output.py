@@ -95,6 +95,26 @@ def test_compression_steps_and_quantize_auto_are_refused_for_several_outputs(unt
     assert not (tmp_path / "o").exists()
 
 
+def test_a_tflite_with_several_outputs_keeps_output_0_unless_output_names_a_signature_output(untrained, tmp_path):
+    from edgepack.convert.tflite import convert
+    from edgepack.keras_compat import keras
+    from edgepack.outputs import output_names
+    from edgepack.pipeline import PackageRequest, package
+    from edgepack.quantize.config import QuantizeConfig
+
+    data = convert(keras().models.load_model(untrained["model"]), QuantizeConfig(mode="none"))
+    (tmp_path / "three.tflite").write_bytes(data)
+    names = output_names(data)
+    for wanted, eval_data in ((None, "eval_quadrant"), ("flag", "eval_flag")):
+        out = tmp_path / (wanted or "default")
+        rep = package(PackageRequest(model=tmp_path / "three.tflite", out=out, recipe_path=untrained["recipe"],
+                                     eval=untrained[eval_data], output=wanted))
+        chosen = wanted or names[0]  # a .tflite's default: its output 0
+        assert rep["verification"]["output"] == chosen and rep["verification"]["outputs"] == names
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert [e["model_output"] for e in manifest["outputs"] if e["classification"]] == [chosen]
+
+
 # --------------------------------------------------------------------------- end to end, trained
 
 @pytest.fixture(scope="module")
