@@ -113,6 +113,12 @@ def test_a_tflite_with_several_outputs_keeps_output_0_unless_output_names_a_sign
         assert rep["verification"]["output"] == chosen and rep["verification"]["outputs"] == names
         manifest = json.loads((out / "manifest.json").read_text())
         assert [e["model_output"] for e in manifest["outputs"] if e["classification"]] == [chosen]
+    from edgepack.recipe import Recipe  # the recipe's data.output picks it too, and the bundle's recipe keeps it
+
+    recipe = Recipe.from_dict({"data": {"preprocess": {"scale": 1 / 255}, "output": "flag"}}, "test")
+    rep = package(PackageRequest(model=tmp_path / "three.tflite", out=tmp_path / "r", recipe=recipe,
+                                 eval=untrained["eval_flag"]))
+    assert rep["verification"]["output"] == "flag" and "output: flag" in (tmp_path / "r" / "recipe.yaml").read_text()
 
 
 # --------------------------------------------------------------------------- end to end, trained
