@@ -38,4 +38,8 @@ class Build:
     options: dict[str, Any] = field(default_factory=dict)
     # Results of the target's checks (edgepack.verify.run_checks), by check name.
     checks: dict[str, Any] = field(default_factory=dict)
+    # The model output each output tensor stands for (tensor order; edgepack.outputs.output_names of the
+    # converter's bytes), and the classification output's tensor index (labels, the accuracy gate).
+    outputs: list[str] = field(default_factory=list)
+    output: int = 0
 

@@ -80,6 +80,9 @@ class DataSpec(BaseModel):
     preprocess: Preprocess = Field(default_factory=Preprocess)
     inputs: dict[str, Preprocess] = Field(default_factory=dict)
     calibration_limit: int = Field(500, gt=0)
+    # A model with several outputs: the one labels and the accuracy gate apply to, by model output name
+    # (unset: the first; see edgepack.outputs). Also --output NAME.
+    output: Optional[str] = None
 
     def for_input(self, name: str) -> Preprocess:
         """The preprocessing of the model input ``name``."""

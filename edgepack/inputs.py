@@ -11,7 +11,8 @@ Example::
     src = load_source(Path("exported_model"))          # kind "saved_model"
     shape = input_shape(src)                           # [32, 32, 3]
     model_inputs(src)                                  # [("image", [32, 32, 3]), ("meta", [3])]
-    ref = float_reference(src, x)                      # float outputs to verify against
+    out = output_choice(src, None)                     # the classification output (the first)
+    ref = float_reference(src, x, out)                 # its float outputs to verify against
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from .errors import DataError, RecipeError
 from .fsutil import sha256_bytes, sha256_path
+from .outputs import OutputChoice, choose, output_names
 
 
 def is_path(obj: Any) -> bool:
@@ -70,18 +72,22 @@ class _KerasKind:
         return [(str(n), [int(d) for d in s[1:]]) for n, s in zip(names, shapes)]
 
     @staticmethod
-    def output_size(src) -> int:
-        shape = src.model.output_shape
-        if isinstance(shape, list) and len(shape) > 1:
-            raise RecipeError(f"the model has {len(shape)} outputs; edgepack packages Keras models with one output "
-                              "(the one labels and the accuracy gate apply to): save a model that returns only it")
-        return int(np.prod((shape[0] if isinstance(shape, list) else shape)[1:]))
+    def outputs(src) -> list[str]:
+        m = src.model
+        return [str(n) for n in (getattr(m, "output_names", None) or [t.name.split(":")[0].split("/")[0]
+                                                                      for t in m.outputs])]
 
     @staticmethod
-    def float_reference(src, x) -> Optional[np.ndarray]:
+    def output_size(src, choice: OutputChoice) -> int:
+        shape = src.model.output_shape
+        return int(np.prod((shape[choice.index] if isinstance(shape, list) else shape)[1:]))
+
+    @staticmethod
+    def float_reference(src, x, choice: OutputChoice) -> Optional[np.ndarray]:
         from .verify.accuracy import keras_predict
 
-        return keras_predict(src.model, x)
+        pred = keras_predict(src.model, x)
+        return pred[choice.index] if isinstance(pred, list) else pred
 
 
 class _FlatbufferKind:
@@ -96,19 +102,23 @@ class _FlatbufferKind:
         return _signature_inputs(cls.tflite(src))
 
     @classmethod
-    def output_size(cls, src) -> int:
+    def outputs(cls, src) -> list[str]:
+        return output_names(cls.tflite(src))
+
+    @classmethod
+    def output_size(cls, src, choice: OutputChoice) -> int:
         from .convert.flatbuffer import read_tflite
 
         info = read_tflite(cls.tflite(src))
-        return int(np.prod(info.tensors[info.outputs[0]].shape[1:]))
+        return int(np.prod(info.tensors[info.outputs[choice.index]].shape[1:]))
 
     @staticmethod
-    def float_reference(src, x) -> Optional[np.ndarray]:
+    def float_reference(src, x, choice: OutputChoice) -> Optional[np.ndarray]:
         if src.given_tflite is not None:
             return None  # a .tflite: nothing to compare with
         from .runtime import LiteRT
 
-        return LiteRT(float_tflite(src)).predict(x)
+        return LiteRT(float_tflite(src)).predict(x, output=choice.index)
 
 
 # SourceModel kind -> how the job reads it (edgepack.load's KerasSource, SavedModelSource, TfliteSource)
@@ -129,18 +139,24 @@ def input_shape(src) -> list[int]:
     return model_inputs(src)[0][1]
 
 
-def output_size(src) -> int:
-    """Values per sample of the output: the number of classes of a classifier.
+def output_choice(src, wanted: Optional[str]) -> OutputChoice:
+    """The model's outputs and the classification output (the one labels and the accuracy gate apply to):
+    ``wanted`` by name (``--output``, recipe ``data.output``), else the first. A Keras model's outputs are
+    named and ordered as in Keras (``model.output_names``); a .tflite's or SavedModel's by its (converted)
+    signature, in tensor order, so its output 0 stays the default. See :mod:`edgepack.outputs`."""
+    return choose(KINDS[src.kind].outputs(src), wanted)
 
-    A .tflite or SavedModel with several outputs is verified on its (converted) output 0. A Keras
-    model with several outputs is refused: the converter orders outputs by name, not in the Keras
-    order, so which one the labels and the accuracy gate apply to would be a guess."""
-    return KINDS[src.kind].output_size(src)
+
+def output_size(src, choice: Optional[OutputChoice] = None) -> int:
+    """Values per sample of the classification output (default: the first): the number of classes of a
+    classifier."""
+    return KINDS[src.kind].output_size(src, choice or output_choice(src, None))
 
 
-def float_reference(src, x) -> Optional[np.ndarray]:
-    """Float outputs the build is verified against; None for a .tflite (nothing to compare with)."""
-    return KINDS[src.kind].float_reference(src, x)
+def float_reference(src, x, choice: Optional[OutputChoice] = None) -> Optional[np.ndarray]:
+    """Float values of the classification output (default: the first) the build is verified against;
+    None for a .tflite (nothing to compare with)."""
+    return KINDS[src.kind].float_reference(src, x, choice or output_choice(src, None))
 
 
 def check_steps(src, steps, quantize_given: bool) -> None:

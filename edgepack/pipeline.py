@@ -40,6 +40,7 @@ class PackageRequest:
     train: Optional[Path] = None
     labels: Optional[Path] = None
     max_accuracy_drop: Optional[float | str] = None  # points, or "none" (no gate); None: the recipe's
+    output: Optional[str] = None  # the classification output by model output name (overrides recipe data.output)
     seed: int = 0
     compact: bool = False  # short tensor names, no signature defs/metadata (edgepack.convert.compact)
     force: bool = False
@@ -67,6 +68,8 @@ def resolve_recipe(req: PackageRequest) -> Recipe:
         raw["quantize"]["io"] = req.io
     if req.max_accuracy_drop is not None:
         raw["verify"]["max_accuracy_drop"] = req.max_accuracy_drop
+    if req.output is not None:
+        raw["data"]["output"] = req.output
     return Recipe.from_dict(raw, str(req.recipe_path or "options"))
 
 
@@ -202,7 +205,8 @@ def _convert(src, model, quant, target, ctx: Context, plan: Optional[dict],
 
 
 def _verify_accuracy(tflite: bytes, verify_set: Labeled, float_pred, data: str, recipe: Recipe,
-                     steps: list[dict], target: str = "android") -> dict:
+                     steps: list[dict], target: str = "android", output: int = 0) -> dict:
+    """The verification section; ``output``: the classification output's tensor index."""
     from .errors import LiteRTLoadError
     from .verify.accuracy import compare, gate, tflite_accuracy, tflm_accuracy
 
@@ -211,25 +215,25 @@ def _verify_accuracy(tflite: bytes, verify_set: Labeled, float_pred, data: str, 
                "gate": {"applied": False, "reason": "no float model to compare with: the input is a .tflite"}}
         if verify_set.y is not None:
             try:
-                ver["tflite_accuracy_pct"] = round(tflite_accuracy(tflite, verify_set.x, verify_set.y), 4)
+                ver["tflite_accuracy_pct"] = round(tflite_accuracy(tflite, verify_set.x, verify_set.y, output), 4)
                 ver["runtime"] = "litert"
             except LiteRTLoadError as e:
                 if target != "tflm":
                     from .verify.parity import for_android
 
                     raise for_android(e) from None
-                ver["tflite_accuracy_pct"] = round(tflm_accuracy(tflite, verify_set.x, verify_set.y), 4)
+                ver["tflite_accuracy_pct"] = round(tflm_accuracy(tflite, verify_set.x, verify_set.y, output), 4)
                 ver["runtime"] = "tflm (LiteRT cannot load this model)"
         return ver
-    ver = compare(None, tflite, verify_set.x, verify_set.y, float_pred=float_pred)
+    ver = compare(None, tflite, verify_set.x, verify_set.y, float_pred=float_pred, output=output)
     ver["data"] = data
     ver["gate"] = gate(ver, recipe.verify.limit(), steps)
     return ver
 
 
 def _convert_verified(src, model, recipe: Recipe, target, ctx: Context, plan: Optional[dict], compact: bool,
-                      verify_set: Optional[Labeled], float_pred) -> tuple[bytes, bytes, Optional[dict], Optional[dict],
-                                                                          Optional[dict]]:
+                      verify_set: Optional[Labeled], float_pred, choice) -> tuple[bytes, bytes, Optional[dict],
+                                                                                  Optional[dict], Optional[dict]]:
     """Convert and gate: (tflite, converter bytes, verification, plan, quantize.auto section).
 
     ``quantize: {mode: auto}``: plain int8 first; when the gate refuses it, the cheapest per-op plan
@@ -242,8 +246,11 @@ def _convert_verified(src, model, recipe: Recipe, target, ctx: Context, plan: Op
         return tflite, converted, None, plan, None
     data = "eval" if ctx.eval is not None else "calibration"
     auto = recipe.quantize.mode == "auto" and not plan and src.compressible
+    from .outputs import output_names
+
+    out = choice.position(output_names(converted))  # by name in the converter's bytes (before --compact)
     try:
-        ver = _verify_accuracy(tflite, verify_set, float_pred, data, recipe, ctx.records, target.name)
+        ver = _verify_accuracy(tflite, verify_set, float_pred, data, recipe, ctx.records, target.name, out)
     except VerificationError as e:
         if not auto:
             raise
@@ -251,7 +258,7 @@ def _convert_verified(src, model, recipe: Recipe, target, ctx: Context, plan: Op
 
         plan, section = wider_plan(model, ctx, quant, recipe.verify.limit(), str(e))
         tflite, converted = _convert(src, model, quant, target, ctx, plan, compact)
-        ver = _verify_accuracy(tflite, verify_set, float_pred, data, recipe, ctx.records)
+        ver = _verify_accuracy(tflite, verify_set, float_pred, data, recipe, ctx.records, output=out)
         return tflite, converted, ver, plan, section
     if auto:
         from .quantize.auto import int8_section
@@ -303,7 +310,8 @@ def package(req: PackageRequest) -> dict:
     from .build import Build
     from .convert.flatbuffer import read_tflite
     from .epk import encode
-    from .inputs import check_steps, float_reference, is_path, model_inputs, output_size, source_name
+    from .inputs import check_steps, float_reference, is_path, model_inputs, output_choice, output_size, source_name
+    from .outputs import check_several, output_names
     from .keras_compat import set_seed
     from .load import load_source
     from .costmodel.estimate import keras_latency_ms
@@ -326,6 +334,8 @@ def package(req: PackageRequest) -> dict:
     req.progress("load model", 0, 1)
     src = load_source(req.model, unsafe=req.unsafe)
     check_steps(src, steps, req.quantize is not None or req.io is not None or bool(recipe.quantize.rules))
+    choice = output_choice(src, recipe.data.output)
+    check_several(choice, steps, recipe.quantize.mode)
     model = src.model
     req.progress("load model", 1, 1)
     shape = model_inputs(src)
@@ -336,14 +346,14 @@ def package(req: PackageRequest) -> dict:
                   progress=req.progress, log=req.log, teacher=model, max_accuracy_drop=recipe.verify.limit(),
                   channel_multiple=kernels_multiple(target_kernels(target.kernels, spec.profile and spec.profile.core)),
                   latency_ms=keras_latency_ms(spec.profile))
-    n_out = output_size(src)
+    n_out = output_size(src, choice)
     check_labels(n_out, [(req.calibration, calib), (req.train, ctx.train), (req.eval, ctx.eval)])
     _check_needs(steps, recipe, ctx, converts=src.given_tflite is None)
     for p in steps:
         p.preflight(model)
     labels = _read_labels(req.labels, n_out)
     verify_set = ctx.eval or calib
-    float_pred = float_reference(src, verify_set.x) if verify_set is not None else None
+    float_pred = float_reference(src, verify_set.x, choice) if verify_set is not None else None
     compressed, plan = compress(model, steps, ctx, recipe.quantize, measure=recipe.verify.step_metrics)
     if target.tflm:
         from .tflm.prepare import prepare_source
@@ -351,7 +361,7 @@ def package(req: PackageRequest) -> dict:
         src, compressed = prepare_source(src, compressed, ctx.warn)  # batch 1, GELU's tanh form: when TFLM lacks an op
     req.progress("convert and verify", 0, 1)
     tflite, converted, verification, plan, auto = _convert_verified(src, compressed, recipe, target, ctx, plan,
-                                                                    req.compact, verify_set, float_pred)
+                                                                    req.compact, verify_set, float_pred, choice)
     req.progress("convert and verify", 1, 1)
     info = read_tflite(tflite)
     name, stem = source_name(req.model, src)
@@ -360,15 +370,19 @@ def package(req: PackageRequest) -> dict:
         quant["auto"] = auto
     report: dict[str, Any] = {"model": name, "source": src.report(), "target": req.target, "quantize": quant,
                               "steps": ctx.records, "tflite": _tflite_section(tflite, converted, req.compact, info)}
+    outputs = output_names(converted)
     if verification is not None:
         report["verification"] = verification
+        if choice.several:  # which output the figures and the gate are on
+            verification.update(output=choice.chosen, outputs=list(choice.names))
     if recipe.verify.layer_errors:
         report["layers"], why = _layers(src, compressed, converted, recipe, target, ctx, plan)
         if why:
             report["layer_errors_note"] = why
     built = recipe.model_copy(update={"quantize": recipe.quantize.resolved()})  # what the model is: auto -> int8
     build = Build(tflite=tflite, info=info, recipe=built, model_name=stem, float_model=model,
-                  calibration=ctx.calibration, labels=labels, report=report, options=dict(req.target_options))
+                  calibration=ctx.calibration, labels=labels, report=report, options=dict(req.target_options),
+                  outputs=outputs, output=choice.position(outputs))
     build.checks = run_checks(build, spec)
     skipped = (build.checks.get("tflm_parity") or {}).get("skipped")
     if skipped:

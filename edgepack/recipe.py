@@ -130,6 +130,8 @@ class Recipe(BaseModel):
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json")
         data["steps"] = [{"type": s.type, **s.params()} for s in self.steps]
+        if data["data"].get("output") is None:  # unset (one output, or the first): recipes read as before
+            data["data"].pop("output", None)
         tflm = {k: v for k, v in data.pop("tflm").items() if v != TflmConfig.model_fields[k].default}
         if tflm:  # only what differs from the defaults: recipes without it read as before (same recipe.yaml)
             data["tflm"] = tflm

@@ -43,7 +43,11 @@ class AccuracyLimit(click.ParamType):
 @click.option("--eval", "eval_data", type=_path, help="Evaluation data: .npz with x (one array per input for several "
               "inputs, as --calibration) and integer labels y for the model's output.")
 @click.option("--train", type=_path, help="Training data for fine-tuning steps: .npz with x and y.")
-@click.option("--labels", type=_path, help="Class names, one per line (written as labels.txt).")
+@click.option("--labels", type=_path, help="Class names, one per line (written as labels.txt), for the classification output.")
+@click.option("--output", "output_name", metavar="NAME",
+              help="A model with several outputs: the classification output (Keras output name) that labels, --eval's y "
+                   "and the accuracy gate apply to (recipe data.output). Default: the Keras model's first output (a "
+                   ".tflite's or SavedModel's output 0). Every output is packaged and checked for TFLM parity.")
 @click.option("--max-accuracy-drop", type=AccuracyLimit(),
               help="Fail (nothing written) if accuracy drops more (points; default 1.0; 'none' turns the gate off).")
 @click.option("--device", metavar="PROFILE",
@@ -62,7 +66,7 @@ class AccuracyLimit(click.ParamType):
 @click.option("--unsafe", is_flag=True, help="Allow Lambda layers and custom classes (runs code from the file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @verbosity_options
-def package(model, target, out, quantize, io_type, recipe, calibration, eval_data, train, labels,
+def package(model, target, out, quantize, io_type, recipe, calibration, eval_data, train, labels, output_name,
             max_accuracy_drop, device, array_name, patches, input_kind, sample_rate, compact, seed, force, unsafe, as_json, verbose, quiet):
     """Package MODEL (tf_keras .keras/.h5 or SavedModel folder) for a target.
 
@@ -81,7 +85,7 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
         report = run(PackageRequest(
             model=model, out=out, target=target, recipe_path=recipe, quantize=quantize, io=io_type,
             calibration=calibration, eval=eval_data, train=train, labels=labels,
-            max_accuracy_drop=max_accuracy_drop, seed=seed, compact=compact, force=force, unsafe=unsafe,
+            max_accuracy_drop=max_accuracy_drop, output=output_name, seed=seed, compact=compact, force=force, unsafe=unsafe,
             target_options=options, progress=prog.update, log=prog.log))
     if as_json:
         echo_json(report)
@@ -96,12 +100,13 @@ def package(model, target, out, quantize, io_type, recipe, calibration, eval_dat
     if auto:
         wide = ", ".join(f"{w['layer']} {w['precision']}" for w in auto["kept_wide"]) or "none"
         click.echo(f"quantize auto: {auto['chosen']} (ops kept wide: {wide})")
+    on = f" (output {v.model_extra['output']})" if v is not None and "output" in v.model_extra else ""
     if v is not None and v.metric == "accuracy":
-        click.echo(f"accuracy: float {v.float_accuracy_pct:.2f}%, packaged {v.tflite_accuracy_pct:.2f}% "
+        click.echo(f"accuracy{on}: float {v.float_accuracy_pct:.2f}%, packaged {v.tflite_accuracy_pct:.2f}% "
                    f"(drop {v.drop_pt:.2f} pt on {v.samples} samples)")
     elif v is not None and "top1_agreement_pct" in v.model_extra:  # absent for a .tflite input (no float model)
         x = v.model_extra
-        click.echo(f"agreement with float: {x['top1_agreement_pct']:.2f}% top-1, max |err| {x['max_abs_error']:.4g}")
+        click.echo(f"agreement with float{on}: {x['top1_agreement_pct']:.2f}% top-1, max |err| {x['max_abs_error']:.4g}")
 
 
 # target option -> (the flag that sets it, what it is)

@@ -31,12 +31,17 @@ def manifest(build: Build, model: bytes) -> dict:
     ins = [_tensor_entry(info.tensors[i]) for i in info.inputs]
     if len(ins) > 1:  # several inputs: each its own model input name and preprocessing
         ins = [{**e, **extra} for e, extra in zip(ins, input_entries(build))]
+    outs = [_tensor_entry(info.tensors[i]) for i in info.outputs]
+    if len(outs) > 1:  # several outputs: each its model output name; labels and the gate on the classification one
+        from .android_outputs import output_entries
+
+        outs = [{**e, **extra} for e, extra in zip(outs, output_entries(build))]
     return {
         "format": "edgepack-android/1",
         "model": "model.tflite",
         "size_bytes": len(model),
         "inputs": ins,
-        "outputs": [_tensor_entry(info.tensors[i]) for i in info.outputs],
+        "outputs": outs,
         "preprocessing": {"formula": "x = (v - mean) * scale", "scale": pre.scale, "mean": pre.mean,
                           "then": "quantize with the input's scale/zero_point" if "quantization" in ins[0]
                           else "feed x as float32"},
@@ -134,7 +139,8 @@ def _check_same_model(before: bytes, after: bytes, calibration) -> None:
         rt = LiteRT(after)
         if calibration is not None and len(calibration):
             x = calibration[:1]
-            if not np.array_equal(LiteRT(before).predict(x), rt.predict(x)):
+            ref = LiteRT(before)
+            if any(not np.array_equal(ref.predict(x, output=k), rt.predict(x, output=k)) for k in range(len(rt.outputs))):
                 raise ConversionError("writing TFLite Metadata changed the model's outputs; nothing written: "
                                       "report this model to edgepack")
     except LiteRTLoadError as e:

@@ -6,7 +6,8 @@ when the user says so (``input_kind="audio"`` with ``sample_rate``), a feature t
 (``input_kind="tensor"`` forces that, e.g. for MFCC features shaped like a 1-channel image). Stats are the
 min/max observed on up to 64 calibration samples (inputs as preprocessed, outputs as LiteRT computes them),
 to 6 significant digits.
-Labels go into the output's metadata as labels.txt (TENSOR_AXIS_LABELS). Provenance: edgepack version,
+Labels go into the classification output's metadata as labels.txt (TENSOR_AXIS_LABELS); a model with several
+outputs gets one entry per output, named after the model output (:mod:`.android_outputs`). Provenance: edgepack version,
 recipe SHA-256 (of the bundle's recipe.yaml) and the source model's SHA-256.
 
 Example::
@@ -26,6 +27,7 @@ from ..errors import UsageError
 from ..fsutil import sha256_bytes
 from ..build import Build
 from ..samples import for_tensors, tensor_input_name
+from ..outputs import build_output_names as output_names
 from .metadata import ModelDoc, TensorDoc
 
 INPUT_KINDS = ("image", "audio", "tensor")
@@ -149,12 +151,13 @@ def model_doc(build: Build) -> ModelDoc:
             mean=norm[0] if norm else None, std=norm[1] if norm else None,
             min=stats[0] if stats else None, max=stats[1] if stats else None, **extra))
     outputs = []
+    names = output_names(build) if len(info.outputs) > 1 else []
     for k, idx in enumerate(info.outputs):
         t = info.tensors[idx]
-        labelled = k == 0 and bool(build.labels)
+        labelled = k == build.output and bool(build.labels)  # labels on the classification output only
         deq = f", dequantized x = (q {_plus(-t.zero_point[0])}) * {t.scale[0]!r}" if t.scale else ""
         outputs.append(TensorDoc(
-            name=("scores" if labelled else "output") + (f"_{k}" if k else ""),
+            name=names[k] if names else ("scores" if labelled else "output"),
             description=f"Tensor {t.name}: {t.shape} {t.dtype}{deq}." + (" One score per label." if labelled else ""),
             min=out_stats[k][0] if out_stats[k] else None, max=out_stats[k][1] if out_stats[k] else None,
             labels_file="labels.txt" if labelled else None))
@@ -215,6 +218,11 @@ def mediapipe_support(build: Build) -> Optional[dict]:
     computes nothing, it feeds a raw waveform; ImageClassifier needs 3 or 4 channels).
     """
     kind = input_kind(build)
+    if kind != "tensor" and len(build.info.outputs) > 1:
+        return {"task": "ImageClassifier" if kind == "image" else "AudioClassifier", "usable": False,
+                "why_not": f"the model has {len(build.info.outputs)} outputs; MediaPipe's classifiers read every "
+                           "output as a classification head, and only one of these is", "input":
+                build.info.tensors[build.info.inputs[0]].dtype, "labels": bool(build.labels)}
     if kind == "image":
         return _image_classifier(build)
     if kind == "audio":

@@ -1,7 +1,8 @@
 """README.md of the Android bundle: Kotlin for LiteRT's CompiledModel API (Interpreter as the alternative),
 the exact pre/post-processing the model needs, labels.txt, and MediaPipe Tasks when they fit. A model with
 several inputs gets the Interpreter API's ``runForMultipleInputsOutputs`` feeding every input, with one
-``input<k>`` helper per input (:func:`readme_several_inputs`).
+``input<k>`` helper per input (:func:`readme_several_inputs`); one with several outputs describes the
+classification output (``build.output``) and gets a section reading every output (:mod:`.android_outputs`).
 
 Every number in the Kotlin (mean, scale, quantization) comes from the recipe and the flatbuffer; the
 tests read them back from the rendered text and compare them with manifest.json.
@@ -23,6 +24,7 @@ from ..convert.flatbuffer import TensorInfo
 from ..paths import data_dir
 from ..build import Build
 from .android_metadata import input_names, preprocess_of
+from .android_outputs import classification_name, compiled_note, outputs_section
 
 _DTYPE_BYTES = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2, "float16": 2, "int32": 4}
 _RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
@@ -235,8 +237,8 @@ def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
     """README.md text for the bundle; ``model`` is the shipped model.tflite, ``support`` the MediaPipe fit."""
     info = build.info
     if len(info.inputs) > 1:
-        return readme_several_inputs(build, model)
-    tin, tout = info.tensors[info.inputs[0]], info.tensors[info.outputs[0]]
+        return readme_several_inputs(build, model) + outputs_section(build, class_name(build.model_name))
+    tin, tout = info.tensors[info.inputs[0]], info.tensors[info.outputs[build.output]]
     pre = build.recipe.data.preprocess
     cls = class_name(build.model_name)
     state = state_section(model)
@@ -250,6 +252,10 @@ def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
         if exact:
             quant_note += " (so `q` is exactly the raw pixel `v`)"
     tmpl = Template((data_dir("templates") / "android" / "README.md.tmpl").read_text())
+    several = len(info.outputs) > 1
+    compiled = compiled_note(build) if several else _compiled_block(build, tin, tout, cls, stateful=bool(state))
+    run = (f"interpreter.runForMultipleInputsOutputs(arrayOf<Any>(input.rewind()), mapOf({build.output} to output))"
+           if several else "interpreter.run(input.rewind(), output)")
     return tmpl.substitute(
         name=build.model_name, size_bytes=len(model), mode=build.recipe.quantize.mode,
         epk_bytes=len(build.download_package) if build.download_package is not None else "n/a",
@@ -258,15 +264,15 @@ def readme(build: Build, model: bytes, support: Optional[dict]) -> str:
         labels_copy=" and `labels.txt`" if build.labels else "",
         in_name=tin.name, in_shape=tin.shape, in_dtype=tin.dtype, raw_range=_raw_range(build),
         mean_text=f"`{pre.mean}`", scale_text=f"`{pre.scale!r}`", quant_note=quant_note,
-        out_name=tout.name, out_shape=tout.shape, out_dtype=tout.dtype,
+        out_name=classification_name(build, tout.name), out_shape=tout.shape, out_dtype=tout.dtype,
         out_note=(f" (dequantize: `x = (q {_signed(-tout.zero_point[0])}) * {tout.scale[0]!r}`)"
                   if _quantized(tout) else ""),
         labels_hint="; its name is that line of `labels.txt`" if build.labels else "",
         helper=helper(build, tin, tout, cls),
-        compiled_block=_compiled_block(build, tin, tout, cls, stateful=bool(state)), state_section=state,
+        compiled_block=compiled, state_section=state, run_call=run,
         in_bytes=int(np.prod(tin.shape)) * _DTYPE_BYTES.get(tin.dtype, 4),
         out_bytes=int(np.prod(tout.shape)) * _DTYPE_BYTES.get(tout.dtype, 4),
-        put_input=put, get_output=get, mediapipe=mediapipe_section(build, support, tin))
+        put_input=put, get_output=get, mediapipe=mediapipe_section(build, support, tin)) + outputs_section(build, cls)
 
 
 # --------------------------------------------------------------------------- several inputs
@@ -328,7 +334,7 @@ fun loadInterpreter(context: Context): Interpreter {
 fun predict(interpreter: Interpreter, $params): FloatArray {
 $buffers
     val output = ByteBuffer.allocateDirect($out_bytes).order(ByteOrder.nativeOrder())
-$reset    interpreter.runForMultipleInputsOutputs(arrayOf<Any>($args), mapOf(0 to output))
+$reset    interpreter.runForMultipleInputsOutputs(arrayOf<Any>($args), mapOf($out_index to output))
     output.rewind()
     $get_output
 }
@@ -395,7 +401,7 @@ def readme_several_inputs(build: Build, model: bytes) -> str:
     """README.md text for a bundle whose model has several inputs (see module doc)."""
     info = build.info
     ins = [info.tensors[i] for i in info.inputs]
-    tout = info.tensors[info.outputs[0]]
+    tout = info.tensors[info.outputs[build.output]]  # the classification output
     names = input_names(build)
     cls = class_name(build.model_name)
     state = state_section(model)
@@ -415,7 +421,7 @@ def readme_several_inputs(build: Build, model: bytes) -> str:
         labels_note=", `labels.txt` (one class per line, in output order)" if build.labels else "",
         labels_copy=" and `labels.txt`" if build.labels else "", count=len(ins),
         inputs="\n".join(_input_line(k, names[k], t, preprocess_of(build, k)) for k, t in enumerate(ins)) + "\n",
-        out_name=tout.name, out_shape=tout.shape, out_dtype=tout.dtype,
+        out_name=classification_name(build, tout.name), out_shape=tout.shape, out_dtype=tout.dtype,
         out_note=(f" (dequantize: `x = (q {_signed(-tout.zero_point[0])}) * {tout.scale[0]!r}`)"
                   if _quantized(tout) else ""),
         labels_hint="; its name is that line of `labels.txt`" if build.labels else "",
@@ -424,4 +430,4 @@ def readme_several_inputs(build: Build, model: bytes) -> str:
                           enumerate(zip(params, ins))) + "; returns the float scores.",
         params=", ".join(f"{p}: FloatArray" for p in params), buffers="\n".join(buffers),
         out_bytes=int(np.prod(tout.shape)) * _DTYPE_BYTES.get(tout.dtype, 4), reset=reset,
-        args=", ".join(f"in{k}.rewind()" for k in range(len(ins))), get_output=get)
+        args=", ".join(f"in{k}.rewind()" for k in range(len(ins))), get_output=get, out_index=build.output)

@@ -57,12 +57,12 @@ def _detail(d: dict) -> dict:
     return {"dtype": np.dtype(d["dtype"]), "shape": [int(v) for v in d["shape"]], "quantization": (scale, zp)}
 
 
-def _count(interp) -> int:
-    """How many input tensors the model has (the wheel has no counter: probe the details)."""
+def _count(interp, details: str = "get_input_details") -> int:
+    """How many input (or output) tensors the model has (the wheel has no counter: probe the details)."""
     n = 1
     while True:
         try:
-            interp.get_input_details(n)
+            getattr(interp, details)(n)
         except (RuntimeError, ValueError, IndexError):
             return n
         n += 1
@@ -92,7 +92,9 @@ class Tflm:
         self.input = _detail(self.interp.get_input_details(0))
         with capture_fd2():  # an index past the last input prints to fd 2
             self.inputs = [_detail(self.interp.get_input_details(k)) for k in range(_count(self.interp))]
-        self.output = _detail(self.interp.get_output_details(0))
+            self.outputs = [_detail(self.interp.get_output_details(k))
+                            for k in range(_count(self.interp, "get_output_details"))]
+        self.output = self.outputs[0]
 
     @staticmethod
     def _raise(err: Exception, stderr: str, arena_size: Optional[int]) -> None:
@@ -111,6 +113,10 @@ class Tflm:
         e.g. a fused LSTM's state, zeroed as after allocation); return the raw (first) output.
 
         ``x``: the sample, or a list of one array per input in the model's input tensor order."""
+        return self.invoke_all(x)[0]
+
+    def invoke_all(self, x: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
+        """As :meth:`invoke_raw`, returning every raw output in the model's output tensor order."""
         xs = [np.asarray(xk, dtype=self.inputs[k]["dtype"]).reshape(self.inputs[k]["shape"])
               for k, xk in enumerate(x if isinstance(x, list) else [x])]
         err = None
@@ -124,7 +130,7 @@ class Tflm:
                 err = e
         if err is not None:
             raise VerificationError(f"TFLM invoke failed: {_first_line(log.text()) or err}")
-        return np.array(self.interp.get_output(0), copy=True)
+        return [np.array(self.interp.get_output(k), copy=True) for k in range(len(self.outputs))]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Float outputs for a float batch (int I/O quantized/dequantized), one sample at a time."""

@@ -43,14 +43,17 @@ FIXES: dict[str, str] = {
 }
 
 
-def keras_predict(model, x: "np.ndarray | Inputs", batch_size: int = 256) -> np.ndarray:
-    """Float outputs of a Keras model (direct calls: no tf.data pipeline).
+def keras_predict(model, x: "np.ndarray | Inputs", batch_size: int = 256) -> "np.ndarray | list[np.ndarray]":
+    """Float outputs of a Keras model (direct calls: no tf.data pipeline); a list of one array per output,
+    in Keras order, for a model with several outputs.
 
     Several inputs: ``x`` is an :class:`~edgepack.samples.Inputs` in the model's input order."""
     x = x.astype(np.float32)
-    outs = [np.asarray(model(_call_arg(x[i : i + batch_size]), training=False), dtype=np.float32)
-            for i in range(0, len(x), batch_size)]
-    return np.concatenate(outs, axis=0)
+    batches = [model(_call_arg(x[i : i + batch_size]), training=False) for i in range(0, len(x), batch_size)]
+    if isinstance(batches[0], (list, tuple)):
+        return [np.concatenate([np.asarray(b[k], dtype=np.float32) for b in batches], axis=0)
+                for k in range(len(batches[0]))]
+    return np.concatenate([np.asarray(b, dtype=np.float32) for b in batches], axis=0)
 
 
 def _call_arg(x):
@@ -79,10 +82,15 @@ def _agreement_caveat(ref: np.ndarray) -> Optional[str]:
 
 
 def compare(float_model, tflite: bytes, x: np.ndarray, y: Optional[np.ndarray] = None,
-            float_pred: Optional[np.ndarray] = None) -> dict:
-    """Accuracy and agreement figures; all percentages in points (0-100)."""
+            float_pred: Optional[np.ndarray] = None, output: int = 0) -> dict:
+    """Accuracy and agreement figures; all percentages in points (0-100).
+
+    ``output``: the converted model's output tensor the figures are on (the classification output,
+    :mod:`edgepack.outputs`); ``float_pred`` (or the Keras model's prediction) is that same output's."""
     ref = keras_predict(float_model, x) if float_pred is None else float_pred
-    got = LiteRT(tflite).predict(x).reshape(ref.shape)
+    if isinstance(ref, list):
+        raise ValueError("compare: give the classification output's float predictions (float_pred), not a list")
+    got = LiteRT(tflite).predict(x, output=output).reshape(ref.shape)
     err = np.abs(got - ref)
     out = {
         "samples": len(x),
@@ -150,18 +158,20 @@ def gate(ver: dict, limit: Optional[float], steps: Optional[list[dict]] = None) 
         f"samples{where}; nothing written (--max-accuracy-drop sets the limit, 'none' turns it off)")
 
 
-def tflite_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy (points) of a .tflite model in LiteRT."""
-    return float(100.0 * np.mean(_top1(LiteRT(tflite).predict(x)) == y))
+def tflite_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray, output: int = 0) -> float:
+    """Top-1 accuracy (points) of a .tflite model's output tensor ``output`` in LiteRT."""
+    return float(100.0 * np.mean(_top1(LiteRT(tflite).predict(x, output=output)) == y))
 
 
-def tflm_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy (points) of a .tflite model in the host TFLM interpreter (each sample from a reset state)."""
+def tflm_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray, output: int = 0) -> float:
+    """Top-1 accuracy (points) of a .tflite model's output tensor ``output`` in the host TFLM interpreter
+    (each sample from a reset state)."""
     from ..runtime import dequantize_output, quantize_input
     from ..tflm import Tflm
     from ..tflm.parity import input_sets
 
     micro = Tflm(tflite)
-    pred = np.stack([dequantize_output(micro.invoke_raw([quantize_input(xk, d) for xk, d in zip(sample, micro.inputs)]),
-                                       micro.output).reshape(-1) for sample in input_sets(tflite, x)])
+    pred = np.stack([dequantize_output(micro.invoke_all([quantize_input(xk, d) for xk, d in zip(sample, micro.inputs)])
+                                       [output], micro.outputs[output]).reshape(-1)
+                     for sample in input_sets(tflite, x)])
     return float(100.0 * np.mean(_top1(pred) == y))

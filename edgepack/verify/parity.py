@@ -66,13 +66,13 @@ def _random(rng: np.random.Generator, detail: dict, index_bound: int) -> np.ndar
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def output_step(info: TfliteInfo) -> Optional[float]:
-    """The quantization step of the model's first output: its own scale if it is an integer tensor, the
+def output_step(info: TfliteInfo, k: int = 0) -> Optional[float]:
+    """The quantization step of the model's output ``k``: its own scale if it is an integer tensor, the
     scale of the DEQUANTIZE input feeding it if it is a dequantized float; None for a float model."""
-    out = info.tensors[info.outputs[0]]
+    out = info.tensors[info.outputs[k]]
     if out.scale and out.dtype != "float32":
         return float(out.scale[0])
-    producer = next((op for op in info.ops if info.outputs[0] in op.outputs), None)
+    producer = next((op for op in info.ops if info.outputs[k] in op.outputs), None)
     if producer is not None and producer.op == "DEQUANTIZE" and producer.inputs and producer.inputs[0] >= 0:
         src = info.tensors[producer.inputs[0]]
         if src.scale:
@@ -86,7 +86,9 @@ def check_parity(tflite: bytes, info: TfliteInfo, calibration: Optional[np.ndarr
 
     The tolerance is in quantization steps of the output (``INT_PARITY_STEPS``), also for a
     dequantized float output (its difference divided by the step); ``max_step_diff`` reports
-    the worst case. Only an end-to-end float model is compared in absolute float units.
+    the worst case. Only an end-to-end float model is compared in absolute float units. A model
+    with several outputs: every output is compared, each in its own steps (``outputs``), and the
+    worst decides.
     """
     interp = Tflm(tflite, arena_size=arena_bytes)
     x, source = parity_inputs(calibration, interp, info)
@@ -96,14 +98,12 @@ def check_parity(tflite: bytes, info: TfliteInfo, calibration: Optional[np.ndarr
         return {"skipped": f"{e}; TFLM runs it, so it packages for TFLM, but TFLM-vs-LiteRT parity cannot be "
                            "checked", "litert_loads": False, "data": source}
     out = {**p.as_dict(), "data": source}
-    integer = np.issubdtype(np.dtype(p.output_dtype), np.integer)
-    step = output_step(info)
-    if integer:
-        steps = p.max_raw_diff
-    elif step:
-        steps = round(p.max_abs_diff / step, 4)
-    else:
-        steps = None
+    figures = [_steps(info, k, f) for k, f in enumerate(p.outputs)]
+    steps = None if any(s is None for s, _ in figures) else max(s for s, _ in figures)
+    step = figures[0][1]
+    if len(figures) > 1:
+        for f, (s, st) in zip(out["outputs"], figures):
+            f.update(max_step_diff=s, output_step=st)
     out.update(max_step_diff=steps, output_step=step,
                tolerance=f"{INT_PARITY_STEPS} output steps" if steps is not None else f"{FLOAT_PARITY_ABS:g} (float)")
     if (steps is not None and steps > INT_PARITY_STEPS) or (steps is None and p.max_abs_diff > FLOAT_PARITY_ABS):
@@ -112,6 +112,14 @@ def check_parity(tflite: bytes, info: TfliteInfo, calibration: Optional[np.ndarr
             f"TFLM (host) and LiteRT disagree on {model_name}: max output difference {diff} over {p.samples} "
             f"{source} samples (tolerance {out['tolerance']}); nothing written. Report the model to edgepack")
     return out
+
+
+def _steps(info: TfliteInfo, k: int, fig: dict) -> tuple[Optional[float], Optional[float]]:
+    """(the difference in output ``k``'s quantization steps or None for a float output, that step)."""
+    step = output_step(info, k)
+    if np.issubdtype(np.dtype(fig["dtype"]), np.integer):
+        return fig["max_raw_diff"], step
+    return (round(fig["max_abs_diff"] / step, 4) if step else None), step
 
 
 def tflm_parity(build, spec, done) -> dict:

@@ -63,7 +63,23 @@ size_t InputBytes(tflite::MicroInterpreter& interpreter) {
   return bytes;
 }
 
-void SendHello(size_t input_bytes, const TfLiteTensor* output) {
+// The bytes of all outputs together (HELLO's "out", RESULT's "out_bytes").
+size_t OutputBytes(tflite::MicroInterpreter& interpreter) {
+  size_t bytes = 0;
+  for (size_t k = 0; k < interpreter.outputs_size(); ++k) bytes += interpreter.output(k)->bytes;
+  return bytes;
+}
+
+// The CRC-32 of every output's bytes in turn, in output tensor order (one output: its own CRC).
+uint32_t OutputCrc(tflite::MicroInterpreter& interpreter) {
+  uint32_t crc = 0;
+  for (size_t k = 0; k < interpreter.outputs_size(); ++k) {
+    crc = ep_crc32_update(crc, interpreter.output(k)->data.uint8, interpreter.output(k)->bytes);
+  }
+  return crc;
+}
+
+void SendHello(size_t input_bytes, size_t output_bytes) {
   ep_line line;
   ep_line_begin(&line, "HELLO");
   ep_line_u64(&line, "v", EP_PROTOCOL_VERSION);
@@ -72,7 +88,7 @@ void SendHello(size_t input_bytes, const TfLiteTensor* output) {
   ep_line_u64(&line, "arena", EP_ARENA_SIZE);
   ep_line_u64(&line, "clock_hz", board_clock_hz());
   ep_line_u64(&line, "in", input_bytes);
-  ep_line_u64(&line, "out", output->bytes);
+  ep_line_u64(&line, "out", output_bytes);
   ep_line_send(&line);
 }
 
@@ -85,12 +101,12 @@ void SendRun(uint32_t i, uint32_t cycles) {
   ep_line_send(&line);
 }
 
-void SendResult(size_t arena_used, const TfLiteTensor* output) {
+void SendResult(size_t arena_used, tflite::MicroInterpreter& interpreter) {
   ep_line line;
   ep_line_begin(&line, "RESULT");
   ep_line_u64(&line, "arena_used", arena_used);
-  ep_line_hex32(&line, "crc32", ep_crc32(output->data.uint8, output->bytes));
-  ep_line_u64(&line, "out_bytes", output->bytes);
+  ep_line_hex32(&line, "crc32", OutputCrc(interpreter));
+  ep_line_u64(&line, "out_bytes", OutputBytes(interpreter));
   ep_line_send(&line);
   ep_line_begin(&line, "DONE");
   ep_line_i32(&line, "status", 0);
@@ -120,8 +136,7 @@ extern "C" int ep_harness_session(void) {
     ep_send_error(kErrAllocate, "AllocateTensors failed: arena too small or op unsupported");
     return kErrAllocate;
   }
-  TfLiteTensor* output = interpreter.output(0);
-  SendHello(InputBytes(interpreter), output);
+  SendHello(InputBytes(interpreter), OutputBytes(interpreter));
 
   uint32_t runs = 0, warmup = 0;
   if (ep_read_run_request(&runs, &warmup) != 0) {
@@ -149,6 +164,6 @@ extern "C" int ep_harness_session(void) {
     }
     SendRun(i, cycles);
   }
-  SendResult(interpreter.arena_used_bytes(), output);
+  SendResult(interpreter.arena_used_bytes(), interpreter);
   return 0;
 }

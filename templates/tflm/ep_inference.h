@@ -17,12 +17,14 @@ enum {
   EP_INFER_ALLOCATE = 3,    /* AllocateTensors failed (arena too small?) */
   EP_INFER_BAD_INPUT = 4,   /* count differs from EP_INPUTS_ELEMENTS (EP_INPUT0_ELEMENTS for one input) */
   EP_INFER_INVOKE = 5,      /* Invoke failed */
-  EP_INFER_UNSUPPORTED = 6  /* an input / output 0 is neither float32 nor per-tensor quantized */
+  EP_INFER_UNSUPPORTED = 6, /* an input / output is neither float32 nor per-tensor quantized */
+  EP_INFER_BAD_OUTPUT = 7   /* ep_run_inference_outputs: outputs_count differs from EP_OUTPUTS_ELEMENTS */
 };
 
 typedef struct {
   int32_t status;    /* EP_INFER_OK or an EP_INFER_* error */
-  int32_t top_class; /* index of output 0's largest value, -1 on error */
+  int32_t top_class; /* index of the classification output's largest value (output EP_CLASS_OUTPUT; output 0
+                        for a one-output model), -1 on error */
   float top_score;   /* that value, dequantized */
 } ep_inference_result;
 
@@ -33,6 +35,12 @@ typedef struct {
  * reset state (a model's variable tensors, e.g. LSTM state, zeroed): outputs depend on
  * this input only. Not reentrant: one static tensor arena of EP_ARENA_SIZE bytes. */
 ep_inference_result ep_run_inference(const float* input, uint32_t count);
+
+/* As ep_run_inference, and also every output's dequantized values in turn, in output tensor order, into
+ * `outputs` (EP_OUTPUT0_ELEMENTS, then EP_OUTPUT1_ELEMENTS, ...; outputs_count = EP_OUTPUTS_ELEMENTS).
+ * EP_OUTPUT<k>_MODEL_OUTPUT names each output of a several-output model. */
+ep_inference_result ep_run_inference_outputs(const float* input, uint32_t count, float* outputs,
+                                             uint32_t outputs_count);
 
 #ifdef __cplusplus
 }

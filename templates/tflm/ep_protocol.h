@@ -36,6 +36,9 @@ void ep_line_send(ep_line* line);
 void ep_fill_pattern(uint8_t* data, size_t n);
 /* CRC-32, zlib polynomial (reflected 0xEDB88320, init/final 0xFFFFFFFF). */
 uint32_t ep_crc32(const uint8_t* data, size_t n);
+/* The same CRC continued over more bytes: ep_crc32_update(ep_crc32(a, n), b, m) is the CRC of a then b
+ * (zlib's crc32(b, crc)); ep_crc32_update(0, data, n) == ep_crc32(data, n). */
+uint32_t ep_crc32_update(uint32_t crc, const uint8_t* data, size_t n);
 /* Block until the start byte 'S' arrives (other bytes are dropped). */
 void ep_wait_start(void);
 /* Read "R <runs> <warmup>\n" (stray 'S' and CR bytes ignored); 0 on success. */
