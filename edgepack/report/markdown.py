@@ -147,12 +147,14 @@ def _decision(d: dict) -> str:
     return ("kept: " if d.get("kept") else "not kept: ") + str(d.get("reason"))
 
 
-def memory(mp: dict, patches: Optional[dict], arena: dict) -> list[str]:
-    """The tensor arena three ways, activations (TFLM's head) and persistent part (its tail) apart: TFLM's own
-    planner, the offline plan (edgepack.tflm.memplan), patch-based inference (edgepack.tflm.patches), the
-    live-set bound of the activations and the peak op; then the tiling's grid, stage and extra MACs."""
-    if not mp and not patches:
-        return []
+MEMORY_NOTE = ("Host TFLM figures (64-bit: an upper bound of a 32-bit board's); activations = TFLM's non-persistent "
+               "head, persistent = its tail (tensor structs, per-channel quantization data, op data).")
+
+
+def memory_rows(mp: dict, patches: Optional[dict], arena: dict) -> list[dict]:
+    """The tensor arena three ways (:data:`MEMORY_COLUMNS`), activations (TFLM's head) and persistent part (its
+    tail) apart: TFLM's own planner, the offline plan (edgepack.tflm.memplan), patch-based inference
+    (edgepack.tflm.patches), the live-set bound of the activations, the peak op, and what ships."""
     own, planned, bound = mp.get("own_arena") or {}, mp.get("planned_arena") or {}, mp.get("live_set_bound") or {}
     p = patches or {}
     peak = _peak(p.get("peak_op_before")) or _peak(bound)
@@ -171,16 +173,31 @@ def memory(mp: dict, patches: Optional[dict], arena: dict) -> list[str]:
         rows.append({"arena": "live-set bound", "activations B": bound["bytes"], "peak op": _peak(bound)})
     rows.append({"arena": "shipped (smallest that runs)", "total B": arena.get("min_bytes"),
                  "decision": f"firmware reserves {cell(arena.get('recommended_bytes'))} B with the margin"})
-    lines = ["### Memory: tensor arena", "", "Host TFLM figures (64-bit: an upper bound of a 32-bit board's); "
-             "activations = TFLM's non-persistent head, persistent = its tail (tensor structs, per-channel "
-             "quantization data, op data).", ""] + table(rows, MEMORY_COLUMNS)
+    return rows
+
+
+def tiling_figures(p: dict) -> list[tuple[str, Any]]:
+    """The tiling measured (kept or not): grid, stage ops, extra MACs, budget, bit-exactness; [] without one."""
+    if not p.get("tiling"):
+        return []
+    macs = f"{cell(p.get('extra_macs'))} (+{cell(p.get('extra_macs_pct'))}% of {cell(p.get('macs'))})"
+    pairs = [("patches: grid (rows x cols)", "x".join(str(g) for g in p.get("grid", [])) or None),
+             ("patches: stage ops", p.get("stage_ops")), ("patches: extra MACs", macs),
+             ("patches: MAC budget", f"{cell(p.get('mac_budget_pct'))}%"),
+             ("patches: outputs bit-exact", None if p.get("bit_exact") is None else
+              f"{cell(p['bit_exact'])} on {p.get('outputs_checked_samples')} samples")]
+    return [kv for kv in pairs if kv[1] is not None]
+
+
+def memory(mp: dict, patches: Optional[dict], arena: dict) -> list[str]:
+    """report.md's memory section: :func:`memory_rows`, then the tiling's :func:`tiling_figures` and the
+    tilings measured; [] when neither a memory plan nor patches were decided."""
+    if not mp and not patches:
+        return []
+    p = patches or {}
+    lines = ["### Memory: tensor arena", "", MEMORY_NOTE, ""] + table(memory_rows(mp, patches, arena), MEMORY_COLUMNS)
     if p.get("tiling"):
-        macs = f"{cell(p.get('extra_macs'))} (+{cell(p.get('extra_macs_pct'))}% of {cell(p.get('macs'))})"
-        lines += _kv(kv for kv in [("patches: grid (rows x cols)", "x".join(str(g) for g in p.get("grid", [])) or None),
-                      ("patches: stage ops", p.get("stage_ops")), ("patches: extra MACs", macs),
-                      ("patches: MAC budget", f"{cell(p.get('mac_budget_pct'))}%"),
-                      ("patches: outputs bit-exact", None if p.get("bit_exact") is None else
-                       f"{cell(p['bit_exact'])} on {p.get('outputs_checked_samples')} samples")] if kv[1] is not None)
+        lines += _kv(tiling_figures(p))
         if p.get("measured"):
             lines += ["Tilings measured (host TFLM arena by bisection):", ""] + table(p["measured"], TILING_COLUMNS)
     return lines

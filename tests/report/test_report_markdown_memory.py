@@ -57,3 +57,13 @@ def test_patches_off_or_no_memory_figures():
     assert "patches: grid" not in md
     plain = render_markdown({"model": "m", "target": "tflm", "firmware": {"device": "d", "budget": {}, "arena": ARENA}})
     assert "Memory: tensor arena" not in plain  # no plan decided (e.g. an older report): no section
+
+
+def test_report_html_has_the_same_memory_table():
+    from edgepack.report.html import render_html
+
+    page = render_html({"model": "vww", "target": "tflm", "firmware": {"device": "d", "budget": {}, "arena": ARENA,
+                                                                        "memory_plan": PLAN, "patches": PATCHES}})
+    section = page[page.index("Memory: tensor arena"):page.index("Memory: patch-based inference")]
+    assert "<td>TFLM&#x27;s own planner</td><td>104,160</td><td>73,728</td><td>30,432</td>" in section
+    assert "<td>patches: 3x3 patches of the first 6 ops</td><td>87,712</td><td>41,472</td><td>46,240</td>" in section
