@@ -333,9 +333,9 @@ def default_space(model, target: str, objective: str, has_train: bool, channel_m
     patches = "fixed"
     if target == "tflm":
         patches = "searched" if objective == "ram" else "when_ram_short"
-        notes.append("patches (recipe tflm.patches: auto) searched per trial: the objective is RAM" if objective == "ram"
-                     else "patches (recipe tflm.patches: auto) searched per trial only if trial 0 (plain int8) leaves "
-                          "under 10% of the board's RAM or does not fit it")
+        why = ("the objective is RAM" if patches == "searched" else
+               "only if trial 0 (plain int8) leaves under 10% of the board's RAM or does not fit it")
+        notes.append(f"patches (recipe tflm.patches: auto) searched per trial: {why}")
     raw = {"epochs": epochs if has_train else 0, "quantize": quant, "steps": steps, "notes": notes,
            "patches": patches}
     return SearchSpace.from_dict(raw, "default space")

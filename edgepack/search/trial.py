@@ -104,7 +104,7 @@ def _metrics(rep) -> dict[str, Any]:
 
 def patch_metrics(p: Optional[dict], arena_bytes: int) -> dict[str, Any]:
     """A tflm trial's patch-based inference: the arena it ships and the one it would without patches
-    (both recommended sizes, as ``arena_bytes``), and the tiling kept or why none was.
+    (both recommended sizes, as ``arena_bytes``), and the tiling kept ("tried, not kept": the trial's report says why).
 
     Example: ``patch_metrics(report["firmware"].get("patches"), 57_616)``
     -> ``{"patches": "6x1 patches of the first 4 ops (+16% MACs)", "arena_unpatched_bytes": 80_352}``."""
