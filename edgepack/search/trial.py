@@ -106,7 +106,7 @@ def patch_metrics(p: Optional[dict], arena_bytes: int) -> dict[str, Any]:
     """A tflm trial's patch-based inference: the arena it ships and the one it would without patches
     (both recommended sizes, as ``arena_bytes``), and the tiling kept ("tried, not kept": the trial's report says why).
 
-    Example: ``patch_metrics(report["firmware"].get("patches"), 57_616)``
+    Example: ``patch_metrics(rep.firmware.model_extra.get("patches"), 57_616)``
     -> ``{"patches": "6x1 patches of the first 4 ops (+16% MACs)", "arena_unpatched_bytes": 80_352}``."""
     if not p:
         return {"patches": "off"}
