@@ -115,9 +115,14 @@ def qemu_variants(src: bytes, calib: np.ndarray) -> dict[str, bytes]:
 
 
 def qemu_run(models: dict[str, bytes], work: Path) -> dict:
-    """Each model on the emulated Cortex-M4: output CRC, the 32-bit arena the harness measured, instructions."""
+    """Each model on the emulated Cortex-M4: output CRC, the 32-bit arena the harness measured (TFLM's
+    arena_used_bytes: activations + persistent), instructions; beside it the host TFLM's smallest arena and its
+    head (activations) and tail (persistent). The harness reports only the total: the Cortex-M4 persistent part
+    is that total minus the host head (the head holds the same int8 tensor bytes at the same 16-byte alignment on
+    both builds, placed by the same plan; the tail's structs are what the 64-bit build makes larger)."""
     from edgepack.devices.registry import open_device
     from edgepack.devices.result import Settings
+    from edgepack.tflm.arena import arena_parts, find_arena
 
     res = {}
     for tag, data in models.items():
@@ -125,8 +130,12 @@ def qemu_run(models: dict[str, bytes], work: Path) -> dict:
         path.write_bytes(data)
         with open_device("qemu:mps2-an386", tflm_root=os.environ["EDGEPACK_TFLM_ROOT"], profile=DEVICE) as dev:
             r = dev.profile(path, Settings(runs=1, warmup=0))
+        host = find_arena(data)
+        parts = arena_parts(data, host.recommended_bytes)
         res[tag] = {"arena_bytes": r.memory.arena_bytes, "crc": r.output_checksum,
-                    "instructions": r.latency.instructions}
+                    "instructions": r.latency.instructions, "host_arena": host.min_bytes,
+                    "host_head": parts["head"], "host_tail": parts["tail"],
+                    "m4_persistent_derived": r.memory.arena_bytes - parts["head"]}
     res["same_output"] = len({v["crc"] for v in res.values()}) == 1
     return res
 
@@ -193,8 +202,12 @@ def main() -> None:
             print(f"{'':8s} patches: {r['patches_reason']}")
         if isinstance(r.get("qemu"), dict):
             q = r["qemu"]
-            figs = ", ".join(f"{k} {v['arena_bytes']} B / {v['instructions']} instr." for k, v in q.items() if k != "same_output")
-            print(f"{'':8s} QEMU Cortex-M4: {figs}; same output CRC: {q['same_output']}")
+            print(f"{'':8s} QEMU Cortex-M4 (same output CRC: {q['same_output']}):")
+            for k, v in q.items():
+                if k != "same_output":
+                    print(f"{'':10s}{k:8s} M4 arena {v['arena_bytes']} B = activations {v['host_head']} + persistent "
+                          f"{v['m4_persistent_derived']} (derived); host {v['host_arena']} B = {v['host_head']} + "
+                          f"{v['host_tail']}; {v['instructions']} instr.")
     out = ROOT / "bench" / "results" / ("arena_bench_qemu.json" if args.qemu else "arena_bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bench": "arena", "device": DEVICE, "host": "64-bit host TFLM (tflite-micro wheel)",

@@ -9,7 +9,7 @@ import click
 from .common import echo_json, verbosity_options
 
 _path = click.Path(path_type=Path)
-OBJECTIVES = ["size", "download", "latency", "macs", "energy"]
+OBJECTIVES = ["size", "download", "latency", "macs", "energy", "ram"]
 
 
 class _Bar:
@@ -62,7 +62,8 @@ class _Bar:
 @click.option("--max-accuracy-drop", type=float, default=1.0, show_default=True,
               help="Accuracy budget in points: trials that lose more are infeasible.")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="size", show_default=True,
-              help="What to minimise: .tflite bytes, download (entropy-coded) bytes, latency, MACs or energy.")
+              help="What to minimise: .tflite bytes, download (entropy-coded) bytes, latency, MACs, energy or RAM "
+                   "(tflm: the tensor arena; trials then also try --patches auto).")
 @click.option("--trials", type=int, default=40, show_default=True, help="Trials in all (trial 0 is plain int8).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--space", type=_path, help="Search space YAML (default: derived from the model and target).")

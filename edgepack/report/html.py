@@ -12,7 +12,8 @@ import html
 from typing import Any, Iterable, Optional
 
 from . import plots
-from .markdown import LAYER_COLUMNS, STEP_COLUMNS, cell, fmt_bytes, gate_limit
+from .markdown import (LAYER_COLUMNS, MEMORY_COLUMNS, MEMORY_NOTE, STEP_COLUMNS, cell, fmt_bytes, gate_limit,
+                       memory_rows)
 
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;margin-top:1.6em}
@@ -119,6 +120,9 @@ def render_html(report: dict[str, Any]) -> str:
         out.append(_section(f"Firmware: {fw.get('device')}", _figure(plots.budget_svg(b), "memory budget"),
                             _table(rows, ["memory", "needed", "available", "headroom"]),
                             _fields((k, fw.get(k)) for k in ("arena", "parity", "harness"))))
+        if fw.get("memory_plan") or fw.get("patches"):
+            rows = memory_rows(fw.get("memory_plan") or {}, fw.get("patches"), fw.get("arena") or {})
+            out.append(_section("Memory: tensor arena", f"<p>{_e(MEMORY_NOTE)}</p>", _table(rows, MEMORY_COLUMNS)))
         if fw.get("patches"):
             out.append(_patches_section(fw["patches"], fw.get("memory_plan") or {}))
     profiles = report.get("profiles") or []

@@ -7,7 +7,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 STEP_COLUMNS = ("step", "params", "macs", "keras_accuracy_pct", "float_tflite_bytes", "entropy_coded_bytes",
                 "host_latency_us")
@@ -127,11 +127,80 @@ def _firmware(fw: dict) -> list[str]:
                    f"steps ({cell(p.get('max_abs_diff'))} in output units)"),
                   ("parity samples", f"{p.get('samples')} {p.get('data')}"),
                   ("harness expected CRC-32", h.get("expected_crc32")),
-                  ("offline memory plan", (("kept: " if mp.get("kept") else "not kept: ") + str(mp.get("reason")))
-                   if mp else None),
                   ("op registrations", ", ".join(fw.get("op_registrations", [])))])
     lines += [f"- {adv}" for adv in fw.get("advice", [])]
-    return lines + ([""] if fw.get("advice") else []) + _compression(fw.get("compression") or {})
+    return (lines + ([""] if fw.get("advice") else []) + memory(fw.get("memory_plan") or {}, fw.get("patches"), a)
+            + _compression(fw.get("compression") or {}))
+
+
+MEMORY_COLUMNS = ("arena", "total B", "activations B", "persistent B", "peak op", "decision")
+TILING_COLUMNS = ("tiling", "arena", "planned_head", "tail", "extra_macs", "tiles_in_concat_output")
+
+
+def _peak(p: Optional[dict]) -> Optional[str]:
+    if not p or p.get("op") is None:
+        return None
+    return f"op {p['op']}{' ' + p['name'] if p.get('name') else ''} ({p.get('live_bytes', p.get('bytes')):,} B live)"
+
+
+def _decision(d: dict) -> str:
+    return ("kept: " if d.get("kept") else "not kept: ") + str(d.get("reason"))
+
+
+MEMORY_NOTE = ("Host TFLM figures (64-bit: an upper bound of a 32-bit board's); activations = TFLM's non-persistent "
+               "head, persistent = its tail (tensor structs, per-channel quantization data, op data).")
+
+
+def memory_rows(mp: dict, patches: Optional[dict], arena: dict) -> list[dict]:
+    """The tensor arena three ways (:data:`MEMORY_COLUMNS`), activations (TFLM's head) and persistent part (its
+    tail) apart: TFLM's own planner, the offline plan (edgepack.tflm.memplan), patch-based inference
+    (edgepack.tflm.patches), the live-set bound of the activations, the peak op, and what ships."""
+    own, planned, bound = mp.get("own_arena") or {}, mp.get("planned_arena") or {}, mp.get("live_set_bound") or {}
+    p = patches or {}
+    peak = _peak(p.get("peak_op_before")) or _peak(bound)
+    rows = [{"arena": "TFLM's own planner", "total B": own.get("bytes"), "activations B": own.get("head"),
+             "persistent B": own.get("tail"), "peak op": peak},
+            {"arena": "offline plan", "total B": planned.get("bytes"), "activations B": planned.get("head"),
+             "persistent B": planned.get("tail"), "decision": _decision(mp) if mp else None}]
+    if p.get("tiling"):
+        rows.append({"arena": f"patches: {p['tiling']}", "total B": p.get("patched_arena"),
+                     "activations B": p.get("patched_head"), "persistent B": p.get("patched_tail"),
+                     "peak op": _peak(p.get("peak_op_after")), "decision": _decision(p)})
+    else:
+        rows.append({"arena": "patches", "decision": _decision(p) if p else
+                     "off (--patches auto or recipe tflm.patches: auto tries them)"})
+    if bound.get("bytes"):
+        rows.append({"arena": "live-set bound", "activations B": bound["bytes"], "peak op": _peak(bound)})
+    rows.append({"arena": "shipped (smallest that runs)", "total B": arena.get("min_bytes"),
+                 "decision": f"firmware reserves {cell(arena.get('recommended_bytes'))} B with the margin"})
+    return rows
+
+
+def tiling_figures(p: dict) -> list[tuple[str, Any]]:
+    """The tiling measured (kept or not): grid, stage ops, extra MACs, budget, bit-exactness; [] without one."""
+    if not p.get("tiling"):
+        return []
+    macs = f"{cell(p.get('extra_macs'))} (+{cell(p.get('extra_macs_pct'))}% of {cell(p.get('macs'))})"
+    pairs = [("patches: grid (rows x cols)", "x".join(str(g) for g in p.get("grid", [])) or None),
+             ("patches: stage ops", p.get("stage_ops")), ("patches: extra MACs", macs),
+             ("patches: MAC budget", f"{cell(p.get('mac_budget_pct'))}%"),
+             ("patches: outputs bit-exact", None if p.get("bit_exact") is None else
+              f"{cell(p['bit_exact'])} on {p.get('outputs_checked_samples')} samples")]
+    return [kv for kv in pairs if kv[1] is not None]
+
+
+def memory(mp: dict, patches: Optional[dict], arena: dict) -> list[str]:
+    """report.md's memory section: :func:`memory_rows`, then the tiling's :func:`tiling_figures` and the
+    tilings measured; [] when neither a memory plan nor patches were decided."""
+    if not mp and not patches:
+        return []
+    p = patches or {}
+    lines = ["### Memory: tensor arena", "", MEMORY_NOTE, ""] + table(memory_rows(mp, patches, arena), MEMORY_COLUMNS)
+    if p.get("tiling"):
+        lines += _kv(tiling_figures(p))
+        if p.get("measured"):
+            lines += ["Tilings measured (host TFLM arena by bisection):", ""] + table(p["measured"], TILING_COLUMNS)
+    return lines
 
 
 COMPRESSION_COLUMNS = ("tensor", "name", "op", "encoding", "bits", "per_channel", "bytes_before", "bytes_after",

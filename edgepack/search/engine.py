@@ -5,7 +5,10 @@ Optuna's multi-objective sampler (TPE by default, NSGA-II on request) minimises
 re-seeded from (seed, trial number) before every ask, so a proposal is a function of the
 seed and the results told so far: one worker gives the same trials run after run, and
 ``--resume`` continues exactly where an uninterrupted search would have gone. Trial 0 is
-plain int8 (no steps), the reference every result is compared with.
+plain int8 (no steps), the reference every result is compared with. For ``--target tflm`` the
+trials may also pick patch-based inference (recipe ``tflm.patches``, space ``patches``): always
+for ``--objective ram``, else only when trial 0 is short of the board's RAM (then no other trial
+starts before trial 0 ends; :func:`edgepack.search.space.patches_decision`).
 
 Each trial is a Ray task (``max_retries=0``, ``max_calls=1``: a fresh worker process per
 trial). A trial that raises, times out (``trial_timeout``, the task is cancelled), is
@@ -30,7 +33,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import EdgepackError, UsageError
 from ..fsutil import atomic_write_text, sha256_path
-from .space import SearchSpace, default_space
+from .space import SearchSpace, default_space, patches_decision
 from .store import SearchStore
 from .trial import OBJECTIVE_KEYS, ROLES, TrialJob, pack_inputs, run_trial
 
@@ -76,6 +79,9 @@ def _check(cfg: SearchConfig) -> None:
         raise UsageError(f"--target {cfg.target}: edgepack search builds for android or tflm")
     if cfg.target == "tflm" and not cfg.device:
         raise UsageError("--target tflm needs --device PROFILE (the board whose flash and RAM bound the search)")
+    if cfg.objective == "ram" and cfg.target != "tflm":
+        raise UsageError("--objective ram needs --target tflm --device PROFILE (the tensor arena TFLM needs); "
+                         "for android use --objective size or latency")
     if cfg.objective == "energy" and cfg.target != "tflm":
         raise UsageError("--objective energy needs --target tflm --device PROFILE (estimated from the board's "
                          "power figures); this host has no energy counter")
@@ -118,6 +124,9 @@ def _space(cfg: SearchConfig) -> SearchSpace:
         space = SearchSpace.from_yaml(cfg.space)
         if cfg.train is None and (space.epochs or any(s in space.steps for s in ("distill", "qat"))):
             raise UsageError(f"{cfg.space}: fine-tuning (epochs > 0, distill, qat) needs --train DATA")
+        if space.patches != "fixed" and cfg.target != "tflm":
+            raise UsageError(f"{cfg.space}: patches: {space.patches} is for --target tflm (patch-based inference "
+                             "shrinks TFLM's tensor arena); remove it or use --target tflm")
         return space
     from ..profiles import load_profile
     from ..load import load_model
@@ -225,6 +234,11 @@ class _Driver:
         self.workers = max(1, min(cfg.workers or cpus, cfg.trials))
         self.cpus_per_trial = max(1, cpus // self.workers)
         self.study = _new_study(store, cfg.enqueue)
+        self.ram_bytes = None
+        if cfg.target == "tflm":
+            from ..profiles import load_profile
+
+            self.ram_bytes = load_profile(str(cfg.device)).ram_bytes
         self.pending: dict[Any, dict] = {}
         self.next_number = max([t["number"] for t in store.trials], default=BASELINE) + 1
         paths = {role: getattr(cfg, role) for role in ROLES}
@@ -234,6 +248,24 @@ class _Driver:
 
     def finished(self) -> int:
         return len(self.store.trials)
+
+    def patches(self) -> Optional[dict]:
+        """Whether trials search recipe tflm.patches (recorded in search.json as ``patches``); None while it
+        waits for trial 0."""
+        if self.store.data.get("patches") is None:
+            base = next((t for t in self.store.trials if t["number"] == BASELINE), None)
+            decision = patches_decision(self.space, self.cfg.objective, base, self.ram_bytes)
+            if decision is not None:
+                self.store.data["patches"] = decision
+                self.store.save()
+        return self.store.data.get("patches")
+
+    def may_submit(self) -> bool:
+        """A free worker and trials left; no trial but trial 0 while the patches decision waits for it."""
+        if len(self.pending) >= self.workers or self.finished() + len(self.pending) >= self.cfg.trials:
+            return False
+        waiting = any(i["number"] == BASELINE for i in self.pending.values())
+        return not (waiting and self.patches() is None)
 
     def submit(self) -> None:
         taken = {t["number"] for t in self.store.trials} | {i["number"] for i in self.pending.values()}
@@ -254,7 +286,8 @@ class _Driver:
             self.study.sampler = _sampler(self.space, self.cfg.seed, len(self.study.trials), self.workers > 1,
                                           self.cfg.trials)
             ot = self.study.ask()
-            recipe = self.space.sample(ot, self.store.data["base_recipe"], self.cfg.max_accuracy_drop)
+            recipe = self.space.sample(ot, self.store.data["base_recipe"], self.cfg.max_accuracy_drop,
+                                       patches=bool((self.patches() or {}).get("searched")))
 
         try:
             text = Recipe.from_dict(recipe, f"trial {number}").to_yaml()
@@ -316,7 +349,7 @@ class _Driver:
     def run(self) -> None:
         ray = self.ray
         while self.finished() + len(self.pending) < self.cfg.trials or self.pending:
-            while len(self.pending) < self.workers and self.finished() + len(self.pending) < self.cfg.trials:
+            while self.may_submit():
                 self.submit()
             now = time.monotonic()
             wait = max(0.05, min(i["start"] + self.cfg.trial_timeout - now for i in self.pending.values()))

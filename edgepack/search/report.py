@@ -13,7 +13,8 @@ import html
 import io
 from typing import Any, Optional
 
-UNITS = {"size_bytes": "bytes", "download_bytes": "bytes", "macs": "MACs", "latency_us": "µs", "energy_mj": "mJ"}
+UNITS = {"size_bytes": "bytes", "download_bytes": "bytes", "macs": "MACs", "latency_us": "µs", "energy_mj": "mJ",
+         "arena_bytes": "tensor arena bytes"}
 
 
 def _steps(rec: dict) -> str:
@@ -22,7 +23,20 @@ def _steps(rec: dict) -> str:
         knobs = {k: v for k, v in s.items() if k not in ("type", "fine_tune")}
         parts.append(s["type"] + ("(" + ", ".join(f"{k}={v}" for k, v in knobs.items()) + ")" if knobs else ""))
     mode = rec.get("recipe", {}).get("quantize", {}).get("mode", "?")
+    if rec.get("recipe", {}).get("tflm", {}).get("patches") == "auto":
+        mode += " + patches"
     return " → ".join(parts + [mode])
+
+
+def _unpatched(data: dict, key: str) -> list[tuple[float, float, float]]:
+    """(arena with patches, arena without, drop) of the trials whose kept patches changed the arena."""
+    out = []
+    for t in data["trials"]:
+        m = t.get("metrics") or {}
+        if key == "arena_bytes" and m.get("arena_unpatched_bytes") not in (None, m.get(key)) \
+                and m.get(key) is not None and m.get("drop_pt") is not None:
+            out.append((m[key], m["arena_unpatched_bytes"], m["drop_pt"]))
+    return out
 
 
 def pareto_svg(data: dict) -> str:
@@ -42,6 +56,11 @@ def pareto_svg(data: dict) -> str:
                and (t.get("metrics") or {}).get(key) is not None and t["metrics"].get("drop_pt") is not None]
         if pts:
             ax.scatter(*zip(*pts), marker=marker, color=color, label=label, zorder=3)
+    without = _unpatched(data, key)
+    for i, (with_, wo, drop) in enumerate(without):
+        ax.plot([wo, with_], [drop, drop], color="#9467bd", linewidth=1, zorder=2)
+        ax.scatter([wo], [drop], marker="o", facecolors="none", edgecolors="#9467bd", zorder=3,
+                   label="same trial without patches" if i == 0 else None)
     fr = sorted((t["metrics"][key], t["metrics"]["drop_pt"]) for t in data["trials"] if t["number"] in front)
     if fr:
         ax.step(*zip(*fr), where="post", color="#2ca02c", label="Pareto front", zorder=2)
@@ -84,6 +103,12 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _arena_cells(m: dict) -> str:
+    """A tflm trial's arena with and without its patches (the same figure when none were kept), and the tiling."""
+    return (f"<td>{_fmt(m.get('arena_bytes'))}</td><td>{_fmt(m.get('arena_unpatched_bytes', m.get('arena_bytes')))}"
+            f"</td><td class=l>{_fmt(m.get('patches'))}</td>")
+
+
 def render_search_html(search_json: dict) -> str:
     """A self-contained HTML page (no external files) for one search.json."""
     d = search_json
@@ -113,17 +138,24 @@ def render_search_html(search_json: dict) -> str:
                      f"{_fmt(best['metrics']['drop_pt'])} pt. Packaged in <code>best/</code>.</p>")
     else:
         lines.append("<p>No feasible trial yet.</p>")
+    tflm = d.get("target") == "tflm"
+    if d.get("patches"):
+        lines.append(f"<p>Patch-based inference (recipe tflm.patches: auto) "
+                     f"{'searched per trial' if d['patches']['searched'] else 'not searched'}: "
+                     f"{esc(d['patches']['why'])}.</p>")
+    arena_head = "<th>arena B</th><th>arena w/o patches B</th><th class=l>patches</th>" if tflm else ""
     lines += ["<h2>Pareto front</h2>", pareto_svg(d) if d["trials"] else "<p>(no trials)</p>", "<h2>Trials</h2>",
               "<table><tr><th>#</th><th>status</th><th class=l>recipe</th><th>tflite B</th><th>download B</th>"
-              "<th>MACs</th><th>latency µs</th><th>accuracy %</th><th>drop pt</th><th>wall s</th><th>node</th>"
-              "<th class=l>error</th></tr>"]
+              f"<th>MACs</th>{arena_head}<th>latency µs</th><th>accuracy %</th><th>drop pt</th><th>wall s</th>"
+              "<th>node</th><th class=l>error</th></tr>"]
     front = set(d.get("pareto_front", []))
     for t in d["trials"]:
         m = t.get("metrics") or {}
         cls = "best" if best and t["number"] == best["trial"] else ("front" if t["number"] in front else "")
         lines.append(f"<tr class='{cls}'><td>{t['number']}</td><td>{esc(t['status'])}</td><td class=l>"
                      f"{esc(_steps(t))}</td><td>{_fmt(m.get('size_bytes'))}</td><td>{_fmt(m.get('download_bytes'))}"
-                     f"</td><td>{_fmt(m.get('macs'))}</td><td>{_fmt(m.get('latency_us'))}</td>"
+                     f"</td><td>{_fmt(m.get('macs'))}</td>{_arena_cells(m) if tflm else ''}"
+                     f"<td>{_fmt(m.get('latency_us'))}</td>"
                      f"<td>{_fmt(m.get('accuracy_pct'))}</td><td>{_fmt(m.get('drop_pt'))}</td>"
                      f"<td>{_fmt(t.get('wall_s'))}</td><td>{esc(str(t.get('node_id', ''))[:8])}</td>"
                      f"<td class=l>{esc(str(t.get('error', ''))[:300])}</td></tr>")

@@ -14,6 +14,11 @@ sample of it into an ordinary :class:`~edgepack.recipe.Recipe`. YAML form::
       cluster: {clusters: [8, 16, 32]}
       distill: {}
       qat: {}
+    patches: when_ram_short   # tflm: fixed (the base recipe's tflm.patches) | searched | when_ram_short
+
+``patches: searched`` lets every trial package with or without patch-based inference (recipe
+``tflm.patches: auto``, :mod:`edgepack.tflm.patches`); ``when_ram_short`` does so only once trial 0
+(plain int8) does not fit the board's RAM or leaves it under 10% (:func:`patches_decision`).
 
 A knob is a fixed value (passed through to the step), a list (a categorical choice) or a
 range ``{low, high, log?, int?}``. Any other key of the step's own config (e.g.
@@ -35,6 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import RecipeError, validation_message
 
 QUANT_CHOICES = ("int8", "int16x8", "mixed")
+PATCH_CHOICES = ("off", "auto")  # the values of recipe tflm.patches a searched trial takes
+RAM_SHORT = 0.10  # trial 0 leaves less than this fraction of the board's RAM: RAM is short
 
 
 def _searched() -> list:
@@ -108,6 +115,8 @@ class SearchSpace(BaseModel):
     epochs: int = Field(2, ge=0, le=100, description="fine-tune epochs of each training step in a trial")
     quantize: list[Literal["int8", "int16x8", "mixed"]] = Field(default_factory=lambda: ["int8"], min_length=1)
     steps: dict[str, StepSpace] = Field(default_factory=dict)
+    patches: Literal["fixed", "searched", "when_ram_short"] = Field(
+        "fixed", description="tflm: patch-based inference per trial (recipe tflm.patches) or the base recipe's")
     notes: list[str] = Field(default_factory=list, description="why steps were left out (default spaces)")
 
     @field_validator("steps")
@@ -181,8 +190,9 @@ class SearchSpace(BaseModel):
                 step["fine_tune"]["learning_rate"] = own["learning_rate"]
         return step
 
-    def sample(self, trial, base: dict, max_accuracy_drop: Optional[float]) -> dict:
-        """An ordinary recipe dict for one Optuna trial (define-by-run), built on ``base``."""
+    def sample(self, trial, base: dict, max_accuracy_drop: Optional[float], patches: bool = False) -> dict:
+        """An ordinary recipe dict for one Optuna trial (define-by-run), built on ``base``; with ``patches``
+        (the driver's :func:`patches_decision`) the trial also picks recipe ``tflm.patches``."""
         mode = trial.suggest_categorical("quantize", list(self.quantize)) if len(self.quantize) > 1 \
             else self.quantize[0]
         steps = []
@@ -208,7 +218,43 @@ class SearchSpace(BaseModel):
         recipe["verify"] = {**base.get("verify", {}), "max_accuracy_drop":
                             "none" if max_accuracy_drop is None else float(max_accuracy_drop),
                             "step_metrics": False}
+        if patches:
+            recipe["tflm"] = {**base.get("tflm", {}),
+                              "patches": trial.suggest_categorical("patches", list(PATCH_CHOICES))}
         return recipe
+
+
+def patches_decision(space: SearchSpace, objective: str, baseline: Optional[dict],
+                     ram_bytes: Optional[int]) -> Optional[dict]:
+    """Whether trials search patch-based inference: ``{"searched": bool, "why": str}``, or None while
+    ``space.patches`` is ``when_ram_short`` and trial 0 (``baseline``, its record) has not finished.
+
+    ``when_ram_short`` searches them when trial 0 does not fit the board's RAM (``ram_bytes``) or leaves
+    under 10% of it, and always for ``--objective ram``.
+
+    Example::
+
+        patches_decision(space, "size", {"status": "ok", "metrics": {"ram_bytes": 95_000}}, 100_000)
+        # {"searched": True, "why": "trial 0 (plain int8) needs 95,000 B of the board's 100,000 B RAM ..."}
+    """
+    if space.patches == "fixed":
+        return {"searched": False, "why": "space patches: fixed (the base recipe's tflm.patches in every trial)"}
+    if space.patches == "searched":
+        return {"searched": True, "why": "space patches: searched"}
+    if objective == "ram":
+        return {"searched": True, "why": "the objective is RAM (the tensor arena)"}
+    if baseline is None or baseline.get("status") not in ("ok", "infeasible", "failed"):
+        return None
+    need = (baseline.get("metrics") or {}).get("ram_bytes")
+    if need is not None and ram_bytes:
+        left = ram_bytes - need
+        short = left < RAM_SHORT * ram_bytes
+        return {"searched": short, "why": f"trial 0 (plain int8) needs {need:,} B of the board's {ram_bytes:,} B "
+                                          f"RAM ({left:,} B left: {'short' if short else 'room enough'})"}
+    err = str(baseline.get("error", ""))
+    if baseline.get("error_type") == "BudgetError" and " RAM: needs " in err:
+        return {"searched": True, "why": f"trial 0 (plain int8) does not fit the board's RAM: {err.split('; ')[0]}"}
+    return {"searched": False, "why": f"trial 0 gave no RAM figure ({baseline.get('status')}): patches not searched"}
 
 
 def _corner(v, end: int):
@@ -284,5 +330,12 @@ def default_space(model, target: str, objective: str, has_train: bool, channel_m
     else:
         quant = ["int8"]
         notes.append("tflm: int8 only (int16x8 and float fallbacks need kernels many boards lack)")
-    raw = {"epochs": epochs if has_train else 0, "quantize": quant, "steps": steps, "notes": notes}
+    patches = "fixed"
+    if target == "tflm":
+        patches = "searched" if objective == "ram" else "when_ram_short"
+        why = ("the objective is RAM" if patches == "searched" else
+               "only if trial 0 (plain int8) leaves under 10% of the board's RAM or does not fit it")
+        notes.append(f"patches (recipe tflm.patches: auto) searched per trial: {why}")
+    raw = {"epochs": epochs if has_train else 0, "quantize": quant, "steps": steps, "notes": notes,
+           "patches": patches}
     return SearchSpace.from_dict(raw, "default space")

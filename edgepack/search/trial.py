@@ -33,7 +33,7 @@ from typing import Any, Optional
 ROLES = ("model", "calibration", "train", "eval", "labels")
 #: Metric names by objective (keys of a trial's ``metrics``).
 OBJECTIVE_KEYS = {"size": "size_bytes", "download": "download_bytes", "latency": "latency_us",
-                  "macs": "macs", "energy": "energy_mj"}
+                  "macs": "macs", "energy": "energy_mj", "ram": "arena_bytes"}
 
 
 @dataclass
@@ -98,7 +98,22 @@ def _metrics(rep) -> dict[str, Any]:
     if fw is not None:
         m["flash_bytes"], m["ram_bytes"] = fw.budget.flash.needed, fw.budget.ram.needed
         m["arena_bytes"] = fw.arena_bytes
+        m.update(patch_metrics(fw.model_extra.get("patches"), fw.arena_bytes))
     return m
+
+
+def patch_metrics(p: Optional[dict], arena_bytes: int) -> dict[str, Any]:
+    """A tflm trial's patch-based inference: the arena it ships and the one it would without patches
+    (both recommended sizes, as ``arena_bytes``), and the tiling kept ("tried, not kept": the trial's report says why).
+
+    Example: ``patch_metrics(rep.firmware.model_extra.get("patches"), 57_616)``
+    -> ``{"patches": "6x1 patches of the first 4 ops (+16% MACs)", "arena_unpatched_bytes": 80_352}``."""
+    if not p:
+        return {"patches": "off"}
+    kept = p.get("kept")
+    without = p.get("baseline_recommended_arena", arena_bytes) if kept else arena_bytes
+    label = f"{p['tiling']} (+{p['extra_macs_pct']:.3g}% MACs)" if kept else "tried, not kept"
+    return {"patches": label, "arena_unpatched_bytes": without}
 
 
 def _measure(folder: Path, job: TrialJob, metrics: dict) -> None:

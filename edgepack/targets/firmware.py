@@ -59,10 +59,33 @@ def advice_for(build: Build) -> list[str]:
     if not pat and left is not None:
         out.append(f"RAM is short ({left} B left): --patches auto (recipe tflm.patches: auto) runs the first "
                    "high-resolution stage tile by tile when that gives a smaller arena, outputs bit-exact")
+    return out + _fits_with(budget.get("ram") or {}, build.report.get("memory_plan") or {}, pat)
+
+
+def _pct(x: float) -> str:
+    """A percentage as the advice words it: whole points from 1% up ("+12%"), else two digits ("+0.45%")."""
+    return f"{x:.0f}" if abs(x) >= 1 else f"{x:.2g}"
+
+
+def _fits_with(ram: dict, plan: dict, pat: dict) -> list[str]:
+    """What made the arena the budget checked smaller: "fits with the offline plan", "fits with 3x3 patches of
+    the first 6 ops at +12% MACs" (only while RAM fits), and by how much RAM would be over without it."""
+    if not ram.get("available") or "headroom" not in ram or "arena" not in ram:
+        return []
+
+    def without(arena: Optional[int]) -> str:
+        over = ram["needed"] - ram["arena"] + arena - ram["available"] if arena else 0
+        return f"; without it RAM would be over by {over:,} B" if over > 0 else ""
+
     if pat.get("kept"):
-        out.append(f"fits with {pat['tiling']} at +{pat['extra_macs_pct']}% MACs: arena {pat['baseline_arena']} -> "
-                   f"{pat['patched_arena']} B (--patches auto)")
-    return out
+        return [f"fits with {pat['tiling']} at +{_pct(pat['extra_macs_pct'])}% MACs: arena {pat['baseline_arena']:,} "
+                f"-> {pat['patched_arena']:,} B{without(pat.get('baseline_recommended_arena'))} (--patches auto)"]
+    if plan.get("kept"):
+        own, planned = plan["own_arena"], plan["planned_arena"]
+        return [f"fits with the offline plan: arena {own['bytes']:,} -> {planned['bytes']:,} B "
+                f"({_pct(100 * (planned['bytes'] / own['bytes'] - 1))}%){without(own.get('recommended'))} "
+                "(recipe tflm.offline_plan)"]
+    return []
 
 
 def _short(memory: Optional[dict]) -> Optional[int]:

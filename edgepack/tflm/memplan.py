@@ -416,6 +416,13 @@ def _measure(model_bytes: bytes, plan: Plan, graph: Graph, tail: int):
         return None
 
 
+def _op_name(model_bytes: bytes, index: int) -> Optional[str]:
+    from ..convert.flatbuffer import read_tflite
+
+    ops = read_tflite(model_bytes).ops
+    return ops[index].op if 0 <= index < len(ops) else None
+
+
 def apply_plan(model_bytes: bytes, own: "ArenaSize", calibration: Optional[np.ndarray] = None) -> PlanResult:  # noqa: F821
     """Plan, measure, decide: the model with an offline plan when TFLM then needs a smaller arena
     (bisection on the host interpreter, scratch buffers included) and every output is
@@ -443,11 +450,12 @@ def apply_plan(model_bytes: bytes, own: "ArenaSize", calibration: Optional[np.nd
         return result(False, "several subgraphs (control flow), no ops, or a tensor edgepack cannot size "
                              "(dtype, dynamic shape): TFLM's own planner is used")
     parts = arena_parts(model_bytes, own.recommended_bytes)
-    own_fig = {"bytes": own.min_bytes, **parts}
+    own_fig = {"bytes": own.min_bytes, **parts, "recommended": own.recommended_bytes}
     cands = plans(graph)
     if not cands:
         return result(False, "no non-constant tensor to plan", own=own_fig)
     bound = {"bytes": cands[0].bound_bytes, "op": max(0, cands[0].bound_op - 1)}
+    bound["name"] = _op_name(model_bytes, bound["op"])
     plan_fig = {"peak_bytes": cands[0].peak_bytes, "method": cands[0].method, "candidates": len(cands)}
     fig = {"own": own_fig, "bound": bound, "plan": plan_fig}
     if cands[0].peak_bytes >= parts["head"]:

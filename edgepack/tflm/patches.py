@@ -169,7 +169,8 @@ def apply_patches(model_bytes: bytes, baseline: "ArenaSize", calibration: Option
     from .memplan import _outputs, _same, _samples, read_graph, read_offline_plan
 
     t0 = time.perf_counter()
-    fig: dict = {"baseline_arena": baseline.min_bytes, "mac_budget_pct": round(100 * mac_budget, 1)}
+    fig: dict = {"baseline_arena": baseline.min_bytes, "baseline_recommended_arena": baseline.recommended_bytes,
+                 "mac_budget_pct": round(100 * mac_budget, 1)}
 
     def result(kept: bool, reason: str, model: bytes = model_bytes, arena=baseline) -> PatchResult:
         return PatchResult(model=model, arena=arena, kept=kept, reason=reason, figures=fig,
