@@ -308,13 +308,14 @@ def default_space(model, target: str, objective: str, has_train: bool, channel_m
         steps["lowrank"] = {"energy": {"low": 0.6, "high": 0.95}, "if_none": "skip"}  # pruning may leave nothing
     else:
         notes.append("lowrank left out: no Dense or 1x1 Conv2D layer large enough to gain from factorisation")
-    if objective == "download":
+    # tflm keeps clustered / pruned weights compressed in flash (TFLM's DECODE): they shrink its model bytes
+    if objective == "download" or (target == "tflm" and objective == "size"):
         if prunable & {"Conv2D", "Dense", "SeparableConv2D", "Conv1D"}:
             steps["prune_magnitude"] = {"sparsity": {"low": 0.5, "high": 0.95}}
         steps["cluster"] = {"clusters": [8, 16, 32]}
     else:
-        notes.append(f"prune_magnitude and cluster left out: they shrink only the entropy-coded download, not "
-                     f"the {objective} (sparse or shared int8 weights are stored and run dense)")
+        notes.append(f"prune_magnitude and cluster left out: they shrink the entropy-coded download (and, for "
+                     f"tflm, the flash), not the {objective} (sparse or shared int8 weights run dense)")
     if has_train:
         steps["distill"] = {}
         steps["qat"] = {}

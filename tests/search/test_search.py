@@ -206,3 +206,18 @@ def test_default_space_without_space_file_for_each_target_with_and_without_train
     multiple = 4 if target == "tflm" else 8  # the kernels' channel multiple (cortex-m4: CMSIS-NN; XNNPACK)
     assert steps["prune_structured"]["round_to"] == [1, multiple]
     assert (tmp_path / "s" / "best" / "report.json").is_file()
+
+
+def test_default_space_searches_weight_sharing_for_tflm_flash_but_not_android_size():
+    """tflm keeps clustered / pruned weights compressed in flash (DECODE), so they lower its size objective;
+    on android they shrink only the download."""
+    from edgepack.keras_compat import tf
+    from edgepack.search.space import default_space
+
+    t = tf()
+    x = t.keras.Input((16,))
+    model = t.keras.Model(x, t.keras.layers.Dense(4)(t.keras.layers.Dense(32, activation="relu")(x)))
+    tflm = default_space(model, "tflm", "size", has_train=False).steps
+    android = default_space(model, "android", "size", has_train=False).steps
+    assert {"prune_magnitude", "cluster"} <= set(tflm)
+    assert not {"prune_magnitude", "cluster"} & set(android)
