@@ -52,9 +52,10 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProce
 
 
 def train(work: Path, names: list[str]) -> dict[str, dict]:
-    """Train ``names`` in one Keras 3 child and one tf_keras child; their NAME.json entries."""
+    """Train ``names`` in one Keras 3 child and one tf_keras child; their NAME.json entries. A model already
+    in ``work`` (its NAME.json written, a previous ``--work`` run) is reused."""
     for legacy in (False, True):
-        group = [n for n in names if (n in tc.TF_KERAS) == legacy]
+        group = [n for n in names if (n in tc.TF_KERAS) == legacy and not (work / f"{n}.json").is_file()]
         if not group:
             continue
         r, wall, cpu = _run([sys.executable, str(ROOT / "tests" / "trained_corpus.py"), str(work), *group],
@@ -81,9 +82,12 @@ def package(work: Path, name: str, entry: dict, mode: str) -> dict:
     env.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     r, wall, cpu = _run(cmd, env)
     row = {"mode": mode, "exit": r.returncode, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+    print(f"{name} {mode}: exit {r.returncode} in {wall:.0f} s (cpu {cpu:.0f} s)", file=sys.stderr, flush=True)
     if r.returncode != 0:
         lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-        return {**row, "refused": lines[-1][:300] if lines else f"exit {r.returncode}"}
+        row["refused"] = lines[-1][:300] if lines else f"exit {r.returncode}"
+        print(f"  {row['refused']}", file=sys.stderr, flush=True)
+        return row
     rep = load_report(out)
     v = rep.verification
     auto = rep.quantize.get("auto") or {}
@@ -124,7 +128,8 @@ def print_row(name: str, row: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", help=f"only these (default all: {', '.join(tc.MODELS)})")
-    ap.add_argument("--work", type=Path, help="keep the models, data and bundles here (default: a temporary folder)")
+    ap.add_argument("--work", type=Path, help="keep the models, data and bundles here; models trained there before are reused "
+                    "(default: a temporary folder)")
     ap.add_argument("--json", type=Path, default=RESULTS / "trained_corpus_bench.json")
     args = ap.parse_args()
     names = args.models or list(tc.MODELS)
