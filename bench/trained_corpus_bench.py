@@ -128,8 +128,8 @@ def print_row(name: str, row: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", help=f"only these (default all: {', '.join(tc.MODELS)})")
-    ap.add_argument("--work", type=Path, help="keep the models, data and bundles here; models trained there before are reused "
-                    "(default: a temporary folder)")
+    ap.add_argument("--work", type=Path, help="keep the models, data and bundles here; models trained there "
+                    "before are reused (default: a temporary folder)")
     ap.add_argument("--json", type=Path, default=RESULTS / "trained_corpus_bench.json")
     args = ap.parse_args()
     names = args.models or list(tc.MODELS)

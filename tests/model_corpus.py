@@ -237,11 +237,6 @@ def mobilenet_v3_large(k):
 
 
 @spec("keras3", "pixels", "slow")
-def mobilenet_v2(k):
-    return k.applications.MobileNetV2(input_shape=(32, 32, 3), weights=None, classes=10, name="mobilenet_v2")
-
-
-@spec("keras3", "pixels", "slow")
 def efficientnet_b0(k):
     return k.applications.EfficientNetB0(input_shape=(32, 32, 3), weights=None, classes=10, name="efficientnet_b0")
 
