@@ -105,7 +105,7 @@ def test_fit_and_batchnorm_recalibration_take_one_array_per_input():
 # --------------------------------------------------------------------------- through the CLI
 
 STEPS: dict[str, list[dict]] = {
-    "prune_structured": [{"type": "prune_structured", "ratio": 0.5, "round_to": 2, "importance": "taylor",
+    "prune_structured": [{"type": "prune_structured", "ratio": 0.25, "round_to": 2, "importance": "taylor",
                           "fine_tune": {"epochs": 3}}],
     "prune_magnitude": [{"type": "prune_magnitude", "sparsity": 0.5}],
     "prune_2of4": [{"type": "prune_magnitude", "m_by_n": [2, 4]}],
