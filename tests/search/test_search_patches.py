@@ -87,15 +87,6 @@ def test_trial_metrics_and_page_show_the_arena_with_and_without_patches():
 
 
 # -- one real search ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_head():
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
-    yield ray
-    ray.shutdown()
-
-
 SMALL_RAM = 88_000  # expansion_net (int8 I/O): ~96.7 KB RAM unpatched, ~74 KB patched (with nucleo-l4r5zi's runtime)
 
 
