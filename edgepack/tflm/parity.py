@@ -44,23 +44,29 @@ class Parity:
 
 
 def _reference_litert(model: bytes):
-    """LiteRT with TFLite's reference kernels (no XNNPACK), the arithmetic TFLM also follows."""
+    """LiteRT with TFLite's reference kernels (no XNNPACK), the arithmetic TFLM also follows; its builtin
+    kernels (still without XNNPACK) when the reference resolver lacks an op (it has no ELU)."""
     from ..runtime import interpreter_class
 
     cls = interpreter_class()
     try:
         from ai_edge_litert.interpreter import OpResolverType
 
-        kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF}
+        resolvers = [{"experimental_op_resolver_type": OpResolverType.BUILTIN_REF},
+                     {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}]
     except ImportError:  # tflite-runtime fallback: default kernels
-        kwargs = {}
-    try:
-        with capture_fd2():
-            interp = cls(model_content=model, num_threads=1, **kwargs)
-            interp.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        raise LiteRTLoadError(f"LiteRT cannot load the model: {str(e).splitlines()[0]}") from e
-    return interp
+        resolvers = [{}]
+    for k, kwargs in enumerate(resolvers):
+        try:
+            with capture_fd2():
+                interp = cls(model_content=model, num_threads=1, **kwargs)
+                interp.allocate_tensors()
+            return interp
+        except (ValueError, RuntimeError) as e:
+            if k + 1 < len(resolvers) and "Didn't find op" in str(e):
+                continue
+            raise LiteRTLoadError(f"LiteRT cannot load the model: {str(e).splitlines()[0]}") from e
+    raise AssertionError("unreachable")
 
 
 def input_sets(model: bytes, x: Samples) -> list[list[np.ndarray]]:
