@@ -67,8 +67,6 @@ def measure(path: Path, xs: list[np.ndarray], ys: list[np.ndarray]) -> dict:
         row["max_abs_diff"] = src.translation.get("max_abs_diff")
     if src.kind != "keras":
         return {**row, "why": src.reason}
-    if len(ys) != 1:
-        return {**row, "why": f"{len(ys)} outputs: the accuracy gate takes one (Keras models with several are refused)"}
     from edgepack.samples import Inputs
 
     x = xs[0] if len(xs) == 1 else Inputs(tuple(xs), tuple(src.model.input_names))  # calibrated by input name
@@ -76,18 +74,25 @@ def measure(path: Path, xs: list[np.ndarray], ys: list[np.ndarray]) -> dict:
         data = convert(src.model, QuantizeConfig(mode="int8"), calibration=x)
     except EdgepackError as e:
         return {**row, "int8": "failed", "why": _first_line(e)}
-    pred, ref = LiteRT(data).predict(x), ys[0]
+    # several outputs: the classification output is the first (Keras order), found among the converted
+    # outputs by name (edgepack.outputs), as the accuracy gate does
+    from edgepack.outputs import choose, output_names
+
+    pos = choose([str(n) for n in src.model.output_names], None).position(output_names(data))
+    pred, ref = LiteRT(data).predict(x, output=pos), ys[0]
+    if len(ys) > 1:
+        row["why"] = f"{len(ys)} outputs: scored on the first (the classification output by default)"
     row["int8_max_abs_err"] = float(np.abs(pred - ref).max())
     if ref.ndim == 2 and ref.shape[-1] > 1:
         agree = float(np.mean(pred.argmax(-1) == ref.argmax(-1)) * 100)
         row.update(int8_agreement_pct=agree, int8_drop_pt=round(100 - agree, 2))
     if "int8_drop_pt" in row:  # a classifier: agreement means something
-        row["auto_plan"] = "int8" if row["int8_drop_pt"] <= 1.0 else auto_plan(src.model, xs[0])
-    row.update(tflm(src.model, xs[0]))
+        row["auto_plan"] = "int8" if row["int8_drop_pt"] <= 1.0 or len(ys) > 1 else auto_plan(src.model, x)
+    row.update(tflm(src.model, x))
     return row
 
 
-def auto_plan(model, x: np.ndarray) -> str:
+def auto_plan(model, x) -> str:
     """``--quantize auto``'s per-op plan when plain int8 misses 1 pt (agreement with float, no labels):
     how many ops it keeps int16x8 / float, and the drop it reaches."""
     from edgepack.errors import EdgepackError
@@ -104,7 +109,7 @@ def auto_plan(model, x: np.ndarray) -> str:
     return f"{wide or 'int8'}: drop {sec.get('drop_pt')}" + ("" if sec.get("met") else " (limit missed)")
 
 
-def tflm(model, x: np.ndarray) -> dict:
+def tflm(model, x) -> dict:
     """The model as --target tflm converts it (edgepack.tflm.prepare.for_tflm: batch 1, GELU's tanh form; dense
     per tensor; SELECT as SELECT_V2), int8: TFLM op support, then host TFLM vs LiteRT on the corpus inputs (max
     output steps)."""
