@@ -316,8 +316,8 @@ def check_bit_exact(plain: bytes, compressed: bytes, samples: np.ndarray, arena_
     for i, sample in enumerate(input_sets(plain, samples)):  # one array per input (several-input models)
         xs = [quantize_input(np.asarray(xk, np.float32), d) for xk, d in zip(sample, a.inputs)]
         x = xs[0] if len(xs) == 1 else xs
-        ya, yb = a.invoke_raw(x), b.invoke_raw(x)
-        if ya.shape != yb.shape or ya.tobytes() != yb.tobytes():
+        ya, yb = a.invoke_all(x), b.invoke_all(x)  # every output (several-output models)
+        if any(p.shape != q.shape or p.tobytes() != q.tobytes() for p, q in zip(ya, yb)) or len(ya) != len(yb):
             raise VerificationError(f"the TFLM-compressed model differs from the plain one on sample {i} "
                                     "(decoding must restore the exact weights); package with recipe "
                                     "compress: {encoding: off} and report the model to edgepack")
