@@ -38,9 +38,11 @@ def wider_plan(model, ctx: Context, quant: QuantizeConfig, limit: Optional[float
     wide = [{"op": u["op"], "layer": u["layer"], "precision": u["choice"], "int8_alone_drop_pt": u["drop_pt"],
              "int8_alone_rel_error": u["rel_error"]}
             for u in rec.get("ops", []) if u.get("choice") != "int8"]
-    chosen = next((t for t in reversed(rec.get("search", [])) if t.get("change") == "chosen"), None)
+    chosen = next((t for t in reversed(rec.get("search", [])) if t.get("meets")), None)  # the plan's trial
     first = (rec.get("search") or [{}])[0]
-    section = {"chosen": "per-op plan", "int8": int8_refusal, "metric": rec.get("metric"),
+    # ai-edge-quantizer's all-int8 plan can meet the limit where the TFLite converter's int8 did not
+    label = "per-op plan" if wide else "all int8 (per-op quantizer)"
+    section = {"chosen": label, "int8": int8_refusal, "metric": rec.get("metric"),
                "budget_pt": rec.get("budget_pt"), "met": rec.get("met"), "drop_pt": rec.get("drop_pt"),
                "counts": rec.get("counts"), "kept_wide": wide,
                "size_bytes": {"all_int8": first.get("size_bytes"), "plan": (chosen or {}).get("size_bytes")}}

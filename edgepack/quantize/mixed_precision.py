@@ -140,11 +140,16 @@ class MixedPrecision(Pass):
         pq = PlanQuantizer(float_tfl, ctx.calibration, self.config.per_channel, quant.rules, quant.io)
         scorer = _Scorer(ctx, float_tfl, self.config.samples)
         units = op_units(float_tfl, [lyr.name for lyr in model.layers])
-        for i, u in enumerate(units):  # only this op quantized, all others float
-            ctx.progress("sensitivity", i, len(units))
-            u["drop_pt"], u["rel_error"], _ = scorer.run(pq.quantize({u["node"]: "int8"}, default="float"))
-        ctx.progress("sensitivity", len(units), len(units))
-        plan, trail = self.search(units, pq, scorer, budget)
+        plan, trail = {u["node"]: "int8" for u in units}, []
+        if self._trial(plan, "all int8", pq, scorer, budget, trail):  # every op int8 meets it: nothing to rank
+            for u in units:
+                u["drop_pt"] = u["rel_error"] = None
+        else:
+            for i, u in enumerate(units):  # only this op quantized, all others float
+                ctx.progress("sensitivity", i, len(units))
+                u["drop_pt"], u["rel_error"], _ = scorer.run(pq.quantize({u["node"]: "int8"}, default="float"))
+            ctx.progress("sensitivity", len(units), len(units))
+            self.search(units, plan, pq, scorer, budget, trail)
         final = [t for t in trail if "drop_pt" in t][-1]  # the plan's own trial (refused candidates were undone)
         final_drop, final_err, met = final["drop_pt"], final["rel_error"], final["meets"]
         for u in units:
@@ -154,29 +159,33 @@ class MixedPrecision(Pass):
                    counts={p: sum(v == p for v in plan.values()) for p in ("int8", "int16x8", "float")})
         return plan
 
-    def search(self, units: list[dict], pq: PlanQuantizer, scorer: _Scorer, budget: float):
-        """Greedy by sensitivity, then a clean-up pass; returns the plan and the trail of trials."""
-        plan = {u["node"]: "int8" for u in units}
+    @staticmethod
+    def _trial(plan: dict[str, str], change: str, pq: PlanQuantizer, scorer: _Scorer, budget: float,
+               trail: list[dict]) -> Optional[bool]:
+        """Whether the accuracy gate accepts ``plan`` with limit ``budget`` (the trial is added to ``trail``);
+        None when LiteRT cannot load its model (e.g. an int16x8 ADD whose input scales its kernel cannot
+        rescale): that plan is no candidate."""
+        data = pq.quantize(plan)
+        try:
+            drop, err, ver = scorer.run(data)
+        except LiteRTLoadError as e:
+            trail.append({"change": change, "refused": str(e), "size_bytes": len(data)})
+            return None
+        ok = scorer.passes(ver, budget)
+        trail.append({"change": change, "drop_pt": drop, "rel_error": err, "meets": ok, "size_bytes": len(data)})
+        return ok
+
+    def search(self, units: list[dict], plan: dict[str, str], pq: PlanQuantizer, scorer: _Scorer, budget: float,
+               trail: list[dict]) -> None:
+        """From ``plan`` (all int8, which missed ``budget``): greedy by sensitivity, then a clean-up pass;
+        changes ``plan`` in place and adds each trial to ``trail``."""
         key = (lambda u: (-u["rel_error"], -u["drop_pt"], u["node"])) if scorer.on_error else \
             (lambda u: (-u["drop_pt"], -u["rel_error"], u["node"]))  # the gate's own figure first
         order = [u["node"] for u in sorted(units, key=key)]
-        trail: list[dict] = []
 
         def meets(change: str) -> Optional[bool]:
-            """Whether the accuracy gate accepts the plan with limit ``budget``; None when LiteRT cannot load its
-            model (e.g. an int16x8 ADD whose input scales its kernel cannot rescale): that plan is no candidate."""
-            data = pq.quantize(plan)
-            try:
-                drop, err, ver = scorer.run(data)
-            except LiteRTLoadError as e:
-                trail.append({"change": change, "refused": str(e), "size_bytes": len(data)})
-                return None
-            ok = scorer.passes(ver, budget)
-            trail.append({"change": change, "drop_pt": drop, "rel_error": err, "meets": ok, "size_bytes": len(data)})
-            return ok
+            return self._trial(plan, change, pq, scorer, budget, trail)
 
-        if meets("all int8"):
-            return plan, trail
         met = False
         for level in self.config.allow:  # promote, most sensitive first
             for node in order:
@@ -190,7 +199,7 @@ class MixedPrecision(Pass):
             if met:
                 break
         if not met:
-            return plan, trail
+            return
         # Clean-up: demote promotions that turned out unnecessary, least sensitive first.
         for node in reversed(order):
             for lower in self._lower_levels(plan[node]):
@@ -200,7 +209,6 @@ class MixedPrecision(Pass):
                 plan[node] = was
         best = [t for t in trail if t.get("meets")][-1]
         trail.append({**best, "change": "chosen"})
-        return plan, trail
 
     def _lower_levels(self, level: str) -> list[str]:
         """What an op at ``level`` may fall back to in clean-up: int8, then fallbacks preferred over it."""

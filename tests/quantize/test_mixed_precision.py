@@ -48,6 +48,7 @@ def test_well_behaved_model_stays_all_int8_and_float_only_fallback():
     rec = ctx.records[-1]
     assert rec["metric"] == "agreement" and rec["counts"]["int16x8"] == rec["counts"]["float"] == 0
     assert len(rec["search"]) == 1
+    assert all(u["drop_pt"] is None for u in rec["ops"])  # all int8 met the budget: no per-op sensitivity runs
     ctx = context()
     MixedPrecision(MixedPrecision.Config(max_accuracy_drop=1.0, allow=["float"])).plan(outlier_model(), ctx, INT8)
     rec = ctx.records[-1]
