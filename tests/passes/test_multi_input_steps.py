@@ -177,6 +177,7 @@ def _check_step(step: str, report: dict) -> None:
         assert rec["mixed_precision"]["ops"]
 
 
+@pytest.mark.slow  # a CLI package with a fine-tune: the default suite keeps the surgery and data tests above
 def test_cli_prune_structured_through_both_branches_for_android(two_input, run_cli, tmp_path):
     report, refused = _package(run_cli, two_input, tmp_path, STEPS["prune_structured"])
     assert refused is None, refused
@@ -189,7 +190,7 @@ def test_cli_every_step_packages_the_two_input_model_for_android(two_input, run_
     results = {}
     for step, steps in STEPS.items():
         if step == "prune_structured":
-            continue  # the default suite's test
+            continue  # its own test above
         report, refused = _package(run_cli, two_input, tmp_path / step, steps)
         results[step] = refused or report
         if report is not None:
